@@ -1,0 +1,115 @@
+"""The ``pipeline`` command: thin Typer wrappers that call the library and print.
+
+A user error (:class:`PipelineError`) becomes one line on stderr and its exit code (2 for a bad
+config or input); any other exception is an internal failure: one line and exit code 1, with the
+traceback under ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .errors import ExitCode, PipelineError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Exact moving-window reductions of pointwise expressions over huge Zarr images.",
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+def _fail(exc: BaseException) -> None:
+    if _state["debug"]:
+        raise exc
+    if isinstance(exc, PipelineError):
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(int(exc.exit_code))
+    typer.echo(f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+    raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _guard(fn, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary
+        _fail(exc)
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+class _Progress:
+    """Progress lines on stderr for runs that take more than a couple of seconds."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.t0 = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic() - self.t0
+        if self.quiet or now < 2 or (now - self.last < 1 and done < total):
+            return
+        self.last = now
+        typer.echo(f"  {done}/{total} blocks ({100 * done / total:.0f}%) in {now:.1f} s", err=True)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+) -> None:
+    """Run a config: read the inputs, compute the window reduction, write the output Zarr."""
+    from . import runner
+
+    result = _guard(runner.run, config, progress=_Progress(quiet))
+    typer.echo(result.summary())
+
+
+@app.command()
+def validate(config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)]) -> None:
+    """Check a config and its inputs without computing or writing anything; print the plan."""
+    from . import runner
+
+    prep = _guard(runner.prepare, config)
+    cfg = prep.config
+    typer.echo(f"config OK: {config}")
+    for name, spec in prep.specs.items():
+        used = "" if name in prep.plan.expr.names else "  (not used by op)"
+        typer.echo(f"input {name}: {spec.source} shape {spec.shape} {spec.dtype} chunks {spec.chunks}{used}")
+    typer.echo(prep.plan.describe())
+    typer.echo(f"output:        {cfg.output.path}:{cfg.output.array}" + (" (overwrite)" if cfg.output.overwrite else ""))
+    typer.echo(f"scheduler:     {cfg.compute.scheduler}" + (f", {cfg.compute.workers} workers" if cfg.compute.workers else ""))
+
+
+@app.command()
+def info(path: Annotated[str, typer.Argument(help="A Zarr store (group or array).", show_default=False)]) -> None:
+    """Shape, dtype, chunks, codecs and attributes of the arrays in a Zarr store."""
+    from . import io
+
+    typer.echo(_guard(io.describe_store, path))
+
+
+def entrypoint() -> None:  # pragma: no cover - console script
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

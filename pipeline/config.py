@@ -1,0 +1,221 @@
+"""The run config: pydantic models (frozen, unknown keys refused) and safe YAML loading.
+
+The config is a contract with users: keys may be added, existing ones keep working.  Loading
+resolves relative paths against the config file's folder, so a config works from any working
+directory (cron starts jobs in ``$HOME``).  Every problem becomes a :class:`ConfigError` whose
+message names the file, the line where known, and the dotted key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+
+from .errors import ConfigError
+
+#: Largest window side accepted; larger is almost surely a typo and would only waste memory.
+MAX_WINDOW = 16_385
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+WindowSide = Annotated[StrictInt, Field(ge=1, le=MAX_WINDOW)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Model):
+    """One input image: a Zarr store and the array inside it."""
+
+    path: Name
+    array: Name | None = None  #: array inside the store; None when ``path`` is the array itself
+
+
+class WindowSpec(_Model):
+    """The moving window and how it is reduced."""
+
+    size: WindowSide | tuple[WindowSide, WindowSide]
+    reduce: Literal["sum"] = "sum"
+    boundary: Literal["shrink", "valid"] = "shrink"
+
+
+class OutputSpec(_Model):
+    """Where the result goes."""
+
+    path: Name
+    array: Name = "result"
+    overwrite: StrictBool = False
+
+
+class ComputeSpec(_Model):
+    """How the work is executed."""
+
+    scheduler: Literal["threads", "processes", "synchronous"] = "threads"
+    chunks: Literal["auto"] | PositiveInt | tuple[PositiveInt, PositiveInt] = "auto"
+    workers: PositiveInt | None = None  #: threads or processes; default: the CPU count
+
+
+class Config(_Model):
+    """A whole run config, with paths already resolved."""
+
+    inputs: dict[Name, InputSpec] = Field(min_length=1)
+    op: Annotated[str, Field(min_length=1)]
+    window: WindowSpec
+    output: OutputSpec
+    compute: ComputeSpec = ComputeSpec()
+
+    @field_validator("inputs")
+    @classmethod
+    def _names_are_identifiers(cls, v: dict[str, InputSpec]) -> dict[str, InputSpec]:
+        for name in v:
+            if not name.isidentifier() or keyword.iskeyword(name):
+                raise ValueError(f"input name {name!r} must be a Python-style identifier (used in op)")
+        return v
+
+
+# --------------------------------------------------------------------------------------------
+# YAML
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (a silently ignored key is a silent bug)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML config file safely (no Python tags, no duplicate keys) into a mapping."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", where=str(p)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file ({e.__class__.__name__}: {e})", where=str(p)) from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        what = " ".join(str(s) for s in (e.context, e.problem) if s)
+        raise ConfigError(f"invalid YAML: {what}", where=f"{p}{line}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid YAML: {e}", where=str(p)) from None
+    if not isinstance(data, dict):
+        raise ConfigError("the config must be a mapping of keys (inputs, op, window, output, ...)", where=str(p))
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    parts = [str(x) for x in loc if not (isinstance(x, str) and x in _UNION_TAGS)]
+    return ".".join(parts) or "config"
+
+
+# pydantic puts the union member tried into the location; drop those tags from dotted keys
+_UNION_TAGS = {"int", "str", "tuple[int, int]", "literal['auto']", "constrained-int", "is-instance"}
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at ``loc`` (for 'did you mean' suggestions)."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        if field is None:
+            if model is Config and loc and loc[0] == "inputs":
+                model = InputSpec
+                continue
+            return []
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+    return list(model.model_fields)
+
+
+def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
+    loc = tuple(err["loc"])
+    where = _dotted(loc)
+    if err["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        choices = _valid_keys(Config, loc)
+        close = difflib.get_close_matches(key, choices, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else (f" (valid keys: {', '.join(choices)})" if choices else "")
+        return where, f"unknown key{hint}"
+    if err["type"] == "missing":
+        return where, "required key is missing"
+    msg = err["msg"]
+    if "input" in err and err["type"] not in ("missing",):
+        got = err["input"]
+        shown = repr(got)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        msg = f"{msg} (got {shown})"
+    return where, msg
+
+
+def _is_url(path: str) -> bool:
+    return bool(_URL.match(path))
+
+
+def _resolve(path: str, base: Path) -> str:
+    if _is_url(path):
+        return path
+    p = Path(os.path.expanduser(path))
+    if not p.is_absolute():
+        p = base / p
+    return os.path.normpath(str(p))
+
+
+def parse_config(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None, source: str = "config") -> Config:
+    """Validate a config mapping and resolve its relative paths against ``base_dir``.
+
+    ``source`` (the file name) prefixes error messages.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError("the config must be a mapping", where=source)
+    try:
+        cfg = Config.model_validate(dict(data))
+    except ValidationError as e:
+        errors = e.errors()
+        where, msg = _format_error(errors[0])
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise ConfigError(msg + more, where=f"{source}: {where}") from None
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    inputs = {k: v.model_copy(update={"path": _resolve(v.path, base)}) for k, v in cfg.inputs.items()}
+    output = cfg.output.model_copy(update={"path": _resolve(cfg.output.path, base)})
+    return cfg.model_copy(update={"inputs": inputs, "output": output})
+
+
+def load_config(config: str | os.PathLike[str] | Mapping[str, Any]) -> Config:
+    """Load a config from a YAML file path or a mapping (relative paths: against the file's folder
+    or, for a mapping, the current directory)."""
+    if isinstance(config, Mapping):
+        return parse_config(config)
+    p = Path(config)
+    return parse_config(load_yaml(p), base_dir=p.resolve().parent, source=str(p))

@@ -1,0 +1,53 @@
+"""The one user-error hierarchy, and the process exit codes the CLI maps errors to.
+
+A :class:`PipelineError` is something the user can act on (a bad config, a missing array, an
+output that would be overwritten).  Its message is a single line that names the offending config
+key, file or array.  Anything else escaping the library is an internal failure.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes of the ``pipeline`` command (documented in the README)."""
+
+    OK = 0
+    FAILURE = 1  #: runtime or internal failure (traceback with --debug)
+    USER_ERROR = 2  #: bad config, bad input, refused output: nothing was written
+    LOCKED = 3  #: another run holds the output's lock
+    INTERRUPTED = 4  #: stopped by SIGTERM/SIGINT; what was done is kept, a rerun resumes
+
+
+class PipelineError(Exception):
+    """A user error: bad config, bad input or a refused output.
+
+    ``where`` names what is wrong (a dotted config key such as ``window.size``, a file, or an
+    array); it is prefixed to the message so that the one-line error is actionable.
+    """
+
+    exit_code: ExitCode = ExitCode.USER_ERROR
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ConfigError(PipelineError):
+    """The config (YAML, keys, values or the expression) is invalid."""
+
+
+class InputError(PipelineError):
+    """An input store or array is missing, unreadable or incompatible."""
+
+
+class OutputError(PipelineError):
+    """The output cannot be written as asked (exists, overlaps an input, ...)."""
+
+
+class LockedError(PipelineError):
+    """Another run holds the lock on the output."""
+
+    exit_code = ExitCode.LOCKED

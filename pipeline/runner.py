@@ -1,0 +1,219 @@
+"""Running a config: open inputs, plan, create the output, execute block writes.
+
+Data flows one way: config -> inputs (metadata only) -> plan -> lazy result -> output -> execute.
+``prepare`` does everything up to (not including) creating the output, so ``pipeline validate``
+and ``pipeline run`` share it and a bad config or input never touches the disk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from . import io, ops
+from .config import Config, load_config
+from .errors import InputError
+from .plan import ArraySpec, Plan, make_plan
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class Prepared:
+    """A validated run: config, opened inputs (lazily), and the plan."""
+
+    config: Config
+    arrays: dict[str, Any]  #: name -> zarr.Array, for the inputs the expression uses
+    specs: dict[str, ArraySpec]
+    plan: Plan
+    coords: dict[str, Any] = field(default_factory=dict)  #: output dim -> 1-D coordinate array (lazy)
+    attrs: dict[str, Any] = field(default_factory=dict)  #: attributes carried over from the inputs
+
+
+@dataclass
+class RunResult:
+    output: str
+    array: str
+    shape: tuple[int, ...]
+    dtype: str
+    blocks: int
+    seconds: float
+    minimum: Any = None
+    maximum: Any = None
+
+    def summary(self) -> str:
+        mpix = math.prod(self.shape) / 1e6
+        rng = f", values in [{self.minimum}, {self.maximum}]" if self.minimum is not None else ""
+        return (
+            f"wrote {io.describe(self.output, self.array)}: shape {self.shape}, dtype {self.dtype}{rng}; "
+            f"{self.blocks} blocks in {self.seconds:.2f} s ({mpix / max(self.seconds, 1e-9):.1f} Mpix/s)"
+        )
+
+
+def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prepared:
+    """Validate a config against its inputs and plan the run; reads metadata only."""
+    cfg = config if isinstance(config, Config) else load_config(config)
+    zarrs = {}
+    specs = {}
+    for name, spec in cfg.inputs.items():
+        where = f"inputs.{name}"
+        arr = io.open_input(spec.path, spec.array, where=where)
+        zarrs[name] = arr
+        specs[name] = io.spec_of(name, arr, io.describe(spec.path, spec.array))
+    plan = make_plan(
+        cfg.op,
+        specs,
+        size=cfg.window.size,
+        reduce=cfg.window.reduce,
+        boundary=cfg.window.boundary,
+        chunks=cfg.compute.chunks,
+    )
+    used = {n: zarrs[n] for n in plan.expr.names}
+    io.check_not_overlapping(cfg.output.path, {n: cfg.inputs[n].path for n in plan.expr.names})
+    first = plan.expr.names[0]
+    coords = {}
+    if specs[first].dims:
+        spec = cfg.inputs[first]
+        coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape)
+    return Prepared(config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=_common_attrs(used))
+
+
+def _common_attrs(arrays: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes present with equal values on every input (xarray's 'drop_conflicts')."""
+    dicts = [dict(a.attrs) for a in arrays.values()]
+    common = dict(dicts[0]) if dicts else {}
+    for d in dicts[1:]:
+        common = {k: v for k, v in common.items() if k in d and d[k] == v}
+    common.pop("_ARRAY_DIMENSIONS", None)
+    common.pop("pipeline", None)
+    return common
+
+
+def provenance(prep: Prepared) -> dict[str, Any]:
+    from . import __version__
+
+    cfg = prep.config
+    return {
+        "version": __version__,
+        "config": cfg.model_dump(mode="json"),
+        "inputs": {
+            n: {
+                "path": cfg.inputs[n].path,
+                "array": cfg.inputs[n].array,
+                "shape": list(prep.specs[n].shape),
+                "dtype": str(prep.specs[n].dtype),
+            }
+            for n in prep.plan.expr.names
+        },
+        "op": prep.plan.expr.text,
+        "window": {"size": list(prep.plan.size), "reduce": prep.plan.reduce, "boundary": prep.plan.boundary},
+    }
+
+
+def _out_coords(prep: Prepared) -> dict[str, np.ndarray]:
+    plan = prep.plan
+    out = {}
+    for ax, dim in enumerate(plan.dims):
+        if dim not in prep.coords:
+            continue
+        values = np.asarray(prep.coords[dim][...])
+        if plan.boundary == "valid" and ax in plan.window_axes:
+            i = plan.window_axes.index(ax)
+            values = values[plan.lo[i] : plan.in_shape[ax] - plan.hi[i]]
+        out[dim] = values
+    return out
+
+
+def block_regions(plan: Plan) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
+    """Each output block's index and its region in the output array."""
+    offsets = [np.cumsum((0,) + c) for c in plan.out_chunks]
+    for idx in itertools.product(*(range(len(c)) for c in plan.out_chunks)):
+        yield idx, tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, idx))
+
+
+def _write(target: Any, region: tuple[slice, ...], block: np.ndarray) -> tuple[Any, Any]:
+    io.write_block(target, region, block)
+    if block.size == 0:
+        return None, None
+    return block.min().item(), block.max().item()
+
+
+def _scheduler_kwargs(cfg: Config) -> dict[str, Any]:
+    name = {"threads": "threads", "processes": "processes", "synchronous": "sync"}[cfg.compute.scheduler]
+    kw: dict[str, Any] = {"scheduler": name}
+    if name != "sync":
+        kw["num_workers"] = cfg.compute.workers or os.cpu_count() or 1
+    return kw
+
+
+def execute(prep: Prepared, target: Any, *, progress: ProgressFn | None = None) -> tuple[int, Any, Any]:
+    """Compute every block and write it; returns (blocks, min, max)."""
+    import dask
+    import dask.array as da
+
+    plan = prep.plan
+    lazy = {n: da.from_zarr(a) for n, a in prep.arrays.items()}
+    result = ops.build(plan, lazy)
+    delayed_blocks = result.to_delayed(optimize_graph=True)
+    write = partial(_write, target)
+    tasks = [dask.delayed(write, pure=True)(region, delayed_blocks[idx]) for idx, region in block_regions(plan)]
+    kw = _scheduler_kwargs(prep.config)
+    lo = hi = None
+    total = len(tasks)
+    # a batch per row of blocks keeps memory bounded by a few rows, whatever the image size
+    per_batch = max(1, math.prod(plan.nblocks[1:]) if plan.ndim > 1 else total)
+    done = 0
+    for start in range(0, total, per_batch):
+        batch = tasks[start : start + per_batch]
+        for bmin, bmax in dask.compute(*batch, **kw):
+            if bmin is None:
+                continue
+            lo = bmin if lo is None else min(lo, bmin)
+            hi = bmax if hi is None else max(hi, bmax)
+        done += len(batch)
+        if progress is not None:
+            progress(done, total)
+    return total, lo, hi
+
+
+def run(config: Config | str | os.PathLike[str] | Mapping[str, Any], *, progress: ProgressFn | None = None) -> RunResult:
+    """Run a config (a path, a mapping or a :class:`Config`) and return what was written."""
+    t0 = time.perf_counter()
+    prep = prepare(config)
+    cfg, plan = prep.config, prep.plan
+    if io.output_exists(cfg.output.path, cfg.output.array) and not cfg.output.overwrite:
+        raise io.OutputError(
+            f"{io.describe(cfg.output.path, cfg.output.array)} already exists; set output.overwrite: true to replace it",
+            where="output.path",
+        )
+    target = io.create_output(
+        cfg.output.path,
+        cfg.output.array,
+        shape=plan.out_shape,
+        dtype=plan.out_dtype,
+        chunks=plan.storage_chunks,
+        dims=plan.dims,
+        attrs={**prep.attrs, "pipeline": provenance(prep)},
+        coords=_out_coords(prep),
+        overwrite=cfg.output.overwrite,
+    )
+    blocks, lo, hi = execute(prep, target, progress=progress)
+    io.finalize(cfg.output.path)
+    return RunResult(
+        output=cfg.output.path,
+        array=cfg.output.array,
+        shape=plan.out_shape,
+        dtype=str(plan.out_dtype),
+        blocks=blocks,
+        seconds=time.perf_counter() - t0,
+        minimum=lo,
+        maximum=hi,
+    )

@@ -1,0 +1,185 @@
+"""Every command and every error path of the CLI: exit codes, one-line messages, nothing written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from reference import SEED_A, SEED_B, SEED_EXPECTED
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def store(tmp_path):
+    path = tmp_path / "in.zarr"
+    g = zarr.open_group(path, mode="w")
+    for name, arr in (("a", SEED_A), ("b", SEED_B)):
+        g.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=(4, 4), dimension_names=("y", "x"))[...] = arr
+    g.create_array("c", shape=(5, 6), dtype="uint8", chunks=(5, 6))[...] = 1
+    g.create_array("z", shape=(6, 6), dtype="complex64", chunks=(6, 6))
+    return path
+
+
+def write_config(tmp_path, **overrides):
+    cfg = {
+        "inputs": {"a": {"path": "in.zarr", "array": "a"}, "b": {"path": "in.zarr", "array": "b"}},
+        "op": "a**2 - b**2",
+        "window": {"size": 3, "reduce": "sum", "boundary": "shrink"},
+        "output": {"path": "out.zarr", "array": "result", "overwrite": False},
+        "compute": {"scheduler": "threads", "chunks": "auto"},
+    }
+    for dotted, value in overrides.items():
+        node = cfg
+        *parents, last = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        if value is DELETE:
+            node.pop(last)
+        else:
+            node[last] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+DELETE = object()
+
+
+def assert_user_error(result, *fragments, tmp_path=None):
+    assert result.exit_code == 2, result.output
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert len(lines) == 1, result.output  # one line, no traceback
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    if tmp_path is not None:
+        assert not (tmp_path / "out.zarr").exists()
+
+
+def test_run_validate_info(tmp_path, store):
+    cfg = write_config(tmp_path)
+    res = runner.invoke(app, ["validate", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "int32" in res.output and "halo" in res.output and "memory/task" in res.output
+    assert not (tmp_path / "out.zarr").exists()  # validate writes nothing
+
+    res = runner.invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "out.zarr" in res.output
+    assert np.array_equal(zarr.open_group(tmp_path / "out.zarr", mode="r")["result"][...], SEED_EXPECTED)
+
+    res = runner.invoke(app, ["info", str(tmp_path / "out.zarr")])
+    assert res.exit_code == 0, res.output
+    assert "(6, 6)" in res.output and "int32" in res.output and "Crc32c" in res.output and "pipeline" in res.output
+
+
+def test_existing_output_is_refused_untouched(tmp_path, store):
+    cfg = write_config(tmp_path)
+    assert runner.invoke(app, ["run", str(cfg)]).exit_code == 0
+    arr = zarr.open_group(tmp_path / "out.zarr", mode="a")["result"]
+    arr[0, 0] = 12345  # a marker that a refused run must not touch
+    res = runner.invoke(app, ["run", str(cfg)])
+    assert_user_error(res, "output.path", "exists", "overwrite")
+    assert zarr.open_group(tmp_path / "out.zarr", mode="r")["result"][0, 0] == 12345
+    cfg = write_config(tmp_path, output__overwrite=True)
+    assert runner.invoke(app, ["run", str(cfg)]).exit_code == 0
+    assert np.array_equal(zarr.open_group(tmp_path / "out.zarr", mode="r")["result"][...], SEED_EXPECTED)
+
+
+@pytest.mark.parametrize(
+    "overrides,fragments",
+    [
+        ({"windw": {"size": 3}}, ["windw", "did you mean 'window'"]),
+        ({"window__sise": 3}, ["window.sise", "did you mean 'size'"]),
+        ({"window__size": 0}, ["window.size"]),
+        ({"window__size": -3}, ["window.size"]),
+        ({"window__size": 10**9}, ["window.size"]),
+        ({"window__size": "3"}, ["window.size"]),
+        ({"window__size": [3, 3, 3]}, ["window.size"]),
+        ({"window__reduce": "median"}, ["window.reduce"]),
+        ({"window__boundary": "wrapp"}, ["window.boundary"]),
+        ({"window__size": DELETE}, ["window.size", "missing"]),
+        ({"op": "a**2 - c2"}, ["op", "c2"]),
+        ({"op": "__import__('os')"}, ["op"]),
+        ({"op": "a.real"}, ["op"]),
+        ({"output__overwrite": "yes"}, ["output.overwrite"]),
+        ({"compute__scheduler": "gpu"}, ["compute.scheduler"]),
+        ({"compute__chunks": 0}, ["compute.chunks"]),
+        ({"inputs__a__path": "missing.zarr"}, ["inputs.a", "missing.zarr", "does not exist"]),
+        ({"inputs__a__array": "nope"}, ["inputs.a", "nope"]),
+        ({"inputs__b__array": "c"}, ["shape"]),
+        ({"inputs__b__array": "z"}, ["complex64"]),
+        ({"inputs": {}}, ["inputs"]),
+        ({"inputs__1bad": {"path": "in.zarr", "array": "a"}}, ["inputs"]),
+        ({"output__path": "in.zarr"}, ["output.path", "overlaps"]),
+        ({"output__path": "in.zarr/sub"}, ["output.path", "overlaps"]),
+        ({"window__boundary": "valid", "window__size": 9}, ["window.size", "larger than the image"]),
+    ],
+)
+def test_bad_config_one_line_exit_2_nothing_written(tmp_path, store, overrides, fragments):
+    cfg = write_config(tmp_path, **overrides)
+    for cmd in ("validate", "run"):
+        assert_user_error(runner.invoke(app, [cmd, str(cfg)]), *fragments, tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "text,fragments",
+    [
+        ("inputs: [\n  a: 1\n", ["config.yaml:", "invalid YAML"]),
+        ("op: a\nop: b\n", ["duplicate key 'op'", ":2"]),
+        ("op: !!python/object/apply:os.system ['echo hi']\n", ["invalid YAML", "python"]),
+        ("- just\n- a list\n", ["mapping"]),
+    ],
+)
+def test_bad_yaml(tmp_path, store, text, fragments):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text)
+    assert_user_error(runner.invoke(app, ["run", str(cfg)]), *fragments, tmp_path=tmp_path)
+
+
+def test_missing_config_file(tmp_path):
+    assert_user_error(runner.invoke(app, ["run", str(tmp_path / "nope.yaml")]), "nope.yaml", "not found")
+
+
+def test_info_missing_store(tmp_path):
+    assert_user_error(runner.invoke(app, ["info", str(tmp_path / "nope.zarr")]), "nope.zarr")
+
+
+def test_console_script_from_another_directory(tmp_path, store):
+    """The installed command, run from an unrelated working directory (as cron does), with a
+    real process: exit codes and stderr as a scheduler sees them."""
+    cfg = write_config(tmp_path)
+    exe = [sys.executable, "-m", "pipeline.cli"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ok = subprocess.run([*exe, "run", "--quiet", str(cfg)], cwd=elsewhere, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert np.array_equal(zarr.open_group(tmp_path / "out.zarr", mode="r")["result"][...], SEED_EXPECTED)
+    bad = subprocess.run([*exe, "run", str(cfg)], cwd=elsewhere, capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+    dbg = subprocess.run([*exe, "--debug", "run", str(cfg)], cwd=elsewhere, capture_output=True, text=True)
+    assert dbg.returncode != 0 and "Traceback" in dbg.stderr
+
+
+def test_internal_error_is_one_line_exit_1(tmp_path, store, monkeypatch):
+    from pipeline import runner as runner_mod
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(runner_mod, "execute", boom)
+    cfg = write_config(tmp_path)
+    res = runner.invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 1
+    assert "kaboom" in res.output and "--debug" in res.output and "Traceback" not in res.output
