@@ -139,8 +139,13 @@ def block_regions(plan: Plan) -> Iterator[tuple[tuple[int, ...], tuple[slice, ..
         yield idx, tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, idx))
 
 
-def _write(target: Any, region: tuple[slice, ...], block: np.ndarray) -> tuple[Any, Any]:
+def _write(
+    target: Any, record: Callable[[tuple[int, ...]], None] | None, index: tuple[int, ...], region: tuple[slice, ...], block: np.ndarray
+) -> tuple[Any, Any]:
+    """Write one block, then (only then) record it as done; returns the block's min and max."""
     io.write_block(target, region, block)
+    if record is not None:
+        record(index)
     if block.size == 0:
         return None, None
     return block.min().item(), block.max().item()
@@ -154,8 +159,19 @@ def _scheduler_kwargs(cfg: Config) -> dict[str, Any]:
     return kw
 
 
-def execute(prep: Prepared, target: Any, *, progress: ProgressFn | None = None) -> tuple[int, Any, Any]:
-    """Compute every block and write it; returns (blocks, min, max)."""
+def execute(
+    prep: Prepared,
+    target: Any,
+    *,
+    blocks: Sequence[tuple[int, ...]] | None = None,
+    record: Callable[[tuple[int, ...]], None] | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[int, Any, Any]:
+    """Compute and write the output blocks ``blocks`` (default: all), calling ``record(index)``
+    inside the task right after each block is written; returns (blocks written, min, max).
+
+    ``record`` runs where the task runs (a thread, a process or a cluster worker), so it must be
+    picklable and reach shared state (e.g. a file beside the output)."""
     import dask
     import dask.array as da
 
@@ -163,8 +179,13 @@ def execute(prep: Prepared, target: Any, *, progress: ProgressFn | None = None) 
     lazy = {n: da.from_zarr(a) for n, a in prep.arrays.items()}
     result = ops.build(plan, lazy)
     delayed_blocks = result.to_delayed(optimize_graph=True)
-    write = partial(_write, target)
-    tasks = [dask.delayed(write, pure=True)(region, delayed_blocks[idx]) for idx, region in block_regions(plan)]
+    write = partial(_write, target, record)
+    wanted = None if blocks is None else set(map(tuple, blocks))
+    tasks = [
+        dask.delayed(write, pure=True)(idx, region, delayed_blocks[idx])
+        for idx, region in block_regions(plan)
+        if wanted is None or idx in wanted
+    ]
     kw = _scheduler_kwargs(prep.config)
     lo = hi = None
     total = len(tasks)

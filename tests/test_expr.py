@@ -688,7 +688,7 @@ def cases(draw):
     return draw(int_trees()), np.dtype(da), np.dtype(db), draw(int_arrays(da, size)), draw(int_arrays(db, size))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_property_random_integer_expressions(case):
     tree, da, db, a, b = case
