@@ -7,6 +7,7 @@ traceback under ``--debug``.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -41,8 +42,13 @@ def _guard(fn, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except typer.Exit:
         raise
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+    except KeyboardInterrupt as exc:
+        if _state["debug"]:
+            raise
+        res = getattr(exc, "pipeline_result", None)
+        kept = f"; {res.skipped + res.computed} of {res.blocks} blocks are done and kept" if res is not None else ""
+        why = f" by {exc.args[0]}" if exc.args else ""
+        typer.echo(f"interrupted{why}{kept}; rerun the same config to resume", err=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as exc:  # noqa: BLE001 - the CLI boundary
         _fail(exc)
@@ -75,12 +81,52 @@ class _Progress:
 def run(
     config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an output written by a different config (same as output.overwrite: true).")
+    ] = False,
 ) -> None:
-    """Run a config: read the inputs, compute the window reduction, write the output Zarr."""
+    """Run a config: read the inputs, compute the window reduction, write the output Zarr.
+
+    A rerun of the same config resumes an interrupted run, or does nothing if the output is
+    complete ("up to date").  SIGTERM/SIGINT stop cleanly with exit code 4.
+    """
     from . import runner
 
-    result = _guard(runner.run, config, progress=_Progress(quiet))
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result = _guard(runner.run, config, progress=_Progress(quiet), overwrite=True if overwrite else None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     typer.echo(result.summary())
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM (what SLURM and systemd send first) stops the run like Ctrl-C: blocks in flight
+    are abandoned, blocks done stay recorded, the lock is released, exit code 4."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@app.command()
+def verify(
+    path: Annotated[str, typer.Argument(help="An output Zarr store.", show_default=False)],
+    array: Annotated[str | None, typer.Option("--array", help="Only this array (default: all).")] = None,
+    no_mark: Annotated[
+        bool, typer.Option("--no-mark", help="Only report; do not mark bad blocks for recomputation.")
+    ] = False,
+) -> None:
+    """Read every chunk; report damaged (checksum/decoding) and missing chunks by key.
+
+    Bad blocks are marked so that rerunning the output's config recomputes them.  Exit code 0:
+    all good; 1: damage or missing chunks found.
+    """
+    from . import verify as verify_mod
+
+    reports = _guard(verify_mod.verify, path, array=array, mark=not no_mark)
+    for rep in reports:
+        for line in rep.lines():
+            typer.echo(line)
+    if not all(rep.ok for rep in reports):
+        raise typer.Exit(int(ExitCode.FAILURE))
 
 
 @app.command()

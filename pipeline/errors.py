@@ -51,3 +51,9 @@ class LockedError(PipelineError):
     """Another run holds the lock on the output."""
 
     exit_code = ExitCode.LOCKED
+
+
+class WriteError(PipelineError):
+    """Writing the output failed (disk full, quota): what was done is kept, a rerun resumes."""
+
+    exit_code = ExitCode.FAILURE

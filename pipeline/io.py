@@ -165,7 +165,13 @@ def create_output(
         fill_value=fill_value,
         attributes=dict(attrs),
         overwrite=overwrite,
+        config=_OUTPUT_CONFIG,
     )
+
+
+#: Every chunk of the output is stored, even one equal to the fill value, so that "not stored"
+#: means "missing" (``pipeline verify``), never "empty".
+_OUTPUT_CONFIG = {"write_empty_chunks": True}
 
 
 def finalize(path: str) -> None:
@@ -187,7 +193,9 @@ def describe_store(path: str) -> str:
     if _is_local(path) and not os.path.exists(_local(path)):
         raise InputError(f"store {path} does not exist", where=path)
     try:
-        node = zarr.open(store=path, mode="r")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            node = zarr.open(store=path, mode="r", use_consolidated=False)
     except Exception as e:
         raise InputError(f"cannot open Zarr store: {e}", where=path) from None
     arrays = [("", node)] if isinstance(node, zarr.Array) else sorted(node.arrays(), key=lambda kv: kv[0])
@@ -199,6 +207,13 @@ def describe_store(path: str) -> str:
         dims = dims_of(arr)
         if dims:
             lines.append(f"  dims {dims}")
+        state = arr.attrs.get("pipeline")
+        if isinstance(state, Mapping) and "complete" in state:
+            lines.append(
+                "  status complete"
+                if state["complete"]
+                else "  status INCOMPLETE (a run was interrupted or verify found damage: rerun its config to finish)"
+            )
         if codecs:
             lines.append(f"  codecs {codecs}")
         for key, value in dict(arr.attrs).items():
@@ -214,3 +229,197 @@ def _codec_args(codec: Any) -> str:
     if not fields:
         return ""
     return "(" + ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in fields.items()) + ")"
+
+
+# --------------------------------------------------------------------------------------------
+# reliability: input identities, output state, chunk-level access (resume, verify)
+
+
+def input_identity(arr: zarr.Array, path: str, array: str | None) -> dict[str, Any]:
+    """A cheap identity of an input array's content, for the resume fingerprint.
+
+    Always: the store path, the array path and its full metadata document (shape, dtype, chunks,
+    codecs, attributes).  For a local store, also the number, total size and newest mtime (ns) of
+    the files under the array's folder, so that rewriting any chunk changes the identity.  Limits:
+    a rewrite that keeps every file's size and restores mtimes goes unnoticed; for a URL store only
+    the metadata is used (listing a bucket can be slow and costly).
+    """
+    ident: dict[str, Any] = {"path": path, "array": array, "metadata": _jsonable(arr.metadata.to_dict())}
+    if _is_local(path):
+        root = Path(_local(path)) / (array or "")
+        count = size = newest = 0
+        stack = [str(root)]
+        while stack:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        st = entry.stat()
+                        count += 1
+                        size += st.st_size
+                        newest = max(newest, st.st_mtime_ns)
+        ident["files"] = {"count": count, "bytes": size, "newest_mtime_ns": newest}
+    return ident
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+def is_local(path: str) -> bool:
+    return _is_local(path)
+
+
+def local_path(path: str) -> str:
+    return _local(path)
+
+
+def check_output_target(path: str) -> None:
+    """Refuse an output path that exists but is not a Zarr group (a file, or a non-empty folder
+    without ``zarr.json``): writing a group into someone's folder is never what was meant."""
+    if not _is_local(path):
+        return
+    p = Path(_local(path))
+    if p.is_symlink() and not p.exists():
+        raise OutputError(f"{path} is a dangling symlink", where="output.path")
+    if not p.exists():
+        return
+    if not p.is_dir():
+        raise OutputError(f"{path} exists and is not a folder (a Zarr store is a folder)", where="output.path")
+    if any(p.iterdir()) and not (p / "zarr.json").exists():
+        raise OutputError(f"{path} is a non-empty folder that is not a Zarr v3 group; refusing to write into it", where="output.path")
+
+
+def output_state(path: str, array: str) -> dict[str, Any] | None:
+    """The ``pipeline`` attribute of an existing output array (read fresh, not from the
+    consolidated copy), ``{}`` for an array without one, or None when there is no such array."""
+    try:
+        group = zarr.open_group(store=path, mode="r", use_consolidated=False)
+    except Exception:
+        return None
+    try:
+        node = group[array]
+    except KeyError:
+        return None
+    if not isinstance(node, zarr.Array):
+        raise OutputError(f"{describe(path, array)} exists and is a group, not an array", where="output.array")
+    state = node.attrs.get("pipeline")
+    return dict(state) if isinstance(state, Mapping) else {}
+
+
+def consolidated_complete(path: str, array: str) -> bool | None:
+    """``pipeline.complete`` as the consolidated metadata (what xarray reads) says it."""
+    try:
+        group = zarr.open_group(store=path, mode="r", use_consolidated=True)
+        state = group[array].attrs.get("pipeline")
+    except Exception:
+        return None
+    return bool(state.get("complete")) if isinstance(state, Mapping) else None
+
+
+def open_output(path: str, array: str, mode: str = "r+") -> zarr.Array:
+    """An existing output array, opened to resume writing (or read, ``mode="r"``)."""
+    try:
+        return zarr.open_array(store=path, path=array, mode=mode, config=_OUTPUT_CONFIG)
+    except Exception as e:
+        raise OutputError(f"cannot open {describe(path, array)}: {e}", where="output.path") from None
+
+
+def update_state(target: zarr.Array, **changes: Any) -> None:
+    """Update keys of the output's ``pipeline`` attribute (e.g. ``complete=True``, written last)."""
+    state = dict(target.attrs.get("pipeline") or {})
+    state.update(changes)
+    target.update_attributes({"pipeline": state})
+
+
+def chunk_key(arr: zarr.Array, coords: Sequence[int]) -> str:
+    return arr.metadata.encode_chunk_key(tuple(coords))
+
+
+def chunk_grid(arr: zarr.Array) -> tuple[int, ...]:
+    """Number of chunks per axis."""
+    return tuple(-(-s // c) for s, c in zip(arr.shape, arr.chunks))
+
+
+def stored_chunk_keys(arr: zarr.Array) -> set[str]:
+    """Keys (relative to the array, e.g. ``c/0/3``) of the chunks actually stored."""
+    from zarr.core.sync import collect_aiterator
+
+    prefix = f"{arr.path}/" if arr.path else ""
+    keys = collect_aiterator(arr.store_path.store.list_prefix(prefix))
+    return {k[len(prefix) :] for k in keys if not k.endswith("zarr.json")}
+
+
+def read_chunk(arr: zarr.Array, coords: Sequence[int]) -> np.ndarray:
+    """Decode one stored chunk (raises on a checksum mismatch or a damaged encoding)."""
+    return arr.get_block_selection(tuple(coords))
+
+
+def delete_chunk(arr: zarr.Array, coords: Sequence[int]) -> None:
+    from zarr.core.sync import sync
+
+    prefix = f"{arr.path}/" if arr.path else ""
+    sync(arr.store_path.store.delete(prefix + chunk_key(arr, coords)))
+
+
+class CheckedInput:
+    """An input array for dask: reads like the zarr array, but a chunk that fails to decode
+    (damaged data, checksum mismatch) raises an :class:`InputError` naming the array and the
+    chunk key."""
+
+    def __init__(self, arr: zarr.Array, name: str) -> None:
+        self.arr = arr
+        self.name = name
+        self.shape = tuple(arr.shape)
+        self.dtype = np.dtype(arr.dtype)
+        self.ndim = len(self.shape)
+        self.chunks = tuple(arr.chunks)
+
+    def __getitem__(self, selection: Any) -> np.ndarray:
+        try:
+            return self.arr[selection]
+        except Exception as e:  # find the chunk that fails, for the message
+            bad = self._failing_chunk(selection)
+            if bad is None:
+                raise
+            raise InputError(
+                f"chunk {chunk_key(self.arr, bad)} cannot be read ({e.__class__.__name__}: {e})", where=self.name
+            ) from None
+
+    def _failing_chunk(self, selection: Any) -> tuple[int, ...] | None:
+        import itertools
+
+        sel = selection if isinstance(selection, tuple) else (selection,)
+        ranges = []
+        for ax, n in enumerate(self.shape):
+            s = sel[ax] if ax < len(sel) and isinstance(sel[ax], slice) else slice(None)
+            start, stop, _ = s.indices(n)
+            c = self.chunks[ax]
+            ranges.append(range(start // c, max(start // c + 1, -(-stop // c))))
+        for coords in itertools.product(*ranges):
+            try:
+                read_chunk(self.arr, coords)
+            except Exception:
+                return coords
+        return None
+
+    def __dask_tokenize__(self) -> Any:
+        return ("pipeline-input", str(self.arr.store_path), self.arr.path)
+
+
+def list_arrays(path: str) -> list[str]:
+    """Paths of all arrays in a store (read fresh, not from consolidated metadata)."""
+    if _is_local(path) and not os.path.exists(_local(path)):
+        raise InputError(f"store {path} does not exist", where=path)
+    try:
+        node = zarr.open(store=path, mode="r", use_consolidated=False)
+    except Exception as e:
+        raise InputError(f"cannot open Zarr store: {e}", where=path) from None
+    if isinstance(node, zarr.Array):
+        return [""]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sorted(name for name, _ in node.arrays())

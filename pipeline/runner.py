@@ -7,6 +7,8 @@ and ``pipeline run`` share it and a bad config or input never touches the disk.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import math
 import os
@@ -18,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from . import io, ops
+from . import io, ledger, ops
 from .config import Config, load_config
-from .errors import InputError
+from .errors import InputError, LockedError, OutputError, WriteError
+from .lock import OutputLock
 from .plan import ArraySpec, Plan, make_plan
 
 ProgressFn = Callable[[int, int], None]
@@ -38,23 +41,39 @@ class Prepared:
     attrs: dict[str, Any] = field(default_factory=dict)  #: attributes carried over from the inputs
 
 
+#: RunResult.status values (also used by batch reports)
+DONE = "done"  #: the output is complete; ``computed`` blocks were computed by this run
+UP_TO_DATE = "up-to-date"  #: the output was already complete: nothing computed
+FAILED = "failed"  #: set on ``exc.pipeline_result`` of an exception that ended a run
+
+
 @dataclass
 class RunResult:
     output: str
     array: str
     shape: tuple[int, ...]
     dtype: str
-    blocks: int
+    blocks: int  #: blocks in the output
     seconds: float
-    minimum: Any = None
+    minimum: Any = None  #: over the blocks computed by this run, when it computed all of them
     maximum: Any = None
+    status: str = DONE
+    computed: int = 0  #: blocks computed (and written) by this run
+    skipped: int = 0  #: blocks already done by an earlier run (resume), not recomputed
+    error: str | None = None  #: the one-line error, for status FAILED
 
     def summary(self) -> str:
-        mpix = math.prod(self.shape) / 1e6
+        where = io.describe(self.output, self.array)
+        if self.status == UP_TO_DATE:
+            return f"{where} is up to date ({self.blocks} blocks, shape {self.shape}, dtype {self.dtype}); nothing to compute"
+        if self.status == FAILED:
+            return f"{where}: failed after computing {self.computed} blocks ({self.skipped + self.computed} of {self.blocks} done): {self.error}"
+        mpix = math.prod(self.shape) / 1e6 * (self.computed / max(self.blocks, 1))
         rng = f", values in [{self.minimum}, {self.maximum}]" if self.minimum is not None else ""
+        resumed = f" (resumed: {self.skipped} blocks were already done)" if self.skipped else ""
         return (
-            f"wrote {io.describe(self.output, self.array)}: shape {self.shape}, dtype {self.dtype}{rng}; "
-            f"{self.blocks} blocks in {self.seconds:.2f} s ({mpix / max(self.seconds, 1e-9):.1f} Mpix/s)"
+            f"wrote {where}: shape {self.shape}, dtype {self.dtype}{rng}; "
+            f"{self.computed} blocks in {self.seconds:.2f} s ({mpix / max(self.seconds, 1e-9):.1f} Mpix/s){resumed}"
         )
 
 
@@ -176,7 +195,7 @@ def execute(
     import dask.array as da
 
     plan = prep.plan
-    lazy = {n: da.from_zarr(a) for n, a in prep.arrays.items()}
+    lazy = {n: _lazy_input(prep, n, a) for n, a in prep.arrays.items()}
     result = ops.build(plan, lazy)
     delayed_blocks = result.to_delayed(optimize_graph=True)
     write = partial(_write, target, record)
@@ -205,14 +224,178 @@ def execute(
     return total, lo, hi
 
 
-def run(config: Config | str | os.PathLike[str] | Mapping[str, Any], *, progress: ProgressFn | None = None) -> RunResult:
-    """Run a config (a path, a mapping or a :class:`Config`) and return what was written."""
+def _lazy_input(prep: Prepared, name: str, arr: Any) -> Any:
+    """A dask view of an input whose chunk read errors name the array and the chunk key."""
+    import dask.array as da
+
+    if not hasattr(arr, "store_path"):  # not a zarr array (tests may pass others)
+        return da.from_zarr(arr)
+    spec = prep.config.inputs[name]
+    checked = io.CheckedInput(arr, f"inputs.{name} ({io.describe(spec.path, spec.array)})")
+    token = ledger.fingerprint([str(arr.store_path), arr.path, io._jsonable(arr.metadata.to_dict())])[:24]
+    return da.from_array(checked, chunks=arr.chunks, name=f"input-{name}-{token}", asarray=False, fancy=False)
+
+
+def fingerprint_doc(prep: Prepared) -> dict[str, Any]:
+    """What a run's result depends on: the resolved config (without execution-only keys), the
+    package version, each used input's identity and the output grid."""
+    from . import __version__
+
+    cfg = prep.config.model_dump(mode="json")
+    cfg.pop("compute", None)
+    cfg.get("output", {}).pop("overwrite", None)
+    plan = prep.plan
+    return {
+        "version": __version__,
+        "config": cfg,
+        "inputs": {
+            n: io.input_identity(a, prep.config.inputs[n].path, prep.config.inputs[n].array) for n, a in prep.arrays.items()
+        },
+        "grid": _grid(plan),
+    }
+
+
+def _grid(plan: Plan) -> dict[str, Any]:
+    return {
+        "shape": list(plan.out_shape),
+        "dtype": str(plan.out_dtype),
+        "chunks": list(plan.storage_chunks),
+        "edges": [[int(x) for x in np.cumsum((0,) + tuple(c))] for c in plan.out_chunks],
+    }
+
+
+def run(
+    config: Config | str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    progress: ProgressFn | None = None,
+    overwrite: bool | None = None,
+) -> RunResult:
+    """Run a config (a path, a mapping or a :class:`Config`) and return what was done.
+
+    A rerun of the same config resumes (computes only the blocks not recorded as done) or, when
+    the output is complete, does nothing (status ``up-to-date``).  An output written by another
+    config is replaced only with ``overwrite`` (default: the config's ``output.overwrite``).  An
+    exception that ends the run carries ``exc.pipeline_result`` (status ``failed``, blocks
+    computed) when the output had been opened.
+    """
     t0 = time.perf_counter()
     prep = prepare(config)
+    cfg = prep.config
+    overwrite = cfg.output.overwrite if overwrite is None else overwrite
+    io.check_output_target(cfg.output.path)
+    if not io.is_local(cfg.output.path):
+        return _run_unmanaged(prep, t0, progress, overwrite)
+    store = io.local_path(cfg.output.path)
+    lock = OutputLock(ledger.sidecar(store) / "lock", io.describe(cfg.output.path, cfg.output.array))
+    with lock:
+        return _run_locked(prep, t0, progress, overwrite, store, lock)
+
+
+def _run_locked(
+    prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, store: str, lock: OutputLock
+) -> RunResult:
     cfg, plan = prep.config, prep.plan
-    if io.output_exists(cfg.output.path, cfg.output.array) and not cfg.output.overwrite:
-        raise io.OutputError(
-            f"{io.describe(cfg.output.path, cfg.output.array)} already exists; set output.overwrite: true to replace it",
+    path, array = cfg.output.path, cfg.output.array
+    where = io.describe(path, array)
+    fp = ledger.fingerprint(fingerprint_doc(prep))
+    grid = _grid(plan)
+    all_blocks = [idx for idx, _ in block_regions(plan)]
+    result = RunResult(output=path, array=array, shape=plan.out_shape, dtype=str(plan.out_dtype), blocks=len(all_blocks), seconds=0.0)
+
+    state = io.output_state(path, array)
+    found = None
+    if state is not None:
+        if state.get("fingerprint") != fp:
+            if not overwrite:
+                raise OutputError(
+                    f"{where} already exists and was written by a different config, inputs or version; "
+                    "pass --overwrite (or set output.overwrite: true) to replace it",
+                    where="output.path",
+                )
+        elif state.get("complete"):
+            if io.consolidated_complete(path, array) is not True:
+                io.finalize(path)  # a run killed between its last two writes
+            result.status, result.skipped = UP_TO_DATE, len(all_blocks)
+            result.seconds = time.perf_counter() - t0
+            return result
+        else:
+            found = ledger.find(store, array, fp)
+
+    done: set[tuple[int, ...]] = set()
+    try:
+        if found is None:  # fresh, replaced, or our own output killed before its ledger existed
+            target = io.create_output(
+                path,
+                array,
+                shape=plan.out_shape,
+                dtype=plan.out_dtype,
+                chunks=plan.storage_chunks,
+                dims=plan.dims,
+                attrs={**prep.attrs, "pipeline": {**provenance(prep), "fingerprint": fp, "complete": False, "grid": grid}},
+                coords=_out_coords(prep),
+                overwrite=state is not None,
+            )
+            led = ledger.Ledger(store, array, fp)
+            led.reset(grid)
+            io.finalize(path)  # consolidated metadata says "incomplete" from now on
+        else:
+            led = found[0]
+            target = io.open_output(path, array)
+            done = led.done() & set(all_blocks)
+            done -= _missing_chunks(target, grid, done, led)
+        todo = [b for b in all_blocks if b not in done]
+        result.skipped = len(all_blocks) - len(todo)
+
+        def _progress(n: int, total: int) -> None:
+            if lock.lost:
+                raise LockedError(f"{where}: another run took the lock over (this run's heartbeat stalled)", where="output.path")
+            if progress is not None:
+                progress(result.skipped + n, len(all_blocks))
+
+        _, lo, hi = execute(prep, target, blocks=todo, record=led.recorder, progress=_progress)
+        result.computed = len(todo)
+        left = set(all_blocks) - led.done()
+        if left:
+            raise RuntimeError(f"{len(left)} blocks of {where} were not recorded as done")
+        io.update_state(target, complete=True)  # written last: the output is complete
+        io.finalize(path)
+    except BaseException as exc:
+        computed = max(0, len(led.done()) - len(done)) if "led" in locals() else 0
+        result.status, result.computed = FAILED, computed
+        result.seconds = time.perf_counter() - t0
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            err = WriteError(
+                f"no space left on device while writing {where} ({exc.strerror}); "
+                f"{result.skipped + computed} of {len(all_blocks)} blocks are done and kept: free space and rerun to resume",
+                where=path,
+            )
+            result.error = str(err)
+            err.pipeline_result = result  # type: ignore[attr-defined]
+            raise err from None
+        result.error = str(exc) or exc.__class__.__name__
+        with contextlib.suppress(Exception):
+            exc.pipeline_result = result  # type: ignore[attr-defined]
+        raise
+    if result.skipped == 0:
+        result.minimum, result.maximum = lo, hi
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _missing_chunks(target: Any, grid: dict[str, Any], done: set[tuple[int, ...]], led: ledger.Ledger) -> set[tuple[int, ...]]:
+    """Blocks recorded as done whose chunks are not all stored (deleted, lost): forgotten."""
+    stored = io.stored_chunk_keys(target)
+    lost = {b for b in done if any(io.chunk_key(target, c) not in stored for c in ledger.block_chunks(grid, b))}
+    led.drop(lost)
+    return lost
+
+
+def _run_unmanaged(prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool) -> RunResult:
+    """A URL output (no local lock or ledger): written in one go, refused if it exists."""
+    cfg, plan = prep.config, prep.plan
+    if io.output_exists(cfg.output.path, cfg.output.array) and not overwrite:
+        raise OutputError(
+            f"{io.describe(cfg.output.path, cfg.output.array)} already exists; pass --overwrite (or set output.overwrite: true) to replace it",
             where="output.path",
         )
     target = io.create_output(
@@ -222,11 +405,12 @@ def run(config: Config | str | os.PathLike[str] | Mapping[str, Any], *, progress
         dtype=plan.out_dtype,
         chunks=plan.storage_chunks,
         dims=plan.dims,
-        attrs={**prep.attrs, "pipeline": provenance(prep)},
+        attrs={**prep.attrs, "pipeline": {**provenance(prep), "complete": False, "grid": _grid(plan)}},
         coords=_out_coords(prep),
-        overwrite=cfg.output.overwrite,
+        overwrite=overwrite,
     )
     blocks, lo, hi = execute(prep, target, progress=progress)
+    io.update_state(target, complete=True)
     io.finalize(cfg.output.path)
     return RunResult(
         output=cfg.output.path,
@@ -237,4 +421,5 @@ def run(config: Config | str | os.PathLike[str] | Mapping[str, Any], *, progress
         seconds=time.perf_counter() - t0,
         minimum=lo,
         maximum=hi,
+        computed=blocks,
     )

@@ -14,7 +14,7 @@ import zarr
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from reference import SEED_A, SEED_B, SEED_EXPECTED
+from reference import SEED_A, SEED_B, SEED_EXPECTED, seed_loop
 
 runner = CliRunner()
 
@@ -84,16 +84,26 @@ def test_run_validate_info(tmp_path, store):
 
 
 def test_existing_output_is_refused_untouched(tmp_path, store):
+    """Same config again: up to date, nothing recomputed; a different config: refused untouched
+    unless overwrite is asked for (in the config or with --overwrite)."""
     cfg = write_config(tmp_path)
     assert runner.invoke(app, ["run", str(cfg)]).exit_code == 0
     arr = zarr.open_group(tmp_path / "out.zarr", mode="a")["result"]
-    arr[0, 0] = 12345  # a marker that a refused run must not touch
+    arr[0, 0] = 12345  # a marker that a rerun or a refused run must not touch
     res = runner.invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 0 and "up to date" in res.output, res.output
+    assert zarr.open_group(tmp_path / "out.zarr", mode="r")["result"][0, 0] == 12345  # nothing computed
+    other = write_config(tmp_path, window__size=5)
+    res = runner.invoke(app, ["run", str(other)])
     assert_user_error(res, "output.path", "exists", "overwrite")
     assert zarr.open_group(tmp_path / "out.zarr", mode="r")["result"][0, 0] == 12345
-    cfg = write_config(tmp_path, output__overwrite=True)
-    assert runner.invoke(app, ["run", str(cfg)]).exit_code == 0
-    assert np.array_equal(zarr.open_group(tmp_path / "out.zarr", mode="r")["result"][...], SEED_EXPECTED)
+    cfg = write_config(tmp_path, output__overwrite=True)  # the same config with overwrite: still up to date
+    res = runner.invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 0 and "up to date" in res.output, res.output
+    other = write_config(tmp_path, window__size=5)  # (write_config reuses one file name)
+    res = runner.invoke(app, ["run", "--overwrite", str(other)])
+    assert res.exit_code == 0, res.output
+    assert np.array_equal(zarr.open_group(tmp_path / "out.zarr", mode="r")["result"][...], seed_loop(SEED_A, SEED_B, 5))
 
 
 @pytest.mark.parametrize(
@@ -165,6 +175,9 @@ def test_console_script_from_another_directory(tmp_path, store):
     ok = subprocess.run([*exe, "run", "--quiet", str(cfg)], cwd=elsewhere, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert np.array_equal(zarr.open_group(tmp_path / "out.zarr", mode="r")["result"][...], SEED_EXPECTED)
+    again = subprocess.run([*exe, "run", str(cfg)], cwd=elsewhere, capture_output=True, text=True)
+    assert again.returncode == 0 and "up to date" in again.stdout, again.stderr
+    cfg = write_config(tmp_path, window__size=5)  # a different config on the same output: refused
     bad = subprocess.run([*exe, "run", str(cfg)], cwd=elsewhere, capture_output=True, text=True)
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr

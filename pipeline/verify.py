@@ -1,0 +1,123 @@
+"""``pipeline verify``: read every chunk of an output, report damaged and missing ones.
+
+*Damaged*: a stored chunk that does not decode (the crc32c checksum of the output codecs does not
+match, or the compressed stream is broken).  *Missing*: a chunk that is not stored although the
+output says it should be: every chunk when ``pipeline.complete`` is true, else the chunks of the
+blocks the ledger records as done.  Outputs are written with ``write_empty_chunks`` on, so a chunk
+of fill values is stored too and "not stored" never means "empty".
+
+Unless ``mark=False``, the blocks holding bad chunks are dropped from the ledger and the output is
+marked incomplete (under the output's lock), so that rerunning its config recomputes exactly them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import io, ledger
+from .lock import OutputLock
+
+
+@dataclass
+class ArrayReport:
+    store: str
+    array: str
+    chunks: int = 0  #: chunks in the grid
+    stored: int = 0  #: chunks read and decoded
+    damaged: list[tuple[str, str]] = field(default_factory=list)  #: (chunk key, reason)
+    missing: list[str] = field(default_factory=list)
+    complete: bool | None = None  #: pipeline.complete, None for arrays not written by pipeline
+    marked: int = 0  #: blocks dropped from the ledger, to be recomputed by a rerun
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged and not self.missing
+
+    def lines(self) -> list[str]:
+        name = io.describe(self.store, self.array)
+        status = {None: "", True: ", complete", False: ", INCOMPLETE"}[self.complete]
+        out = [
+            f"{name}: {self.stored} of {self.chunks} chunks stored and readable, "
+            f"{len(self.damaged)} damaged, {len(self.missing)} missing{status}"
+        ]
+        out += [f"  damaged {self.array}/{key}: {why}" for key, why in self.damaged]
+        out += [f"  missing {self.array}/{key}" for key in self.missing]
+        if self.marked:
+            out.append(f"  {self.marked} blocks marked for recomputation: rerun the config to repair")
+        return out
+
+
+def _check(arr: Any, coords: tuple[int, ...]) -> str | None:
+    try:
+        io.read_chunk(arr, coords)
+    except Exception as e:  # noqa: BLE001 - any decode failure is damage
+        return f"{e.__class__.__name__}: {e}".splitlines()[0][:200]
+    return None
+
+
+def verify_array(path: str, array: str, *, mark: bool = True, workers: int | None = None) -> ArrayReport:
+    arr = io.open_output(path, array, mode="r")
+    state = arr.attrs.get("pipeline")
+    state = dict(state) if isinstance(state, dict) else None
+    report = ArrayReport(store=path, array=array, complete=None if state is None else bool(state.get("complete")))
+    grid_shape = io.chunk_grid(arr)
+    everything = list(itertools.product(*(range(n) for n in grid_shape)))
+    report.chunks = len(everything)
+    stored = io.stored_chunk_keys(arr)
+    keys = {c: io.chunk_key(arr, c) for c in everything}
+    present = [c for c in everything if keys[c] in stored]
+
+    grid = state.get("grid") if state else None
+    found = None
+    local = io.is_local(path)
+    if state is not None and local and state.get("fingerprint"):
+        found = ledger.find(io.local_path(path), array, state["fingerprint"])
+    expected: set[tuple[int, ...]] = set()
+    if state is not None and report.complete:
+        expected = set(everything)
+    elif found is not None and grid:
+        for b in found[0].done():
+            expected.update(ledger.block_chunks(grid, b))
+    report.missing = sorted(keys[c] for c in expected if keys[c] not in stored)
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        reasons = list(pool.map(lambda c: _check(arr, c), present))
+    report.damaged = sorted((keys[c], why) for c, why in zip(present, reasons) if why is not None)
+    report.stored = len(present) - len(report.damaged)
+
+    if mark and not report.ok and state is not None and grid and local and state.get("fingerprint"):
+        report.marked = _mark(path, array, state, grid, keys, report)
+    return report
+
+
+def _mark(path: str, array: str, state: dict[str, Any], grid: dict[str, Any], keys: dict, report: ArrayReport) -> int:
+    """Drop the blocks holding bad chunks from the ledger; mark the output incomplete."""
+    store = io.local_path(path)
+    bad_keys = {k for k, _ in report.damaged} | set(report.missing)
+    bad_blocks = {ledger.chunk_block(grid, c) for c, k in keys.items() if k in bad_keys}
+    with OutputLock(ledger.sidecar(store) / "lock", io.describe(path, array)):
+        fp = state["fingerprint"]
+        found = ledger.find(store, array, fp)
+        if found is None:  # a complete output whose ledger was removed: rebuild it as all done
+            led = ledger.Ledger(store, array, fp)
+            led.reset(grid)
+            rec = led.recorder
+            for b in itertools.product(*(range(len(e) - 1) for e in grid["edges"])):
+                rec(b)
+        else:
+            led = found[0]
+        led.drop(bad_blocks)
+        target = io.open_output(path, array)
+        io.update_state(target, complete=False)
+        io.finalize(path)
+    return len(bad_blocks)
+
+
+def verify(path: str, *, array: str | None = None, mark: bool = True) -> list[ArrayReport]:
+    """Verify one array of a store, or every array in it."""
+    names = [array] if array is not None else io.list_arrays(path)
+    return [verify_array(path, name, mark=mark) for name in names]
