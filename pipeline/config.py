@@ -25,6 +25,14 @@ from .errors import ConfigError
 MAX_WINDOW = 16_385
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+#: a scheme prefix (two letters or more, so that a Windows drive ``C:`` is not one)
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+):")
+
+#: URL schemes accepted in ``inputs.*.path`` and ``output.path`` (fsspec protocols); anything
+#: else with a scheme (``ftp://``, ``javascript:``, ``data:``) is refused.
+ALLOWED_SCHEMES = frozenset({"file", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "http", "https"})
+#: ... of which these are read-only (refused for ``output.path``).
+READ_ONLY_SCHEMES = frozenset({"http", "https"})
 
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 WindowSide = Annotated[StrictInt, Field(ge=1, le=MAX_WINDOW)]
@@ -35,11 +43,30 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _check_array_path(v: str | None) -> str | None:
+    """An array path inside a store: ``/``-separated names, none of them ``.`` or ``..``."""
+    if v is None:
+        return v
+    parts = v.strip("/").split("/")
+    if v.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in v or any(ord(c) < 32 for c in v):
+        raise ValueError(f"must be a path inside the store ('name' or 'group/name', no '..', '.', empty parts or control characters)")
+    return v
+
+
+def _check_path(v: str) -> str:
+    if any(ord(c) < 32 for c in v):
+        raise ValueError("contains a control character")
+    return v
+
+
 class InputSpec(_Model):
     """One input image: a Zarr store and the array inside it."""
 
     path: Name
     array: Name | None = None  #: array inside the store; None when ``path`` is the array itself
+
+    _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_array_path(v)))
+    _path_ok = field_validator("path")(classmethod(lambda cls, v: _check_path(v)))
 
 
 class WindowSpec(_Model):
@@ -56,6 +83,9 @@ class OutputSpec(_Model):
     path: Name
     array: Name = "result"
     overwrite: StrictBool = False
+
+    _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_array_path(v)))
+    _path_ok = field_validator("path")(classmethod(lambda cls, v: _check_path(v)))
 
 
 class ComputeSpec(_Model):
@@ -206,10 +236,31 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | 
         where, msg = _format_error(errors[0])
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise ConfigError(msg + more, where=f"{source}: {where}") from None
+    _check_schemes(cfg, source)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     inputs = {k: v.model_copy(update={"path": _resolve(v.path, base)}) for k, v in cfg.inputs.items()}
     output = cfg.output.model_copy(update={"path": _resolve(cfg.output.path, base)})
     return cfg.model_copy(update={"inputs": inputs, "output": output})
+
+
+def _check_schemes(cfg: Config, source: str) -> None:
+    """The URL policy: local paths, ``file://`` and the fsspec schemes in :data:`ALLOWED_SCHEMES`;
+    ``http(s)`` only for inputs."""
+    paths = [(f"inputs.{k}.path", v.path, False) for k, v in cfg.inputs.items()] + [("output.path", cfg.output.path, True)]
+    for key, path, is_output in paths:
+        m = _SCHEME.match(path)
+        if m is None:
+            continue
+        scheme = m.group(1).lower()
+        if scheme not in ALLOWED_SCHEMES:
+            raise ConfigError(
+                f"URL scheme {scheme!r} is not allowed (allowed: local paths, {', '.join(s + '://' for s in sorted(ALLOWED_SCHEMES))})",
+                where=f"{source}: {key}",
+            )
+        if not path[m.end() :].startswith("//"):
+            raise ConfigError(f"malformed URL {path!r} (expected {scheme}://...)", where=f"{source}: {key}")
+        if is_output and scheme in READ_ONLY_SCHEMES:
+            raise ConfigError(f"{scheme}:// is read-only; the output must be a local path or a writable store", where=f"{source}: {key}")
 
 
 def load_config(config: str | os.PathLike[str] | Mapping[str, Any]) -> Config:

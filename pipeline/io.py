@@ -110,17 +110,28 @@ def output_exists(path: str, array: str) -> bool:
     return array in group
 
 
-def check_not_overlapping(output: str, inputs: Mapping[str, str]) -> None:
-    """Refuse an output store equal to, inside, or containing an input store."""
+def check_not_overlapping(output: str, inputs: Mapping[str, str], array: str | None = None) -> None:
+    """Refuse an output store equal to, inside, or containing an input store, symlinks followed:
+    the store path itself, and (when it exists) the output array's folder and its chunk folder,
+    which a symlink could send into an input."""
     if not _is_local(output):
         return
-    out = Path(_local(output)).resolve()
+    root = Path(_local(output))
+    outs = [root.resolve()]
+    if array:
+        for sub in (root / array, root / array / "c"):
+            if sub.is_symlink() or sub.exists():
+                outs.append(sub.resolve())
     for key, path in inputs.items():
         if not _is_local(path):
             continue
         src = Path(_local(path)).resolve()
-        if out == src or src in out.parents or out in src.parents:
-            raise OutputError(f"output store {output} overlaps input store {path}; choose another output path", where="output.path")
+        for out in outs:
+            if out == src or src in out.parents or out in src.parents:
+                raise OutputError(
+                    f"output store {output} overlaps input store {path} (symlinks followed); choose another output path",
+                    where="output.path",
+                )
 
 
 def default_compressors(dtype: np.dtype) -> list[Any]:

@@ -96,7 +96,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         chunks=cfg.compute.chunks,
     )
     used = {n: zarrs[n] for n in plan.expr.names}
-    io.check_not_overlapping(cfg.output.path, {n: cfg.inputs[n].path for n in plan.expr.names})
+    io.check_not_overlapping(cfg.output.path, {n: cfg.inputs[n].path for n in plan.expr.names}, cfg.output.array)
     first = plan.expr.names[0]
     coords = {}
     if specs[first].dims:
