@@ -90,14 +90,18 @@ def run(
     A rerun of the same config resumes an interrupted run, or does nothing if the output is
     complete ("up to date").  SIGTERM/SIGINT stop cleanly with exit code 4.
     """
-    from . import runner
-
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # before the (slow) imports
     try:
-        result = _guard(runner.run, config, progress=_Progress(quiet), overwrite=True if overwrite else None)
+        result = _guard(_run, config, progress=_Progress(quiet), overwrite=True if overwrite else None)
     finally:
         signal.signal(signal.SIGTERM, previous)
     typer.echo(result.summary())
+
+
+def _run(config: Path, **kwargs: Any) -> Any:
+    from . import runner
+
+    return runner.run(config, **kwargs)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -12,6 +12,7 @@ import difflib
 import keyword
 import os
 import re
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -188,6 +189,12 @@ def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+_short_repr = reprlib.Repr()
+_short_repr.maxlevel = 3
+_short_repr.maxstring = 50
+_short_repr.maxother = 50
+
+
 def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
     loc = tuple(err["loc"])
     where = _dotted(loc)
@@ -202,7 +209,7 @@ def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
     msg = err["msg"]
     if "input" in err and err["type"] not in ("missing",):
         got = err["input"]
-        shown = repr(got)
+        shown = _short_repr.repr(got)  # bounded: a YAML alias bomb must not be expanded here
         if len(shown) > 60:
             shown = shown[:57] + "..."
         msg = f"{msg} (got {shown})"

@@ -92,6 +92,8 @@ class OutputLock:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
+        except OSError as e:
+            raise OutputError(f"cannot create the lock file {self.path}: {e.strerror}", where="output.path") from None
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(info))
         return True

@@ -97,6 +97,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     )
     used = {n: zarrs[n] for n in plan.expr.names}
     io.check_not_overlapping(cfg.output.path, {n: cfg.inputs[n].path for n in plan.expr.names}, cfg.output.array)
+    io.check_output_target(cfg.output.path)
     first = plan.expr.names[0]
     coords = {}
     if specs[first].dims:
@@ -282,7 +283,6 @@ def run(
     prep = prepare(config)
     cfg = prep.config
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
-    io.check_output_target(cfg.output.path)
     if not io.is_local(cfg.output.path):
         return _run_unmanaged(prep, t0, progress, overwrite)
     store = io.local_path(cfg.output.path)
