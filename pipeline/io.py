@@ -5,6 +5,7 @@ Errors name the store and array (``data/seed.zarr:a``) so that a user can act on
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -156,6 +157,10 @@ def create_output(
     """Create the output group (if needed), its coordinate arrays, and the (empty) result array."""
     try:
         group = zarr.open_group(store=path, mode="a")
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # the runner reports a full disk as such
+        raise OutputError(f"cannot create Zarr group at {path}: {e}", where="output.path") from None
     except Exception as e:
         raise OutputError(f"cannot create Zarr group at {path}: {e}", where="output.path") from None
     for dim, values in coords.items():
@@ -334,7 +339,7 @@ def consolidated_complete(path: str, array: str) -> bool | None:
 def open_output(path: str, array: str, mode: str = "r+") -> zarr.Array:
     """An existing output array, opened to resume writing (or read, ``mode="r"``)."""
     try:
-        return zarr.open_array(store=path, path=array, mode=mode, config=_OUTPUT_CONFIG)
+        return zarr.open_array(store=path, path=array, mode=mode).with_config(_OUTPUT_CONFIG)
     except Exception as e:
         raise OutputError(f"cannot open {describe(path, array)}: {e}", where="output.path") from None
 
