@@ -152,10 +152,10 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
-        what = " ".join(str(s) for s in (e.context, e.problem) if s)
+        what = " ".join(" ".join(str(s).split()) for s in (e.context, e.problem) if s)
         raise ConfigError(f"invalid YAML: {what}", where=f"{p}{line}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"invalid YAML: {e}", where=str(p)) from None
+        raise ConfigError(f"invalid YAML: {' '.join(str(e).split())}", where=str(p)) from None
     if not isinstance(data, dict):
         raise ConfigError("the config must be a mapping of keys (inputs, op, window, output, ...)", where=str(p))
     return data

@@ -32,7 +32,10 @@ class PipelineError(Exception):
     def __init__(self, message: str, *, where: str | None = None) -> None:
         self.message = message
         self.where = where
-        super().__init__(f"{where}: {message}" if where else message)
+        text = f"{where}: {message}" if where else message
+        if not text.isprintable():  # one line, whatever a user's key or value contains
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        super().__init__(text)
 
 
 class ConfigError(PipelineError):

@@ -24,7 +24,7 @@ from . import io, ledger, ops
 from .config import Config, load_config
 from .errors import InputError, LockedError, OutputError, WriteError
 from .lock import OutputLock
-from .plan import ArraySpec, Plan, make_plan
+from .plan import ArraySpec, Plan, check_inputs, make_plan
 
 ProgressFn = Callable[[int, int], None]
 
@@ -87,6 +87,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         arr = io.open_input(spec.path, spec.array, where=where)
         zarrs[name] = arr
         specs[name] = io.spec_of(name, arr, io.describe(spec.path, spec.array))
+        check_inputs([specs[name]])  # dtype, emptiness: named by store and array
     plan = make_plan(
         cfg.op,
         specs,

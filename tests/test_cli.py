@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,12 @@ def store(tmp_path):
         g.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=(4, 4), dimension_names=("y", "x"))[...] = arr
     g.create_array("c", shape=(5, 6), dtype="uint8", chunks=(5, 6))[...] = 1
     g.create_array("z", shape=(6, 6), dtype="complex64", chunks=(6, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr: "no Zarr V3 specification" for some of these dtypes
+        for name, dtype in [("bo", bool), ("s", str), ("st", [("x", "u1"), ("y", "f4")]), ("t", "datetime64[s]")]:
+            g.create_array(name, shape=(6, 6), dtype=dtype, chunks=(6, 6))
+    g.create_array("e", shape=(0, 6), dtype="uint8", chunks=(1, 6))
+    g.create_array("d3", shape=(1, 6, 6), dtype="uint8", chunks=(1, 6, 6))
     return path
 
 
@@ -64,6 +71,7 @@ def assert_user_error(result, *fragments, tmp_path=None):
         assert f in lines[0], (f, lines[0])
     if tmp_path is not None:
         assert not (tmp_path / "out.zarr").exists()
+        assert not (tmp_path / "out.zarr.pipeline").exists()  # no lock or ledger either
 
 
 def test_run_validate_info(tmp_path, store):
@@ -134,6 +142,45 @@ def test_existing_output_is_refused_untouched(tmp_path, store):
         ({"output__path": "in.zarr"}, ["output.path", "overlaps"]),
         ({"output__path": "in.zarr/sub"}, ["output.path", "overlaps"]),
         ({"window__boundary": "valid", "window__size": 9}, ["window.size", "larger than the image"]),
+        # wrong types and absurd values
+        ({"window__size": 1.5}, ["window.size"]),
+        ({"window__size": True}, ["window.size"]),
+        ({"window__size": [0, 3]}, ["window.size"]),
+        ({"window__size": 2**40}, ["window.size"]),
+        ({"window__size": None}, ["window.size"]),
+        ({"op": 3}, ["op"]),
+        ({"op": ""}, ["op"]),
+        ({"inputs__a": "in.zarr"}, ["inputs.a"]),
+        ({"inputs__a__pth": "in.zarr"}, ["inputs.a.pth", "did you mean 'path'"]),
+        ({"output__overwirte": True}, ["output.overwirte", "did you mean 'overwrite'"]),
+        ({"compute__workers": 0}, ["compute.workers"]),
+        ({"output": "out.zarr"}, ["output"]),
+        # dtypes and shapes the pipeline cannot process exactly
+        ({"inputs__b__array": "bo"}, ["in.zarr:bo", "bool", "not supported"]),
+        ({"inputs__b__array": "s"}, ["in.zarr:s", "not supported"]),
+        ({"inputs__b__array": "st"}, ["in.zarr:st", "not supported"]),
+        ({"inputs__b__array": "t"}, ["in.zarr:t", "datetime64", "not supported"]),
+        ({"inputs__b__array": "e"}, ["in.zarr:e", "empty"]),
+        ({"inputs__b__array": "d3"}, ["in.zarr:d3", "shape (1, 6, 6)"]),
+        ({"inputs__b__path": "in.zarr/a"}, ["inputs.b", "no array 'b'"]),
+        # hostile expressions
+        ({"op": "a**99999999"}, ["op", "too large"]),
+        ({"op": "open('/etc/passwd')"}, ["op"]),
+        ({"op": "(lambda: a)()"}, ["op"]),
+        ({"op": "a.__class__"}, ["op"]),
+        ({"op": "a if b else a"}, ["op"]),
+        ({"op": "(" * 300 + "a" + ")" * 300}, ["op"]),
+        ({"op": "a +"}, ["op", "syntax"]),
+        # path tricks and URL schemes
+        ({"output__path": "out.zarr/../in.zarr"}, ["output.path", "overlaps"]),
+        ({"output__path": "."}, ["output.path", "overlaps"]),
+        ({"output__array": "../escape"}, ["output.array"]),
+        ({"inputs__a__array": "../a"}, ["inputs.a.array"]),
+        ({"inputs__a__path": "ftp://example.com/in.zarr"}, ["inputs.a.path", "'ftp' is not allowed"]),
+        ({"inputs__a__path": "javascript:alert(1)"}, ["inputs.a.path", "'javascript' is not allowed"]),
+        ({"output__path": "https://example.com/out.zarr"}, ["output.path", "read-only"]),
+        ({"output__path": "s3:bucket/out.zarr"}, ["output.path", "malformed URL"]),
+        ({"inputs__a__path": "in\x00.zarr"}, ["inputs.a.path", "control character"]),
     ],
 )
 def test_bad_config_one_line_exit_2_nothing_written(tmp_path, store, overrides, fragments):
@@ -149,12 +196,50 @@ def test_bad_config_one_line_exit_2_nothing_written(tmp_path, store, overrides, 
         ("op: a\nop: b\n", ["duplicate key 'op'", ":2"]),
         ("op: !!python/object/apply:os.system ['echo hi']\n", ["invalid YAML", "python"]),
         ("- just\n- a list\n", ["mapping"]),
+        ('inputs: {}\nop: "a**2\nwindow: {size: 3}\n', ["config.yaml:", "invalid YAML"]),
+        ("inputs:\n\ta: 1\n", ["config.yaml:2", "invalid YAML"]),
+        ("", ["mapping"]),
+        ("op: !!python/name:os.system\n", ["invalid YAML", "python"]),
+        ("op: !Ref a\n", ["invalid YAML", "!Ref"]),
+        ("window:\n  size: 3\n  size: 5\n", ["duplicate key 'size'", ":3"]),
+        (
+            "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+            "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+            "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\nop: *h\n",
+            ["config.yaml"],
+        ),
     ],
 )
 def test_bad_yaml(tmp_path, store, text, fragments):
     cfg = tmp_path / "config.yaml"
     cfg.write_text(text)
     assert_user_error(runner.invoke(app, ["run", str(cfg)]), *fragments, tmp_path=tmp_path)
+
+
+def test_symlink_tricks_and_foreign_folders_refused(tmp_path, store):
+    """An output that reaches an input through a symlink (the store itself, or the array folder
+    inside it), or that is someone's non-Zarr folder, is refused before anything is written."""
+    (tmp_path / "link.zarr").symlink_to(store)
+    cfg = write_config(tmp_path, output__path="link.zarr")
+    assert_user_error(runner.invoke(app, ["run", str(cfg)]), "output.path", "overlaps", tmp_path=tmp_path)
+
+    fake = tmp_path / "fake.zarr"
+    fake.mkdir()
+    (fake / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+    (fake / "result").symlink_to(store / "a")  # writing the result would overwrite input a
+    cfg = write_config(tmp_path, output__path="fake.zarr")
+    assert_user_error(runner.invoke(app, ["run", str(cfg)]), "output.path", "overlaps", tmp_path=tmp_path)
+    assert np.array_equal(zarr.open_group(store, mode="r")["a"][...], SEED_A)
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("precious")
+    for target in ("home", "thesis"):
+        path = home if target == "home" else home / "thesis.tex"
+        cfg = write_config(tmp_path, output__path=str(path), output__overwrite=True)
+        assert_user_error(runner.invoke(app, ["run", str(cfg)]), "output.path", str(path), tmp_path=tmp_path)
+    assert sorted(p.name for p in home.iterdir()) == ["thesis.tex"]
+    assert (home / "thesis.tex").read_text() == "precious"
 
 
 def test_missing_config_file(tmp_path):
@@ -196,3 +281,9 @@ def test_internal_error_is_one_line_exit_1(tmp_path, store, monkeypatch):
     res = runner.invoke(app, ["run", str(cfg)])
     assert res.exit_code == 1
     assert "kaboom" in res.output and "--debug" in res.output and "Traceback" not in res.output
+
+
+def test_binary_config_file(tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_bytes(b"\xff\xfe\x00garbage\x80")
+    assert_user_error(runner.invoke(app, ["run", str(cfg)]), "config.yaml", tmp_path=tmp_path)
