@@ -277,6 +277,11 @@ def test_slurm_single_node(home):
 
 
 def test_prefect_flow_retries_resume(home, monkeypatch):
+    # Prefect's own INFO lines (its temporary server stopping at exit) would be logged to a stream
+    # pytest has already closed
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
+    # a private Prefect home: its SQLite database is not shared with anything else running
+    monkeypatch.setenv("PREFECT_HOME", str(home / "prefect-home"))
     pytest.importorskip("prefect")
     from prefect.testing.utilities import prefect_test_harness
 
@@ -302,7 +307,7 @@ def test_prefect_flow_retries_resume(home, monkeypatch):
     bad = yaml.safe_load((cfgs / "example.yaml").read_text())
     bad["window"]["size"] = 0
     (cfgs / "bad.yaml").write_text(yaml.safe_dump(bad))
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=180):
         records = prefect_flow.pipeline_batch([str(cfgs / "example.yaml")])
         assert calls["n"] == 2  # failed once, retried once
         assert records[0]["status"] in ("done", "up-to-date")
