@@ -206,8 +206,9 @@ def test_bad_config_one_line_exit_2_nothing_written(tmp_path, store, overrides, 
             "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
             "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
             "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\nop: *h\n",
-            ["config.yaml"],
+            ["config.yaml", "expands to more than"],
         ),
+        ("op: &a [*a]\n", ["config.yaml", "expands to more than"]),
     ],
 )
 def test_bad_yaml(tmp_path, store, text, fragments):
