@@ -102,6 +102,33 @@ def start(cfg: Path, *args: str) -> subprocess.Popen:
     )
 
 
+def start_gated(cfg: Path, gate: Path, name: str) -> subprocess.Popen:
+    """``pipeline run cfg`` in a process that first does the slow imports, then waits for
+    ``gate`` to exist, so that several runs can be released at the same instant."""
+    ready = gate.with_name(f"{gate.name}.{name}.ready")
+    code = (
+        "import os, sys, time\n"
+        "from pipeline.cli import app\n"
+        "import pipeline.batch, pipeline.runner\n"
+        f"open({str(ready)!r}, 'w').close()\n"
+        f"while not os.path.exists({str(gate)!r}): time.sleep(0.001)\n"
+        f"sys.argv = ['pipeline', 'run', '-q', {str(cfg)!r}]\n"
+        "app()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.ready = ready  # type: ignore[attr-defined]
+    return proc
+
+
+def start_together(cfg: Path, n: int = 2) -> list[subprocess.Popen]:
+    gate = cfg.with_name(f"gate-{time.time_ns()}")
+    procs = [start_gated(cfg, gate, str(i)) for i in range(n)]
+    for p in procs:
+        assert wait_until(p.ready.exists, p), p.communicate()
+    gate.touch()
+    return procs
+
+
 def wait_until(pred, proc: subprocess.Popen, timeout: float = 120) -> bool:
     """Poll until ``pred()``; False when the process ended first."""
     t0 = time.monotonic()
@@ -201,7 +228,7 @@ def test_two_runs_at_once_exactly_one_proceeds(work):
     tmp, ref = work
     out = tmp / "out.zarr"
     cfg = write_config(tmp, "out.zarr")
-    procs = [start(cfg), start(cfg)]
+    procs = start_together(cfg)
     results = [p.communicate(timeout=120) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, ExitCode.LOCKED], results
