@@ -71,24 +71,54 @@ class _Progress:
         typer.echo(f"  {done}/{total} blocks ({100 * done / total:.0f}%) in {now:.1f} s", err=True)
 
 
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Override compute.scheduler (and compute.cluster): threads, processes, synchronous, "
+        "local-cluster, or a scheduler address such as tcp://host:8786 or tls://host:8786.",
+        show_default=False,
+    ),
+]
+
+
+def _load(config: Path, scheduler: str | None) -> Any:
+    """The config as given (a path), or loaded with ``--scheduler`` applied."""
+    if scheduler is None:
+        return config
+    from .config import load_config, with_scheduler
+
+    return with_scheduler(load_config(config), scheduler)
+
+
+def _notify(message: str) -> None:
+    typer.echo(message, err=True)
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Run a config: read the inputs, compute the window reduction, write the output Zarr."""
     from . import runner
 
-    result = _guard(runner.run, config, progress=_Progress(quiet))
+    cfg = _guard(_load, config, scheduler)
+    result = _guard(runner.run, cfg, progress=_Progress(quiet), notify=_notify)
     typer.echo(result.summary())
 
 
 @app.command()
-def validate(config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)]) -> None:
-    """Check a config and its inputs without computing or writing anything; print the plan."""
-    from . import runner
+def validate(
+    config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)],
+    scheduler: SchedulerOption = None,
+) -> None:
+    """Check a config and its inputs without computing or writing anything; print the plan
+    (and, for compute.cluster, the job script that would be submitted)."""
+    from . import runner, runtime
 
-    prep = _guard(runner.prepare, config)
+    prep = _guard(runner.prepare, _guard(_load, config, scheduler))
     cfg = prep.config
     typer.echo(f"config OK: {config}")
     for name, spec in prep.specs.items():
@@ -96,7 +126,11 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML run config.", sho
         typer.echo(f"input {name}: {spec.source} shape {spec.shape} {spec.dtype} chunks {spec.chunks}{used}")
     typer.echo(prep.plan.describe())
     typer.echo(f"output:        {cfg.output.path}:{cfg.output.array}" + (" (overwrite)" if cfg.output.overwrite else ""))
-    typer.echo(f"scheduler:     {cfg.compute.scheduler}" + (f", {cfg.compute.workers} workers" if cfg.compute.workers else ""))
+    typer.echo(f"scheduler:     {runtime.describe(cfg)}")
+    if cfg.compute.cluster is not None:
+        script = _guard(runtime.job_script, cfg)
+        typer.echo(f"job script ({cfg.compute.cluster.kind}, not submitted; the scheduler address is filled in at run time):")
+        typer.echo(script.rstrip("\n"))
 
 
 @app.command()

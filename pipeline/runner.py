@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import io, ops
+from . import io, ops, runtime
 from .config import Config, load_config
 from .errors import InputError
 from .plan import ArraySpec, Plan, make_plan
@@ -65,7 +65,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     specs = {}
     for name, spec in cfg.inputs.items():
         where = f"inputs.{name}"
-        arr = io.open_input(spec.path, spec.array, where=where)
+        arr = io.open_input(spec.path, spec.array, where=where, storage_options=spec.storage_options)
         zarrs[name] = arr
         specs[name] = io.spec_of(name, arr, io.describe(spec.path, spec.array))
     plan = make_plan(
@@ -82,7 +82,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     coords = {}
     if specs[first].dims:
         spec = cfg.inputs[first]
-        coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape)
+        coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape, spec.storage_options)
     return Prepared(config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=_common_attrs(used))
 
 
@@ -152,11 +152,7 @@ def _write(
 
 
 def _scheduler_kwargs(cfg: Config) -> dict[str, Any]:
-    name = {"threads": "threads", "processes": "processes", "synchronous": "sync"}[cfg.compute.scheduler]
-    kw: dict[str, Any] = {"scheduler": name}
-    if name != "sync":
-        kw["num_workers"] = cfg.compute.workers or os.cpu_count() or 1
-    return kw
+    return runtime.compute_kwargs(cfg)
 
 
 def execute(
@@ -205,12 +201,26 @@ def execute(
     return total, lo, hi
 
 
-def run(config: Config | str | os.PathLike[str] | Mapping[str, Any], *, progress: ProgressFn | None = None) -> RunResult:
-    """Run a config (a path, a mapping or a :class:`Config`) and return what was written."""
+def run(
+    config: Config | str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    progress: ProgressFn | None = None,
+    notify: runtime.Notify | None = None,
+) -> RunResult:
+    """Run a config (a path, a mapping or a :class:`Config`) and return what was written.
+
+    ``notify`` receives one-line messages about the scheduler (dashboard link, warnings)."""
     t0 = time.perf_counter()
     prep = prepare(config)
+    # the scheduler/cluster is up and checked (storage reachable, tasks fit) before anything is written
+    with runtime.session(prep.config, task_bytes=prep.plan.task_bytes, notify=notify):
+        return _run(prep, t0, progress)
+
+
+def _run(prep: Prepared, t0: float, progress: ProgressFn | None) -> RunResult:
     cfg, plan = prep.config, prep.plan
-    if io.output_exists(cfg.output.path, cfg.output.array) and not cfg.output.overwrite:
+    so = cfg.output.storage_options
+    if io.output_exists(cfg.output.path, cfg.output.array, so) and not cfg.output.overwrite:
         raise io.OutputError(
             f"{io.describe(cfg.output.path, cfg.output.array)} already exists; set output.overwrite: true to replace it",
             where="output.path",
@@ -225,9 +235,10 @@ def run(config: Config | str | os.PathLike[str] | Mapping[str, Any], *, progress
         attrs={**prep.attrs, "pipeline": provenance(prep)},
         coords=_out_coords(prep),
         overwrite=cfg.output.overwrite,
+        storage_options=so,
     )
     blocks, lo, hi = execute(prep, target, progress=progress)
-    io.finalize(cfg.output.path)
+    io.finalize(cfg.output.path, so)
     return RunResult(
         output=cfg.output.path,
         array=cfg.output.array,
