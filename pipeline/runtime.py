@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import ipaddress
 import os
+import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -345,10 +346,12 @@ def _open(cfg: Config, mode: str, notify: Notify | None, *, task_bytes: int | No
         else:
             client = stack.enter_context(_connect(cfg, mode, notify))
         sess = _distributed_session(client, mode)
-        if mode == "local-cluster" and not _has_bokeh():
-            sess.dashboard = None  # distributed serves only a 'bokeh is not installed' page
+        if sess.dashboard and mode == "local-cluster" and not _has_bokeh():
+            sess.dashboard += " (its plots need bokeh: pip install bokeh)"
         if mode != "cluster":
             sess.workers = _wait_for_workers(client, cfg.compute.worker_timeout)
+            threads = sum(w["nthreads"] for w in sess.workers)
+            sess.description += f" ({len(sess.workers)} workers, {threads} threads)"
         if task_bytes is not None and sess.workers:
             check_memory(task_bytes, sess.workers, notify)
         if notify is not None:
@@ -365,7 +368,10 @@ def _distributed_session(client: Any, mode: str) -> Session:
             dashboard = client.dashboard_link
     except Exception:  # noqa: BLE001 - the link is a courtesy
         dashboard = None
-    return Session(mode=mode, kwargs={"scheduler": client}, description=f"{mode} at {address}", client=client, dashboard=dashboard)
+    what = {"local-cluster": "local-cluster at ", "cluster": "job queue, scheduler at ", "client": "active Client, "}
+    return Session(
+        mode=mode, kwargs={"scheduler": client}, description=what.get(mode, "") + address, client=client, dashboard=dashboard
+    )
 
 
 def _wait_for_workers(client: Any, timeout: float) -> list[dict[str, Any]]:
@@ -445,7 +451,7 @@ def _connect(cfg: Config, address: str, notify: Notify | None) -> Iterator[Any]:
     kw = {"security": sec} if sec is not None else {}
     try:
         client = Client(address, timeout=cfg.compute.worker_timeout, **kw)
-    except (OSError, TimeoutError) as e:
+    except (OSError, TimeoutError, RuntimeError) as e:  # RuntimeError: TLS required but tcp:// given
         raise ClusterError(f"cannot reach the scheduler at {address}: {e}", where=where) from None
     try:
         yield client
@@ -463,6 +469,13 @@ def _hpc_cluster(cfg: Config, task_bytes: int | None, notify: Notify | None) -> 
         check_memory(task_bytes, _cluster_workers(spec), notify)
     jq = _jobqueue()
     cls = getattr(jq, f"{_JOBQUEUE[spec.kind]}Cluster")
+    submit = (getattr(cls.job_cls, "submit_command", None) or "").split()
+    if submit and shutil.which(submit[0]) is None:
+        raise ClusterError(
+            f"{submit[0]} not found: run on a machine that can submit {spec.kind} jobs (a login node); "
+            "`pipeline validate` shows the job script",
+            where="compute.cluster.kind",
+        )
     sec = security(cfg.compute.security)
     kw = jobqueue_kwargs(spec)
     if sec is not None:

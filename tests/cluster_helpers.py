@@ -67,7 +67,7 @@ class Cluster:
         self.tls = tls or {}
         self.procs: list[subprocess.Popen] = []
         self.scheduler_file = folder / "scheduler.json"
-        args = ["--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(self.scheduler_file)]
+        args = ["--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(self.scheduler_file)]
         if tls:
             args += ["--protocol", "tls", *self._tls_args()]
         self.scheduler = self._spawn("distributed.cli.dask_scheduler", args, "scheduler")

@@ -152,6 +152,11 @@ def test_existing_scheduler_gives_the_threaded_result_byte_for_byte(data, thread
     assert np.array_equal(result(out).astype(object), data["ref"])
     assert chunk_bytes(out) == chunk_bytes(threads_out) and len(chunk_bytes(out)) == 12
     assert any(cluster.address in m for m in messages), messages
+    from distributed import Client
+
+    with Client(cluster.address, timeout=30) as client:
+        port = client.scheduler_info(n_workers=0)["services"]["dashboard"]
+    assert any(f"dashboard: http://127.0.0.1:{port}/status" in m for m in messages), messages
     assert not any("warning" in m for m in messages), messages  # loopback tcp: no warning
 
 
@@ -396,6 +401,10 @@ def test_slurm_job_script_is_printed_by_validate_with_the_requested_resources(da
     assert "module load python" in script
     worker = next(l for l in script if "distributed.cli.dask_worker" in l)
     assert "--nthreads 4" in worker and "--nworkers 2" in worker and "--memory-limit 16.00GiB" in worker
+    assert not (tmp_path / "out.zarr").exists()
+    # no sbatch here: a clear error, nothing submitted or written
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "hpc.yaml")])
+    assert r.exit_code == 2 and "compute.cluster.kind: sbatch not found" in r.output, r.output
     assert not (tmp_path / "out.zarr").exists()
     # a scheduler given with a cluster is a contradiction
     with pytest.raises(runtime.ClusterError, match=r"compute\.scheduler: compute\.cluster starts its own scheduler"):
