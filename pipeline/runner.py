@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import io, ledger, ops
+from . import io, ledger, ops, runtime
 from .config import Config, load_config
 from .errors import InputError, LockedError, OutputError, WriteError
 from .lock import OutputLock
@@ -84,7 +84,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     specs = {}
     for name, spec in cfg.inputs.items():
         where = f"inputs.{name}"
-        arr = io.open_input(spec.path, spec.array, where=where)
+        arr = io.open_input(spec.path, spec.array, where=where, storage_options=spec.storage_options)
         zarrs[name] = arr
         specs[name] = io.spec_of(name, arr, io.describe(spec.path, spec.array))
         check_inputs([specs[name]])  # dtype, emptiness: named by store and array
@@ -103,7 +103,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     coords = {}
     if specs[first].dims:
         spec = cfg.inputs[first]
-        coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape)
+        coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape, spec.storage_options)
     return Prepared(config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=_common_attrs(used))
 
 
@@ -173,11 +173,7 @@ def _write(
 
 
 def _scheduler_kwargs(cfg: Config) -> dict[str, Any]:
-    name = {"threads": "threads", "processes": "processes", "synchronous": "sync"}[cfg.compute.scheduler]
-    kw: dict[str, Any] = {"scheduler": name}
-    if name != "sync":
-        kw["num_workers"] = cfg.compute.workers or os.cpu_count() or 1
-    return kw
+    return runtime.compute_kwargs(cfg)
 
 
 def execute(
@@ -271,6 +267,7 @@ def run(
     *,
     progress: ProgressFn | None = None,
     overwrite: bool | None = None,
+    notify: runtime.Notify | None = None,
 ) -> RunResult:
     """Run a config (a path, a mapping or a :class:`Config`) and return what was done.
 
@@ -278,18 +275,22 @@ def run(
     the output is complete, does nothing (status ``up-to-date``).  An output written by another
     config is replaced only with ``overwrite`` (default: the config's ``output.overwrite``).  An
     exception that ends the run carries ``exc.pipeline_result`` (status ``failed``, blocks
-    computed) when the output had been opened.
+    computed) when the output had been opened.  ``notify`` receives one-line messages about the
+    scheduler (dashboard link, warnings).
     """
     t0 = time.perf_counter()
     prep = prepare(config)
     cfg = prep.config
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
     if not io.is_local(cfg.output.path):
-        return _run_unmanaged(prep, t0, progress, overwrite)
+        with runtime.session(cfg, task_bytes=prep.plan.task_bytes, notify=notify):
+            return _run_unmanaged(prep, t0, progress, overwrite)
     store = io.local_path(cfg.output.path)
-    lock = OutputLock(ledger.sidecar(store) / "lock", io.describe(cfg.output.path, cfg.output.array))
-    with lock:
-        return _run_locked(prep, t0, progress, overwrite, store, lock)
+    # the lock first (a second run exits at once), then the scheduler/cluster is started and
+    # checked (storage reachable, tasks fit) before anything is written
+    with OutputLock(ledger.sidecar(store) / "lock", io.describe(cfg.output.path, cfg.output.array)) as lock:
+        with runtime.session(cfg, task_bytes=prep.plan.task_bytes, notify=notify):
+            return _run_locked(prep, t0, progress, overwrite, store, lock)
 
 
 def _run_locked(
@@ -335,10 +336,11 @@ def _run_locked(
                 attrs={**prep.attrs, "pipeline": {**provenance(prep), "fingerprint": fp, "complete": False, "grid": grid}},
                 coords=_out_coords(prep),
                 overwrite=state is not None,
+                storage_options=cfg.output.storage_options,
             )
             led = ledger.Ledger(store, array, fp)
             led.reset(grid)
-            io.finalize(path)  # consolidated metadata says "incomplete" from now on
+            io.finalize(path, cfg.output.storage_options)  # consolidated metadata says "incomplete" from now on
         else:
             led = found[0]
             target = io.open_output(path, array)
@@ -359,7 +361,7 @@ def _run_locked(
         if left:
             raise RuntimeError(f"{len(left)} blocks of {where} were not recorded as done")
         io.update_state(target, complete=True)  # written last: the output is complete
-        io.finalize(path)
+        io.finalize(path, cfg.output.storage_options)
     except BaseException as exc:
         computed = max(0, len(led.done()) - len(done)) if "led" in locals() else 0
         result.status, result.computed = FAILED, computed
@@ -394,7 +396,8 @@ def _missing_chunks(target: Any, grid: dict[str, Any], done: set[tuple[int, ...]
 def _run_unmanaged(prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool) -> RunResult:
     """A URL output (no local lock or ledger): written in one go, refused if it exists."""
     cfg, plan = prep.config, prep.plan
-    if io.output_exists(cfg.output.path, cfg.output.array) and not overwrite:
+    so = cfg.output.storage_options
+    if io.output_exists(cfg.output.path, cfg.output.array, so) and not overwrite:
         raise OutputError(
             f"{io.describe(cfg.output.path, cfg.output.array)} already exists; pass --overwrite (or set output.overwrite: true) to replace it",
             where="output.path",
@@ -409,10 +412,11 @@ def _run_unmanaged(prep: Prepared, t0: float, progress: ProgressFn | None, overw
         attrs={**prep.attrs, "pipeline": {**provenance(prep), "complete": False, "grid": _grid(plan)}},
         coords=_out_coords(prep),
         overwrite=overwrite,
+        storage_options=so,
     )
     blocks, lo, hi = execute(prep, target, progress=progress)
     io.update_state(target, complete=True)
-    io.finalize(cfg.output.path)
+    io.finalize(cfg.output.path, so)
     return RunResult(
         output=cfg.output.path,
         array=cfg.output.array,

@@ -87,7 +87,7 @@ def _set(cfg: dict, key: tuple, value) -> dict:
 
 def _check_accepted(cfg: Config, base: Path) -> None:
     for spec in list(cfg.inputs.values()) + [cfg.output]:
-        assert spec.path.startswith(("s3://", "s3a://", "gs://", "gcs://", "az://", "abfs", "adl://", "http", "file://")) or os.path.isabs(spec.path)
+        assert spec.path.startswith(("s3://", "s3a://", "gs://", "gcs://", "az://", "abfs", "adl://", "http", "file://", "memory://")) or os.path.isabs(spec.path)
     sizes = (cfg.window.size,) * 2 if isinstance(cfg.window.size, int) else cfg.window.size
     assert all(type(s) is int and 1 <= s <= MAX_WINDOW for s in sizes)
     # the accepted config goes on to the plan: a plan or a user error, nothing else
