@@ -278,7 +278,7 @@ def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     for part in loc[:-1]:
         field = model.model_fields.get(str(part)) if isinstance(part, str) else None
         if field is None:
-            if model is Config and loc and loc[0] == "inputs":
+            if len(loc) > 2 and loc[0] == "inputs" and part == loc[1]:  # inputs.<name>.<key>
                 model = InputSpec
                 continue
             return []
