@@ -8,7 +8,9 @@ Variants, each a full run of the same config into a fresh output, interleaved ro
   crc       checksum codec only
   ledger    ledger + lock + fingerprint + completion flag only
   both      both (what `pipeline run` does)
-Prints the median seconds and Mpix/s per variant and the ratios to `bare`.
+Prints the median seconds and Mpix/s per variant and the ratios to `bare`, then per-chunk micro
+timings (crc32c vs the Blosc encoding of one chunk; one ledger record vs the time per block),
+which are far less noisy than whole runs on a busy machine.
 """
 
 from __future__ import annotations
@@ -81,7 +83,37 @@ def main() -> None:
     for name, ts in times.items():
         m = statistics.median(ts)
         print(f"{name:7s} median {m:7.3f} s  {mpix / m:7.1f} Mpix/s  time ratio vs bare {m / base:5.3f}  (runs: {', '.join(f'{t:.3f}' for t in ts)})")
+    micro(root, args.chunk, statistics.median(times["bare"]) / nblocks)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def micro(root: Path, chunk: int, per_block_s: float) -> None:
+    """Per-chunk costs, timed directly (far less noisy than whole runs on a busy machine): the
+    crc32c of one output chunk against its Blosc-zstd encoding, and one ledger record (an empty
+    file) against the measured time per block of a bare run."""
+    import timeit
+
+    import crc32c
+
+    from pipeline.ledger import BlockRecorder
+
+    rng = np.random.default_rng(1)
+    block = np.cumsum(rng.integers(-65025, 65025, (chunk, chunk)), axis=1).astype(np.int32)  # window-sum-like
+    import numcodecs
+
+    enc = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE)
+    raw = block.tobytes()
+    comp = enc.encode(raw)
+    t_blosc = min(timeit.repeat(lambda: enc.encode(raw), number=20, repeat=5)) / 20
+    t_crc = min(timeit.repeat(lambda: crc32c.crc32c(comp), number=200, repeat=5)) / 200
+    d = root / "ledger-micro"
+    d.mkdir()
+    rec = BlockRecorder(str(d))
+    idx = iter(range(10**7))
+    t_rec = min(timeit.repeat(lambda: rec((next(idx), 0)), number=200, repeat=5)) / 200
+    print(f"micro: chunk {chunk}x{chunk} int32 ({len(raw) / 2**20:.2f} MiB, {len(comp) / 2**10:.0f} KiB compressed)")
+    print(f"  crc32c of the compressed chunk {t_crc * 1e6:8.1f} us   = {t_crc / t_blosc:.4f} x its Blosc-zstd encoding ({t_blosc * 1e6:.0f} us)")
+    print(f"  one ledger record (empty file)  {t_rec * 1e6:8.1f} us   = {t_rec / per_block_s:.5f} x the bare run's time per block ({per_block_s * 1e3:.1f} ms)")
 
 
 if __name__ == "__main__":
