@@ -75,6 +75,13 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         reduce=cfg.window.reduce,
         boundary=cfg.window.boundary,
         chunks=cfg.compute.chunks,
+        cval=cfg.window.cval,
+        shape=cfg.window.shape,
+        weights=cfg.window.weights,
+        axes=cfg.window.axes,
+        nodata={n: s.nodata for n, s in cfg.inputs.items()},
+        dtype=cfg.output.dtype,
+        fill_value=cfg.output.fill_value,
     )
     used = {n: zarrs[n] for n in plan.expr.names}
     io.check_not_overlapping(cfg.output.path, {n: cfg.inputs[n].path for n in plan.expr.names})
@@ -118,6 +125,14 @@ def provenance(prep: Prepared) -> dict[str, Any]:
     }
 
 
+def output_names(plan: Plan, array: str) -> dict[str, str]:
+    """The output array per statistic: ``array`` for one statistic, ``<array>_<stat>`` for
+    several."""
+    if not plan.multi:
+        return {plan.stats[0]: array}
+    return {st: f"{array}_{st}" for st in plan.stats}
+
+
 def _out_coords(prep: Prepared) -> dict[str, np.ndarray]:
     plan = prep.plan
     out = {}
@@ -139,16 +154,33 @@ def block_regions(plan: Plan) -> Iterator[tuple[tuple[int, ...], tuple[slice, ..
         yield idx, tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, idx))
 
 
-def _write(
-    target: Any, record: Callable[[tuple[int, ...]], None] | None, index: tuple[int, ...], region: tuple[slice, ...], block: np.ndarray
-) -> tuple[Any, Any]:
-    """Write one block, then (only then) record it as done; returns the block's min and max."""
-    io.write_block(target, region, block)
-    if record is not None:
-        record(index)
+def _range(block: np.ndarray) -> tuple[Any, Any]:
     if block.size == 0:
         return None, None
+    if block.dtype.kind == "f":
+        finite = block[~np.isnan(block)]
+        if finite.size == 0:
+            return None, None
+        return finite.min().item(), finite.max().item()
     return block.min().item(), block.max().item()
+
+
+def _write(
+    target: Any, record: Callable[[tuple[int, ...]], None] | None, index: tuple[int, ...], region: tuple[slice, ...], block: np.ndarray,
+    plan: Plan | None = None,
+) -> tuple[Any, Any]:
+    """Write one block (several statistics: each one's array), then (only then) record it as
+    done; returns the (first statistic's) block's min and max, NaN ignored."""
+    if plan is not None and plan.multi:
+        parts = ops.unpack(plan, block)
+        for st in plan.stats:
+            io.write_block(target[st], region, parts[st])
+        block = parts[plan.stats[0]]
+    else:
+        io.write_block(target, region, block)
+    if record is not None:
+        record(index)
+    return _range(block)
 
 
 def _scheduler_kwargs(cfg: Config) -> dict[str, Any]:
@@ -169,6 +201,8 @@ def execute(
 ) -> tuple[int, Any, Any]:
     """Compute and write the output blocks ``blocks`` (default: all), calling ``record(index)``
     inside the task right after each block is written; returns (blocks written, min, max).
+    With several statistics ``target`` maps each statistic to its array; a block index covers
+    the block of every statistic.
 
     ``record`` runs where the task runs (a thread, a process or a cluster worker), so it must be
     picklable and reach shared state (e.g. a file beside the output)."""
@@ -179,10 +213,11 @@ def execute(
     lazy = {n: da.from_zarr(a) for n, a in prep.arrays.items()}
     result = ops.build(plan, lazy)
     delayed_blocks = result.to_delayed(optimize_graph=True)
-    write = partial(_write, target, record)
+    write = partial(_write, target, record, plan=plan)
     wanted = None if blocks is None else set(map(tuple, blocks))
+    extra = (0,) if plan.multi else ()
     tasks = [
-        dask.delayed(write, pure=True)(idx, region, delayed_blocks[idx])
+        dask.delayed(write, pure=True)(idx, region, delayed_blocks[idx + extra])
         for idx, region in block_regions(plan)
         if wanted is None or idx in wanted
     ]
@@ -210,29 +245,39 @@ def run(config: Config | str | os.PathLike[str] | Mapping[str, Any], *, progress
     t0 = time.perf_counter()
     prep = prepare(config)
     cfg, plan = prep.config, prep.plan
-    if io.output_exists(cfg.output.path, cfg.output.array) and not cfg.output.overwrite:
-        raise io.OutputError(
-            f"{io.describe(cfg.output.path, cfg.output.array)} already exists; set output.overwrite: true to replace it",
-            where="output.path",
+    names = output_names(plan, cfg.output.array)
+    for name in names.values():
+        if io.output_exists(cfg.output.path, name) and not cfg.output.overwrite:
+            raise io.OutputError(
+                f"{io.describe(cfg.output.path, name)} already exists; set output.overwrite: true to replace it",
+                where="output.path",
+            )
+    targets = {}
+    for st, name in names.items():
+        fill = plan.fill_values.get(st)
+        attrs = {**prep.attrs, "pipeline": {**provenance(prep), "statistic": st}}
+        if fill is not None:
+            attrs["fill_value"] = "NaN" if fill != fill else fill  # windows without a valid pixel
+        targets[st] = io.create_output(
+            cfg.output.path,
+            name,
+            shape=plan.out_shape,
+            dtype=plan.out_dtypes[st],
+            chunks=plan.storage_chunks,
+            dims=plan.dims,
+            attrs=attrs,
+            coords=_out_coords(prep),
+            fill_value=fill if fill is not None else 0,
+            overwrite=cfg.output.overwrite,
         )
-    target = io.create_output(
-        cfg.output.path,
-        cfg.output.array,
-        shape=plan.out_shape,
-        dtype=plan.out_dtype,
-        chunks=plan.storage_chunks,
-        dims=plan.dims,
-        attrs={**prep.attrs, "pipeline": provenance(prep)},
-        coords=_out_coords(prep),
-        overwrite=cfg.output.overwrite,
-    )
+    target = targets if plan.multi else targets[plan.stats[0]]
     blocks, lo, hi = execute(prep, target, progress=progress)
     io.finalize(cfg.output.path)
     return RunResult(
         output=cfg.output.path,
-        array=cfg.output.array,
+        array=", ".join(names.values()),
         shape=plan.out_shape,
-        dtype=str(plan.out_dtype),
+        dtype=", ".join(str(plan.out_dtypes[st]) for st in plan.stats),
         blocks=blocks,
         seconds=time.perf_counter() - t0,
         minimum=lo,
