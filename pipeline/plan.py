@@ -37,7 +37,7 @@ INT32 = np.dtype("int32")
 INT64 = np.dtype("int64")
 FLOAT64 = np.dtype("float64")
 
-_ACCEPTED_KINDS = "iuf"  # signed, unsigned, float
+_ACCEPTED_KINDS = "biuf"  # bool (masks), signed, unsigned, float
 
 
 @dataclass(frozen=True)
@@ -306,7 +306,7 @@ def check_inputs(specs: Sequence[ArraySpec]) -> tuple[int, ...]:
     for s in specs:
         if s.dtype.kind not in _ACCEPTED_KINDS or s.dtype.fields is not None:
             raise InputError(
-                f"dtype {s.dtype} is not supported (integer or floating point images only)",
+                f"dtype {s.dtype} is not supported (bool, integer or floating point images only)",
                 where=s.source or s.name,
             )
         if len(s.shape) == 0:
