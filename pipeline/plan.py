@@ -114,6 +114,10 @@ class Plan:
             ext *= max(chunks) + 2 * self.depth[ax]
         per_pixel = sum(d.itemsize for d in self.in_dtypes.values())
         per_pixel += 2 * self.expr.dtype.itemsize + 3 * self.acc_dtype.itemsize + self.out_dtype.itemsize
+        if self.stats != ("sum",) or self.shape != "rect" or self.missing_possible or self.boundary not in ("shrink", "valid"):
+            # general path: padded copy, missing mask, valid counts, float64 temporaries, every output
+            per_pixel += self.expr.dtype.itemsize + 1 + 4 + 3 * 8
+            per_pixel += sum(dt.itemsize for dt in self.out_dtypes.values()) * (2 if self.multi else 1)
         return ext * per_pixel
 
     def centres(self, block_index: Sequence[int]) -> tuple[tuple[int, int], ...]:

@@ -136,3 +136,37 @@ def test_several_statistics_share_one_pass_and_hooks(tmp_path):
             sl = (slice(10 * i, 10 * i + 10), slice(10 * j, 10 * j + 10))
             np.testing.assert_allclose(got[sl].astype(np.float64), ref[sl].astype(np.float64), rtol=1e-12)
         assert (got[:10, :10] == 0).all()  # not asked for: not written
+
+
+@pytest.mark.parametrize(
+    "window,output,fragment",
+    [
+        ({"size": 3, "boundary": "bogus"}, {}, "window.boundary"),
+        ({"size": 3, "reduce": ["mean", "mean"]}, {}, "window.reduce"),
+        ({"size": 3, "reduce": "median"}, {}, "window.reduce"),
+        ({"size": 3, "shape": "star"}, {}, "window.shape"),
+        ({"weights": [[1, 2], [3]]}, {}, "window.weights"),
+        ({"weights": [[1, 2]], "reduce": "var"}, {}, "window.reduce"),
+        ({"size": 3, "weights": [[1, 2]]}, {}, "window.size"),
+        ({"size": 3, "axes": ["band", "x"]}, {}, "window.axes"),
+        ({"size": 3}, {"dtype": "uint8"}, "output.dtype: uint8 cannot hold the sum results in [0, 2295]; use int32"),
+        ({"size": 3, "reduce": ["min", "max"]}, {"dtype": {"mean": "int8"}}, "output.dtype"),
+        ({"size": 3, "cval": "x", "boundary": "constant"}, {}, "window.cval"),
+    ],
+)
+def test_bad_new_keys_are_one_line_errors_and_nothing_is_written(tmp_path, window, output, fragment):
+    import yaml
+
+    cfg = {
+        "inputs": {"a": {"path": str(ROOT / "data" / "seed.zarr"), "array": "a"}},
+        "op": "a",
+        "window": window,
+        "output": {"path": str(tmp_path / "out.zarr"), **output},
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 2, result.output
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and fragment in lines[0], lines
+    assert not (tmp_path / "out.zarr").exists()

@@ -4,6 +4,7 @@ boundary x window shape x input dtype x chunking, missing pixels, several statis
 from __future__ import annotations
 
 import math
+import os
 
 import dask.array as da
 import numpy as np
@@ -79,7 +80,7 @@ def grid_cases(draw):
     return rows, cols, shape, sizes, boundary, reduce, dtype, op, chunks, missing, cval, seed
 
 
-@settings(max_examples=160, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("PIPELINE_GRID_EXAMPLES", 300)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(grid_cases())
 def test_grid_matches_brute_force(case):
     rows, cols, shape, sizes, boundary, reduce, dtype, op, chunks, missing, cval, seed = case
