@@ -335,12 +335,14 @@ def reduce_stats(
 def _variance(field: np.ndarray, valid: np.ndarray | None, win: Window, n: np.ndarray, bounds, area: int) -> np.ndarray:
     """Population variance, numerically stable: the data are shifted by a representative value
     of the block (the median of its valid pixels) before the sums of ``d`` and ``d**2``.
-    Integer fields whose shifted sums fit int64 are summed exactly; then ``n*S2 - S1**2`` is
-    exact too when it fits int64.  Never negative; NaN for windows without valid pixels or
+    Integer fields whose shifted sums fit int64 (judged from the block's value range) are summed
+    exactly; then ``n*S2 - S1**2`` is exact too when it fits int64, and the variance carries a
+    single rounding.  Never negative; NaN for windows without valid pixels or
     holding an infinity."""
     sel = field if valid is None else field[valid]
     if field.dtype.kind in "biu":
-        span = bounds[1] - bounds[0]
+        # |d| <= span, the range of this block's valid values (at most the dtype bounds' span)
+        span = int(sel.max()) - int(sel.min()) if sel.size else 0
         shift = int(round(float(np.median(sel)))) if sel.size else 0
         if area * span * span < 2**63:
             d = field.astype(np.int64) - shift

@@ -170,3 +170,30 @@ def test_bad_new_keys_are_one_line_errors_and_nothing_is_written(tmp_path, windo
     lines = [l for l in result.output.splitlines() if l.strip()]
     assert len(lines) == 1 and fragment in lines[0], lines
     assert not (tmp_path / "out.zarr").exists()
+
+
+def test_runner_band_stack_with_2d_mask(tmp_path):
+    rng = np.random.default_rng(9)
+    stack = rng.integers(0, 4000, size=(3, 14, 12)).astype(np.uint16)
+    mask = (rng.random((14, 12)) < 0.7).astype(np.uint8)
+    g = zarr.open_group(tmp_path / "in.zarr", mode="w")
+    g.create_array("s", shape=stack.shape, dtype=stack.dtype, chunks=(1, 8, 8), dimension_names=("band", "y", "x"))[...] = stack
+    g.create_array("m", shape=mask.shape, dtype=mask.dtype, chunks=(5, 5), dimension_names=("y", "x"))[...] = mask
+    cfg = {
+        "inputs": {"m": {"path": str(tmp_path / "in.zarr"), "array": "m", "nodata": 0},
+                   "s": {"path": str(tmp_path / "in.zarr"), "array": "s"}},
+        "op": "s * m",
+        "window": {"size": 3, "reduce": ["mean", "max"], "boundary": "wrap"},
+        "output": {"path": str(tmp_path / "out.zarr")},
+        "compute": {"chunks": 5},
+    }
+    pipeline.run(cfg)
+    out = zarr.open_group(tmp_path / "out.zarr", mode="r")
+    miss = np.broadcast_to(mask == 0, stack.shape)
+    for st in ("mean", "max"):
+        arr = out[f"result_{st}"]
+        assert arr.shape == stack.shape and tuple(arr.metadata.dimension_names) == ("band", "y", "x")
+        ref = brute_window(stack.astype(object), 3, st, boundary="wrap", missing=miss)
+        from test_general import check
+
+        check(arr[...], ref, fill=arr.fill_value)
