@@ -355,3 +355,19 @@ def test_output_dtype_rules():
                                dtype={"sum": "int32"})
     with pytest.raises(pipeline.ConfigError, match="unknown dtype"):
         pipeline.window_reduce("a", {"a": a}, size=3, dtype="int33")
+
+
+@pytest.mark.parametrize("boundary", ["shrink", "reflect", "wrap", "constant"])
+@pytest.mark.parametrize("reduce", ["sum", "max", "var", "count"])
+def test_one_window_axis(boundary, reduce):
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 50, size=(7, 9)).astype(np.int16)
+    x[3, 4] = -1
+    got = pipeline.window_reduce("a", {"a": da.from_array(x, chunks=(3, 4))}, size=4, axes=[0], reduce=reduce,
+                                 boundary=boundary, chunks=3, nodata={"a": -1}, cval=7).compute()
+    ref = brute_window(x.astype(object), (4,), reduce, axes=(0,), boundary=boundary, missing=x == -1, cval=7)
+    check(got, ref)
+    # 1-D data
+    v = x[:, 0]
+    got = pipeline.window_reduce("a", {"a": v}, size=3, reduce=reduce, boundary=boundary, cval=7)
+    check(got, brute_window(v.astype(object), 3, reduce, boundary=boundary, cval=7))
