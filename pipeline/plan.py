@@ -409,8 +409,6 @@ def make_plan(
     order = sorted(range(len(waxes)), key=lambda i: waxes[i])
     if wmat is not None and order != list(range(len(order))):
         wmat = wmat.T
-    if kind == "disk" and order != list(range(len(order))):
-        pass  # a disk of (rows, cols) on swapped axes: built below from the reordered sizes
     axes_t = tuple(waxes[i] for i in order)
     sizes = tuple(sizes[i] for i in order)
     lo = tuple(w // 2 for w in sizes)
