@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import io, ops
+from . import io, ops, runtime
 from .config import Config, load_config
 from .errors import InputError
 from .plan import ArraySpec, Plan, make_plan
@@ -65,7 +65,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     specs = {}
     for name, spec in cfg.inputs.items():
         where = f"inputs.{name}"
-        arr = io.open_input(spec.path, spec.array, where=where)
+        arr = io.open_input(spec.path, spec.array, where=where, storage_options=spec.storage_options)
         zarrs[name] = arr
         specs[name] = io.spec_of(name, arr, io.describe(spec.path, spec.array))
     plan = make_plan(
@@ -89,7 +89,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     coords = {}
     if specs[first].dims:
         spec = cfg.inputs[first]
-        coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape)
+        coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape, spec.storage_options)
     return Prepared(config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=_common_attrs(used))
 
 
@@ -184,11 +184,7 @@ def _write(
 
 
 def _scheduler_kwargs(cfg: Config) -> dict[str, Any]:
-    name = {"threads": "threads", "processes": "processes", "synchronous": "sync"}[cfg.compute.scheduler]
-    kw: dict[str, Any] = {"scheduler": name}
-    if name != "sync":
-        kw["num_workers"] = cfg.compute.workers or os.cpu_count() or 1
-    return kw
+    return runtime.compute_kwargs(cfg)
 
 
 def execute(
@@ -240,14 +236,28 @@ def execute(
     return total, lo, hi
 
 
-def run(config: Config | str | os.PathLike[str] | Mapping[str, Any], *, progress: ProgressFn | None = None) -> RunResult:
-    """Run a config (a path, a mapping or a :class:`Config`) and return what was written."""
+def run(
+    config: Config | str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    progress: ProgressFn | None = None,
+    notify: runtime.Notify | None = None,
+) -> RunResult:
+    """Run a config (a path, a mapping or a :class:`Config`) and return what was written.
+
+    ``notify`` receives one-line messages about the scheduler (dashboard link, warnings)."""
     t0 = time.perf_counter()
     prep = prepare(config)
+    # the scheduler/cluster is up and checked (storage reachable, tasks fit) before anything is written
+    with runtime.session(prep.config, task_bytes=prep.plan.task_bytes, notify=notify):
+        return _run(prep, t0, progress)
+
+
+def _run(prep: Prepared, t0: float, progress: ProgressFn | None) -> RunResult:
     cfg, plan = prep.config, prep.plan
+    so = cfg.output.storage_options
     names = output_names(plan, cfg.output.array)
     for name in names.values():
-        if io.output_exists(cfg.output.path, name) and not cfg.output.overwrite:
+        if io.output_exists(cfg.output.path, name, so) and not cfg.output.overwrite:
             raise io.OutputError(
                 f"{io.describe(cfg.output.path, name)} already exists; set output.overwrite: true to replace it",
                 where="output.path",
@@ -269,10 +279,11 @@ def run(config: Config | str | os.PathLike[str] | Mapping[str, Any], *, progress
             coords=_out_coords(prep),
             fill_value=fill if fill is not None else 0,
             overwrite=cfg.output.overwrite,
+            storage_options=so,
         )
     target = targets if plan.multi else targets[plan.stats[0]]
     blocks, lo, hi = execute(prep, target, progress=progress)
-    io.finalize(cfg.output.path)
+    io.finalize(cfg.output.path, so)
     return RunResult(
         output=cfg.output.path,
         array=", ".join(names.values()),
