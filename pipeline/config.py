@@ -69,6 +69,7 @@ class InputSpec(_Model):
 
     path: Name
     array: Name | None = None  #: array inside the store; None when ``path`` is the array itself
+    nodata: StrictInt | float | None = None  #: pixels equal to this value are missing (NaN always is)
     #: fsspec options for a URL path (``s3://``, ``gs://``, ...), e.g. ``{endpoint_url: ..., anon: true}``;
     #: credentials normally come from the environment or the usual config files, not from here
     storage_options: StorageOptions | None = None
@@ -77,12 +78,38 @@ class InputSpec(_Model):
     _path_ok = field_validator("path")(classmethod(lambda cls, v: _check_path(v)))
 
 
+Reducer = Literal["sum", "mean", "min", "max", "var", "std", "count"]
+Boundary = Literal["shrink", "valid", "constant", "reflect", "mirror", "nearest", "wrap"]
+Weight = StrictInt | float
+
+
 class WindowSpec(_Model):
     """The moving window and how it is reduced."""
 
-    size: WindowSide | tuple[WindowSide, WindowSide]
-    reduce: Literal["sum"] = "sum"
-    boundary: Literal["shrink", "valid"] = "shrink"
+    size: WindowSide | tuple[WindowSide, WindowSide] | None = None  #: required unless weights are given
+    reduce: Reducer | Annotated[list[Reducer], Field(min_length=1)] = "sum"
+    boundary: Boundary = "shrink"
+    cval: StrictInt | float = 0  #: the value outside the image for boundary 'constant'
+    shape: Literal["rect", "disk"] = "rect"
+    weights: Annotated[list[Annotated[list[Weight], Field(min_length=1)]], Field(min_length=1)] | None = None
+    axes: tuple[StrictInt | Name, StrictInt | Name] | tuple[StrictInt | Name] | None = None
+
+    @field_validator("reduce")
+    @classmethod
+    def _unique(cls, v):
+        if isinstance(v, list) and len(set(v)) != len(v):
+            raise ValueError(f"reducers must not repeat, got {v}")
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _rectangular(cls, v):
+        if v is not None:
+            if len({len(r) for r in v}) != 1:
+                raise ValueError("weights must be a rectangular matrix (rows of equal length)")
+            if any(len(r) > MAX_WINDOW for r in v) or len(v) > MAX_WINDOW:
+                raise ValueError(f"weights larger than {MAX_WINDOW} per side")
+        return v
 
 
 class OutputSpec(_Model):
@@ -91,6 +118,8 @@ class OutputSpec(_Model):
     path: Name
     array: Name = "result"
     overwrite: StrictBool = False
+    dtype: Name | dict[str, Name] | None = None  #: output dtype (or one per statistic); default: automatic
+    fill_value: StrictInt | float | None = None  #: integer outputs: value of windows with no valid pixel
     storage_options: StorageOptions | None = None  #: fsspec options for a URL path (see InputSpec)
 
     _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_array_path(v)))
@@ -265,12 +294,12 @@ def _expanded_size(data: Any) -> int:
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
-    parts = [str(x) for x in loc if not (isinstance(x, str) and x in _UNION_TAGS)]
+    parts = [str(x) for x in loc if not (isinstance(x, str) and (x in _UNION_TAGS or "[" in x))]
     return ".".join(parts) or "config"
 
 
 # pydantic puts the union member tried into the location; drop those tags from dotted keys
-_UNION_TAGS = {"int", "str", "tuple[int, int]", "literal['auto']", "constrained-int", "is-instance"}
+_UNION_TAGS = {"int", "str", "float", "bool", "tuple[int, int]", "literal['auto']", "constrained-int", "constrained-str", "is-instance"}
 
 
 def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -344,6 +373,8 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | 
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise ConfigError(msg + more, where=f"{source}: {where}") from None
     _check_schemes(cfg, source)
+    if cfg.window.size is None and cfg.window.weights is None:
+        raise ConfigError("required key is missing (or give window.weights)", where=f"{source}: window.size")
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     inputs = {k: v.model_copy(update={"path": _resolve(v.path, base)}) for k, v in cfg.inputs.items()}
     output = cfg.output.model_copy(update={"path": _resolve(cfg.output.path, base)})

@@ -95,6 +95,13 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         reduce=cfg.window.reduce,
         boundary=cfg.window.boundary,
         chunks=cfg.compute.chunks,
+        cval=cfg.window.cval,
+        shape=cfg.window.shape,
+        weights=cfg.window.weights,
+        axes=cfg.window.axes,
+        nodata={n: s.nodata for n, s in cfg.inputs.items()},
+        dtype=cfg.output.dtype,
+        fill_value=cfg.output.fill_value,
     )
     used = {n: zarrs[n] for n in plan.expr.names}
     io.check_not_overlapping(cfg.output.path, {n: cfg.inputs[n].path for n in plan.expr.names}, cfg.output.array)
@@ -139,6 +146,14 @@ def provenance(prep: Prepared) -> dict[str, Any]:
     }
 
 
+def output_names(plan: Plan, array: str) -> dict[str, str]:
+    """The output array per statistic: ``array`` for one statistic, ``<array>_<stat>`` for
+    several."""
+    if not plan.multi:
+        return {plan.stats[0]: array}
+    return {st: f"{array}_{st}" for st in plan.stats}
+
+
 def _out_coords(prep: Prepared) -> dict[str, np.ndarray]:
     plan = prep.plan
     out = {}
@@ -160,16 +175,33 @@ def block_regions(plan: Plan) -> Iterator[tuple[tuple[int, ...], tuple[slice, ..
         yield idx, tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, idx))
 
 
-def _write(
-    target: Any, record: Callable[[tuple[int, ...]], None] | None, index: tuple[int, ...], region: tuple[slice, ...], block: np.ndarray
-) -> tuple[Any, Any]:
-    """Write one block, then (only then) record it as done; returns the block's min and max."""
-    io.write_block(target, region, block)
-    if record is not None:
-        record(index)
+def _range(block: np.ndarray) -> tuple[Any, Any]:
     if block.size == 0:
         return None, None
+    if block.dtype.kind == "f":
+        finite = block[~np.isnan(block)]
+        if finite.size == 0:
+            return None, None
+        return finite.min().item(), finite.max().item()
     return block.min().item(), block.max().item()
+
+
+def _write(
+    target: Any, record: Callable[[tuple[int, ...]], None] | None, index: tuple[int, ...], region: tuple[slice, ...], block: np.ndarray,
+    plan: Plan | None = None,
+) -> tuple[Any, Any]:
+    """Write one block (several statistics: each one's array), then (only then) record it as
+    done; returns the (first statistic's) block's min and max, NaN ignored."""
+    if plan is not None and plan.multi:
+        parts = ops.unpack(plan, block)
+        for st in plan.stats:
+            io.write_block(target[st], region, parts[st])
+        block = parts[plan.stats[0]]
+    else:
+        io.write_block(target, region, block)
+    if record is not None:
+        record(index)
+    return _range(block)
 
 
 def _scheduler_kwargs(cfg: Config) -> dict[str, Any]:
@@ -186,6 +218,8 @@ def execute(
 ) -> tuple[int, Any, Any]:
     """Compute and write the output blocks ``blocks`` (default: all), calling ``record(index)``
     inside the task right after each block is written; returns (blocks written, min, max).
+    With several statistics ``target`` maps each statistic to its array; a block index covers
+    the block of every statistic.
 
     ``record`` runs where the task runs (a thread, a process or a cluster worker), so it must be
     picklable and reach shared state (e.g. a file beside the output)."""
@@ -196,10 +230,11 @@ def execute(
     lazy = {n: _lazy_input(prep, n, a) for n, a in prep.arrays.items()}
     result = ops.build(plan, lazy)
     delayed_blocks = result.to_delayed(optimize_graph=True)
-    write = partial(_write, target, record)
+    write = partial(_write, target, record, plan=plan)
     wanted = None if blocks is None else set(map(tuple, blocks))
+    extra = (0,) if plan.multi else ()
     tasks = [
-        dask.delayed(write, pure=True)(idx, region, delayed_blocks[idx])
+        dask.delayed(write, pure=True)(idx, region, delayed_blocks[idx + extra])
         for idx, region in block_regions(plan)
         if wanted is None or idx in wanted
     ]
@@ -302,21 +337,30 @@ def _run_locked(
     fp = ledger.fingerprint(fingerprint_doc(prep))
     grid = _grid(plan)
     all_blocks = [idx for idx, _ in block_regions(plan)]
-    result = RunResult(output=path, array=array, shape=plan.out_shape, dtype=str(plan.out_dtype), blocks=len(all_blocks), seconds=0.0)
+    names = output_names(plan, array)
+    result = RunResult(
+        output=path,
+        array=", ".join(names.values()),
+        shape=plan.out_shape,
+        dtype=", ".join(str(plan.out_dtypes.get(st, plan.out_dtype)) for st in plan.stats),
+        blocks=len(all_blocks),
+        seconds=0.0,
+    )
 
-    state = io.output_state(path, array)
+    states = {name: io.output_state(path, name) for name in names.values()}
+    present = [st for st in states.values() if st is not None]
     found = None
-    if state is not None:
-        if state.get("fingerprint") != fp:
+    if present:
+        if any(st.get("fingerprint") != fp for st in present) or len(present) < len(states):
             if not overwrite:
                 raise OutputError(
                     f"{where} already exists and was written by a different config, inputs or version; "
                     "pass --overwrite (or set output.overwrite: true) to replace it",
                     where="output.path",
                 )
-        elif state.get("complete"):
-            if io.consolidated_complete(path, array) is not True:
-                io.finalize(path)  # a run killed between its last two writes
+        elif all(st.get("complete") for st in present):
+            if any(io.consolidated_complete(path, name) is not True for name in names.values()):
+                io.finalize(path, cfg.output.storage_options)  # a run killed between its last two writes
             result.status, result.skipped = UP_TO_DATE, len(all_blocks)
             result.seconds = time.perf_counter() - t0
             return result
@@ -326,26 +370,17 @@ def _run_locked(
     done: set[tuple[int, ...]] = set()
     try:
         if found is None:  # fresh, replaced, or our own output killed before its ledger existed
-            target = io.create_output(
-                path,
-                array,
-                shape=plan.out_shape,
-                dtype=plan.out_dtype,
-                chunks=plan.storage_chunks,
-                dims=plan.dims,
-                attrs={**prep.attrs, "pipeline": {**provenance(prep), "fingerprint": fp, "complete": False, "grid": grid}},
-                coords=_out_coords(prep),
-                overwrite=state is not None,
-                storage_options=cfg.output.storage_options,
-            )
+            targets = _create_outputs(prep, names, {"fingerprint": fp, "complete": False, "grid": grid}, overwrite=bool(present))
             led = ledger.Ledger(store, array, fp)
             led.reset(grid)
             io.finalize(path, cfg.output.storage_options)  # consolidated metadata says "incomplete" from now on
         else:
             led = found[0]
-            target = io.open_output(path, array)
+            targets = {st: io.open_output(path, name) for st, name in names.items()}
             done = led.done() & set(all_blocks)
-            done -= _missing_chunks(target, grid, done, led)
+            for t in targets.values():
+                done -= _missing_chunks(t, grid, done, led)
+        target = targets if plan.multi else targets[plan.stats[0]]
         todo = [b for b in all_blocks if b not in done]
         result.skipped = len(all_blocks) - len(todo)
 
@@ -360,7 +395,8 @@ def _run_locked(
         left = set(all_blocks) - led.done()
         if left:
             raise RuntimeError(f"{len(left)} blocks of {where} were not recorded as done")
-        io.update_state(target, complete=True)  # written last: the output is complete
+        for t in targets.values():
+            io.update_state(t, complete=True)  # written last: the output is complete
         io.finalize(path, cfg.output.storage_options)
     except BaseException as exc:
         computed = max(0, len(led.done()) - len(done)) if "led" in locals() else 0
@@ -393,35 +429,53 @@ def _missing_chunks(target: Any, grid: dict[str, Any], done: set[tuple[int, ...]
     return lost
 
 
+def _create_outputs(prep: Prepared, names: Mapping[str, str], state: Mapping[str, Any], *, overwrite: bool) -> dict[str, Any]:
+    """Create the output array of each statistic, its ``pipeline`` attribute holding ``state``."""
+    cfg, plan = prep.config, prep.plan
+    targets = {}
+    for st, name in names.items():
+        fill = plan.fill_values.get(st)
+        attrs = {**prep.attrs, "pipeline": {**provenance(prep), "statistic": st, **state}}
+        if fill is not None:
+            attrs["fill_value"] = "NaN" if fill != fill else fill  # windows without a valid pixel
+        targets[st] = io.create_output(
+            cfg.output.path,
+            name,
+            shape=plan.out_shape,
+            dtype=plan.out_dtypes[st],
+            chunks=plan.storage_chunks,
+            dims=plan.dims,
+            attrs=attrs,
+            coords=_out_coords(prep),
+            fill_value=fill if fill is not None else 0,
+            overwrite=overwrite,
+            storage_options=cfg.output.storage_options,
+        )
+    return targets
+
+
 def _run_unmanaged(prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool) -> RunResult:
     """A URL output (no local lock or ledger): written in one go, refused if it exists."""
     cfg, plan = prep.config, prep.plan
     so = cfg.output.storage_options
-    if io.output_exists(cfg.output.path, cfg.output.array, so) and not overwrite:
-        raise OutputError(
-            f"{io.describe(cfg.output.path, cfg.output.array)} already exists; pass --overwrite (or set output.overwrite: true) to replace it",
-            where="output.path",
-        )
-    target = io.create_output(
-        cfg.output.path,
-        cfg.output.array,
-        shape=plan.out_shape,
-        dtype=plan.out_dtype,
-        chunks=plan.storage_chunks,
-        dims=plan.dims,
-        attrs={**prep.attrs, "pipeline": {**provenance(prep), "complete": False, "grid": _grid(plan)}},
-        coords=_out_coords(prep),
-        overwrite=overwrite,
-        storage_options=so,
-    )
+    names = output_names(plan, cfg.output.array)
+    for name in names.values():
+        if io.output_exists(cfg.output.path, name, so) and not overwrite:
+            raise OutputError(
+                f"{io.describe(cfg.output.path, name)} already exists; pass --overwrite (or set output.overwrite: true) to replace it",
+                where="output.path",
+            )
+    targets = _create_outputs(prep, names, {"complete": False, "grid": _grid(plan)}, overwrite=overwrite)
+    target = targets if plan.multi else targets[plan.stats[0]]
     blocks, lo, hi = execute(prep, target, progress=progress)
-    io.update_state(target, complete=True)
+    for t in targets.values():
+        io.update_state(t, complete=True)
     io.finalize(cfg.output.path, so)
     return RunResult(
         output=cfg.output.path,
-        array=cfg.output.array,
+        array=", ".join(names.values()),
         shape=plan.out_shape,
-        dtype=str(plan.out_dtype),
+        dtype=", ".join(str(plan.out_dtypes[st]) for st in plan.stats),
         blocks=blocks,
         seconds=time.perf_counter() - t0,
         minimum=lo,
