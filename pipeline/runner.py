@@ -370,7 +370,8 @@ def _run_locked(
     done: set[tuple[int, ...]] = set()
     try:
         if found is None:  # fresh, replaced, or our own output killed before its ledger existed
-            targets = _create_outputs(prep, names, {"fingerprint": fp, "complete": False, "grid": grid}, overwrite=bool(present))
+            state = {"fingerprint": fp, "complete": False, "grid": grid, "ledger": array}
+            targets = _create_outputs(prep, names, state, overwrite=bool(present))
             led = ledger.Ledger(store, array, fp)
             led.reset(grid)
             io.finalize(path, cfg.output.storage_options)  # consolidated metadata says "incomplete" from now on

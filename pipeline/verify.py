@@ -75,7 +75,7 @@ def verify_array(path: str, array: str, *, mark: bool = True, workers: int | Non
     found = None
     local = io.is_local(path)
     if state is not None and local and state.get("fingerprint"):
-        found = ledger.find(io.local_path(path), array, state["fingerprint"])
+        found = ledger.find(io.local_path(path), state.get("ledger", array), state["fingerprint"])
     expected: set[tuple[int, ...]] = set()
     if state is not None and report.complete:
         expected = set(everything)
@@ -91,19 +91,21 @@ def verify_array(path: str, array: str, *, mark: bool = True, workers: int | Non
 
     if mark and not report.ok and state is not None and grid and local and state.get("fingerprint"):
         report.marked = _mark(path, array, state, grid, keys, report)
+        report.complete = False
     return report
 
 
 def _mark(path: str, array: str, state: dict[str, Any], grid: dict[str, Any], keys: dict, report: ArrayReport) -> int:
     """Drop the blocks holding bad chunks from the ledger; mark the output incomplete."""
     store = io.local_path(path)
+    name = state.get("ledger", array)  # several statistics' arrays share one ledger
     bad_keys = {k for k, _ in report.damaged} | set(report.missing)
     bad_blocks = {ledger.chunk_block(grid, c) for c, k in keys.items() if k in bad_keys}
     with OutputLock(ledger.sidecar(store) / "lock", io.describe(path, array)):
         fp = state["fingerprint"]
-        found = ledger.find(store, array, fp)
+        found = ledger.find(store, name, fp)
         if found is None:  # a complete output whose ledger was removed: rebuild it as all done
-            led = ledger.Ledger(store, array, fp)
+            led = ledger.Ledger(store, name, fp)
             led.reset(grid)
             rec = led.recorder
             for b in itertools.product(*(range(len(e) - 1) for e in grid["edges"])):

@@ -451,3 +451,24 @@ def test_run_result_reports_status_and_counts(work):
     with pytest.raises(Exception) as info:
         runner.run(other)
     assert "different config" in str(info.value)
+
+
+def test_several_statistics_share_one_ledger_and_are_repaired_together(work):
+    """reduce: [mean, max] writes two arrays; a damaged chunk of one is caught by verify and
+    only its block is recomputed; both arrays end equal to an uninterrupted run's."""
+    tmp, _ = work
+    cfgs = [write_config(tmp, f"{n}.zarr", window={"size": W, "reduce": ["mean", "max"]}) for n in ("multi", "multi-ref")]
+    for cfg in cfgs:
+        assert runner.run(cfg).computed == 121
+    out, ref_out = tmp / "multi.zarr", tmp / "multi-ref.zarr"
+    victim = out / "result_max" / "c" / "3" / "4"
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x04
+    victim.write_bytes(bytes(data))
+    res = cli.invoke(app, ["verify", str(out)])
+    assert res.exit_code == 1 and "damaged result_max/c/3/4" in res.output and "1 blocks marked" in res.output, res.output
+    again = runner.run(cfgs[0])
+    assert (again.status, again.computed, again.skipped) == ("done", 1, 120)
+    for name in ("result_mean", "result_max"):
+        assert chunk_bytes(out, name) == chunk_bytes(ref_out, name)
+        assert zarr.open_group(out, mode="r")[name].attrs["pipeline"]["complete"] is True
