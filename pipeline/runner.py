@@ -202,11 +202,19 @@ def input_regions(plan: Plan, index: Sequence[int]) -> tuple[slice, ...]:
 INPUT_CACHE_BYTES = 128 * 2**20
 
 
-def strip_width(plan: Plan, itemsizes: Sequence[int]) -> int:
-    """Block columns per strip so that the decoded-chunk cache stays within
-    :data:`INPUT_CACHE_BYTES` (at least one)."""
-    block = math.prod(max(c) + 2 * d for c, d in zip(plan.in_chunks, plan.depth)) * sum(itemsizes)
-    return max(1, INPUT_CACHE_BYTES // max(1, 3 * block) - 2)
+def strip_width(plan: Plan, chunks: Sequence[Sequence[int]], itemsizes: Sequence[int]) -> int:
+    """Block columns per strip so that the decoded-chunk cache (about three rows of storage
+    chunks, two columns beyond the strip) stays within :data:`INPUT_CACHE_BYTES`."""
+    bw = max(plan.in_chunks[-1]) + 2 * plan.depth[-1]
+    col_bytes = 0  # three chunk rows of one chunk column, all inputs
+    unit = bw
+    for c, size in zip(chunks, itemsizes):
+        rows = max(c[-2] if len(c) > 1 else 1, max(plan.in_chunks[-2]) if plan.ndim > 1 else 1)
+        lead = math.prod(max(ch) for ch in plan.in_chunks[:-2])
+        col_bytes += 3 * lead * rows * max(c[-1], bw) * size
+        unit = max(unit, c[-1])
+    columns = max(1, INPUT_CACHE_BYTES // max(1, col_bytes) - 2)
+    return max(1, columns * unit // max(1, max(plan.in_chunks[-1])))
 
 
 def _block_task(
@@ -237,14 +245,15 @@ def _execute_direct(
     plan = prep.plan
     wanted = None if blocks is None else set(map(tuple, blocks))
     regions = dict(block_regions(plan))
-    order = strip_order(plan.nblocks, strip_width(plan, [a.dtype.itemsize for a in prep.arrays.values()]))
+    chunks = {n: io.read_chunks(a) for n, a in prep.arrays.items()}
+    order = strip_order(plan.nblocks, strip_width(plan, list(chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()]))
     todo = [(idx, regions[idx]) for idx in order if wanted is None or idx in wanted]
     total = len(todo)
     workers = 1 if prep.config.compute.scheduler == "synchronous" else (prep.config.compute.workers or os.cpu_count() or 1)
     reader = HaloReader(
         lambda name, region: io.read_region(prep.arrays[name], region),
         plan.in_shape,
-        {n: io.read_chunks(a) for n, a in prep.arrays.items()},
+        chunks,
         [input_regions(plan, idx) for idx, _ in todo],
     )
     lo = hi = None
