@@ -7,8 +7,8 @@ traceback under ``--debug``.
 
 from __future__ import annotations
 
+import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -55,32 +55,44 @@ def main(
     _state["debug"] = debug
 
 
-class _Progress:
-    """Progress lines on stderr for runs that take more than a couple of seconds."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.t0 = time.monotonic()
-        self.last = 0.0
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic() - self.t0
-        if self.quiet or now < 2 or (now - self.last < 1 and done < total):
-            return
-        self.last = now
-        typer.echo(f"  {done}/{total} blocks ({100 * done / total:.0f}%) in {now:.1f} s", err=True)
-
-
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)],
+    configs: Annotated[list[Path], typer.Argument(help="YAML run configs (globs are expanded).", show_default=False)],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key: --set window.size=5 (repeatable).")
+    ] = None,
+    var: Annotated[
+        list[str] | None, typer.Option("--var", help="Define a ${NAME} template variable: --var NAME=VALUE (repeatable).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="Write a JSON record per config to this file.")] = None,
+    log_format: Annotated[str, typer.Option("--log-format", help="text (default) or json lines on stderr.")] = "text",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
 ) -> None:
-    """Run a config: read the inputs, compute the window reduction, write the output Zarr."""
-    from . import runner
+    """Run configs: read the inputs, compute the window reduction, write the output Zarr.
 
-    result = _guard(runner.run, config, progress=_Progress(quiet))
-    typer.echo(result.summary())
+    Several configs run one after another; one failure does not stop the rest, and the exit code
+    is non-zero if any failed."""
+    from . import batch
+    from .config import parse_assignment
+
+    def go() -> int:
+        log = batch.Log(log_format, quiet=quiet)
+        variables = dict(os.environ)
+        for text in var or ():
+            name, value = parse_assignment(text, option="--var")
+            variables[name] = value
+        records = batch.run_batch(
+            configs, overrides=set_ or (), variables=variables, overwrite=overwrite, log=log, debug=_state["debug"]
+        )
+        if report is not None:
+            batch.write_report(report, records)
+        if len(records) > 1:
+            log.event("summary", batch.summary_table(records), exit_code=batch.batch_exit_code(records))
+        return batch.batch_exit_code(records)
+
+    code = _guard(go)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -12,7 +12,7 @@ import difflib
 import keyword
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -212,10 +212,110 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | 
     return cfg.model_copy(update={"inputs": inputs, "output": output})
 
 
-def load_config(config: str | os.PathLike[str] | Mapping[str, Any]) -> Config:
+# --------------------------------------------------------------------------------------------
+# overrides and templates
+
+_VAR = re.compile(r"\$\$|\$\{([^}]*)\}")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_assignment(text: str, *, option: str) -> tuple[str, str]:
+    """Split ``KEY=VALUE`` (as given to ``--set`` or ``--var``)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"expected KEY=VALUE, got {text!r}", where=option)
+    return key, value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str], *, source: str = "config") -> dict[str, Any]:
+    """Apply ``--set dotted.key=value`` overrides to a raw config mapping.
+
+    Values are parsed as YAML scalars or flow collections (``5``, ``true``, ``[5, 3]``, ``abc``);
+    intermediate mappings are created as needed.  Unknown keys are caught by validation later,
+    with the same 'did you mean' suggestions as keys written in the file."""
+    out: dict[str, Any] = _deep_copy(data)
+    for text in overrides:
+        dotted, raw = parse_assignment(text, option="--set")
+        parts = dotted.split(".")
+        if any(not p for p in parts):
+            raise ConfigError(f"bad key {dotted!r} (use dotted keys such as window.size)", where="--set")
+        try:
+            value = yaml.load(raw, Loader=_StrictLoader) if raw.strip() else ""  # noqa: S506 - safe loader
+        except yaml.YAMLError as e:
+            raise ConfigError(f"cannot parse the value of {dotted}: {str(e).splitlines()[0]}", where="--set") from None
+        node: dict[str, Any] = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(parts[: i + 1])} is not a mapping, cannot set {dotted}", where="--set")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, Mapping):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def expand_variables(data: Any, variables: Mapping[str, str], *, source: str = "config", _loc: tuple[str, ...] = ()) -> Any:
+    """Replace ``${NAME}`` in every string value by ``variables[NAME]`` (``$$`` is a literal ``$``).
+
+    A value that is exactly ``${NAME}`` takes the variable parsed as a YAML scalar, so
+    ``size: ${W}`` gives an int; inside a longer string the text is substituted.  An undefined
+    variable is an error naming it and the key."""
+    if isinstance(data, Mapping):
+        return {k: expand_variables(v, variables, source=source, _loc=(*_loc, str(k))) for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_variables(v, variables, source=source, _loc=(*_loc, str(i))) for i, v in enumerate(data)]
+    if not isinstance(data, str) or "$" not in data:
+        return data
+
+    def lookup(name: str) -> str:
+        if not _NAME.match(name):
+            raise ConfigError(f"bad variable name ${{{name}}}", where=f"{source}: {'.'.join(_loc) or 'config'}")
+        if name not in variables:
+            raise ConfigError(
+                f"undefined variable ${{{name}}} (set it in the environment or with --var {name}=...)",
+                where=f"{source}: {'.'.join(_loc) or 'config'}",
+            )
+        return variables[name]
+
+    whole = _VAR.fullmatch(data)
+    if whole and whole.group(0) != "$$":
+        value = lookup(whole.group(1))
+        try:
+            parsed = yaml.load(value, Loader=_StrictLoader) if value.strip() else value  # noqa: S506 - safe loader
+        except yaml.YAMLError:
+            return value
+        return parsed if isinstance(parsed, (str, int, float, bool)) else value
+    return _VAR.sub(lambda m: "$" if m.group(0) == "$$" else lookup(m.group(1)), data)
+
+
+def load_config(
+    config: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    overrides: Sequence[str] = (),
+    variables: Mapping[str, str] | None = None,
+) -> Config:
     """Load a config from a YAML file path or a mapping (relative paths: against the file's folder
-    or, for a mapping, the current directory)."""
+    or, for a mapping, the current directory).
+
+    ``overrides`` are ``dotted.key=value`` strings applied first; then ``${NAME}`` templates are
+    expanded from ``variables`` (default: the environment)."""
+    env = dict(os.environ) if variables is None else dict(variables)
     if isinstance(config, Mapping):
-        return parse_config(config)
-    p = Path(config)
-    return parse_config(load_yaml(p), base_dir=p.resolve().parent, source=str(p))
+        data, base, source = config, None, "config"
+    else:
+        p = Path(config)
+        data, base, source = load_yaml(p), p.resolve().parent, str(p)
+    if overrides:
+        data = apply_overrides(data, overrides, source=source)
+    data = expand_variables(data, env, source=source)
+    return parse_config(data, base_dir=base, source=source)
