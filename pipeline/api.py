@@ -28,10 +28,17 @@ def window_reduce(
     op: str,
     inputs: Mapping[str, Any],
     *,
-    size: int | Sequence[int],
-    reduce: str = "sum",
+    size: int | Sequence[int] | None = None,
+    reduce: str | Sequence[str] = "sum",
     boundary: str = "shrink",
     chunks: str | int | Sequence[int] = "auto",
+    cval: int | float = 0,
+    shape: str = "rect",
+    weights: Sequence[Sequence[int | float]] | None = None,
+    axes: Sequence[int | str] | None = None,
+    nodata: Mapping[str, int | float | None] | None = None,
+    dtype: str | Mapping[str, str] | None = None,
+    fill_value: int | float | None = None,
 ):
     """Reduce ``op`` (a pointwise expression of the named inputs) over a moving window.
 
@@ -40,8 +47,15 @@ def window_reduce(
     ``size`` is ``W`` or ``(rows, cols)``; the window runs over the last two axes.  The window
     centred on pixel ``i`` covers ``i - W//2 … i - W//2 + W - 1``.  ``boundary="shrink"``
     truncates windows at the border (output shape = input shape); ``"valid"`` keeps only whole
-    windows (``W - 1`` smaller per axis).  Integer inputs give exact integer results in a dtype
-    chosen so that they cannot overflow.
+    windows (``W - 1`` smaller per axis); ``constant`` (with ``cval``), ``reflect``, ``mirror``,
+    ``nearest`` and ``wrap`` extend the image as scipy.ndimage does.  Integer inputs give exact
+    integer results in a dtype chosen so that they cannot overflow.
+
+    ``reduce``: sum, mean, min, max, var, std, count, or a list of them (then the result is a
+    dict statistic -> array).  ``shape="disk"`` or ``weights`` (a matrix; ``size`` may be
+    omitted) change the footprint; ``axes`` names the two window axes (names need xarray
+    inputs); ``nodata`` maps input names to their nodata value (NaN always is missing);
+    ``dtype`` and ``fill_value`` as ``output.dtype`` and ``output.fill_value`` in a config.
 
     >>> import numpy as np
     >>> window_reduce("a - b", {"a": np.ones((2, 3), np.uint8), "b": np.zeros((2, 3), np.uint8)}, size=3)
@@ -69,30 +83,50 @@ def window_reduce(
         dims = tuple(inputs[name].dims) if kinds[name] == "xarray" else None
         specs[name] = ArraySpec(name, tuple(x.shape), np.dtype(x.dtype), chunks_of, dims, source=f"inputs.{name}")
 
+    kw = dict(
+        reduce=reduce, boundary=boundary, cval=cval, shape=shape, weights=weights, axes=axes,
+        nodata=nodata, dtype=dtype, fill_value=fill_value,
+    )
     if not lazy and chunks == "auto":
-        chunks = [max(1, s) for s in next(iter(specs.values())).shape][-2:]
-    plan = make_plan(op, specs, size=size, reduce=reduce, boundary=boundary, chunks=chunks)
+        # one block: the whole array (window axes taken from a first plan)
+        probe = make_plan(op, specs, size=size, **kw)
+        full = probe.in_shape
+        chunks = [max(1, full[ax]) for ax in probe.window_axes]
+        if axes is not None:  # chunks follow the order the axes were given in
+            order = [probe.window_axes.index(a) for a in _axis_ids(axes, full, specs)]
+            chunks = [chunks[i] for i in order]
+    plan = make_plan(op, specs, size=size, chunks=chunks, **kw)
 
     if lazy:
         import dask.array as da
 
         arrays = {n: (data[n] if _kind(data[n]) == "dask" else da.from_array(np.asarray(data[n]))) for n in plan.expr.names}
-        result = ops.build(plan, arrays)
+        result = ops.build_stats(plan, arrays)
     else:
         result = _compute_numpy(plan, {n: data[n] for n in plan.expr.names})
 
-    if template is None:
-        return result
-    return _wrap(result, template, plan)
+    if template is not None:
+        result = {st: _wrap(r, template, plan) for st, r in result.items()}
+    return result if plan.multi else result[plan.stats[0]]
+
+
+def _axis_ids(axes, shape, specs):
+    from .plan import window_axes
+
+    dims = next((s.dims for s in specs.values() if s.dims and len(s.dims) == len(shape)), None)
+    return window_axes(axes, len(shape), dims, len(axes))
 
 
 def _compute_numpy(plan, arrays):
     """In memory: one block (the default), or the blocks asked for, computed one by one."""
     if all(len(c) == 1 for c in plan.in_chunks):
-        return ops.compute_block(plan, arrays, (0,) * plan.ndim)
+        return ops.compute_stats(plan, arrays, (0,) * plan.ndim)
     import dask.array as da
 
-    return ops.build(plan, {n: da.from_array(a) for n, a in arrays.items()}).compute(scheduler="sync")
+    lazy = ops.build_stats(plan, {n: da.from_array(a) for n, a in arrays.items()})
+    import dask
+
+    return dict(zip(lazy, dask.compute(*lazy.values(), scheduler="sync")))
 
 
 def _wrap(result: Any, template: Any, plan) -> Any:

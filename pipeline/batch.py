@@ -96,6 +96,18 @@ def _progress(log: Log, config: str) -> Callable[[int, int], None]:
     return report
 
 
+def _notify(log: Log, config: str) -> Callable[[str], None]:
+    """Messages from the scheduler session (address, dashboard link, warnings) as log events."""
+
+    def notify(message: str) -> None:
+        if message.startswith("warning: "):
+            log.event("warning", message[len("warning: ") :], level="warning", config=config)
+        else:
+            log.event("scheduler", message, config=config)
+
+    return notify
+
+
 def run_one(
     config: str,
     *,
@@ -114,7 +126,7 @@ def run_one(
         cfg = load_config(config, overrides=overrides, variables=variables)
         if overwrite:
             cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"overwrite": True})})
-        result = runner.run(cfg, progress=_progress(log, config))
+        result = runner.run(cfg, progress=_progress(log, config), notify=_notify(log, config))
     except KeyboardInterrupt:
         return Record(config, "interrupted", int(ExitCode.INTERRUPTED), seconds=time.perf_counter() - t0, error="interrupted")
     except PipelineError as exc:

@@ -55,6 +55,26 @@ def main(
     _state["debug"] = debug
 
 
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Override compute.scheduler (and compute.cluster): threads, processes, synchronous, "
+        "local-cluster, or a scheduler address such as tcp://host:8786 or tls://host:8786.",
+        show_default=False,
+    ),
+]
+
+
+def _load(config: Path, scheduler: str | None) -> Any:
+    """The config as given (a path), or loaded with ``--scheduler`` applied."""
+    if scheduler is None:
+        return config
+    from .config import load_config, with_scheduler
+
+    return with_scheduler(load_config(config), scheduler)
+
+
 @app.command()
 def run(
     configs: Annotated[list[Path], typer.Argument(help="YAML run configs (globs are expanded).", show_default=False)],
@@ -68,13 +88,14 @@ def run(
     report: Annotated[Path | None, typer.Option("--report", help="Write a JSON record per config to this file.")] = None,
     log_format: Annotated[str, typer.Option("--log-format", help="text (default) or json lines on stderr.")] = "text",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Run configs: read the inputs, compute the window reduction, write the output Zarr.
 
     Several configs run one after another; one failure does not stop the rest, and the exit code
     is non-zero if any failed."""
     from . import batch
-    from .config import parse_assignment
+    from .config import parse_assignment, scheduler_overrides
 
     def go() -> int:
         log = batch.Log(log_format, quiet=quiet)
@@ -82,8 +103,9 @@ def run(
         for text in var or ():
             name, value = parse_assignment(text, option="--var")
             variables[name] = value
+        overrides = list(set_ or ()) + scheduler_overrides(scheduler)
         records = batch.run_batch(
-            configs, overrides=set_ or (), variables=variables, overwrite=overwrite, log=log, debug=_state["debug"]
+            configs, overrides=overrides, variables=variables, overwrite=overwrite, log=log, debug=_state["debug"]
         )
         if report is not None:
             batch.write_report(report, records)
@@ -96,11 +118,15 @@ def run(
 
 
 @app.command()
-def validate(config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)]) -> None:
-    """Check a config and its inputs without computing or writing anything; print the plan."""
-    from . import runner
+def validate(
+    config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)],
+    scheduler: SchedulerOption = None,
+) -> None:
+    """Check a config and its inputs without computing or writing anything; print the plan
+    (and, for compute.cluster, the job script that would be submitted)."""
+    from . import runner, runtime
 
-    prep = _guard(runner.prepare, config)
+    prep = _guard(runner.prepare, _guard(_load, config, scheduler))
     cfg = prep.config
     typer.echo(f"config OK: {config}")
     for name, spec in prep.specs.items():
@@ -108,7 +134,11 @@ def validate(config: Annotated[Path, typer.Argument(help="YAML run config.", sho
         typer.echo(f"input {name}: {spec.source} shape {spec.shape} {spec.dtype} chunks {spec.chunks}{used}")
     typer.echo(prep.plan.describe())
     typer.echo(f"output:        {cfg.output.path}:{cfg.output.array}" + (" (overwrite)" if cfg.output.overwrite else ""))
-    typer.echo(f"scheduler:     {cfg.compute.scheduler}" + (f", {cfg.compute.workers} workers" if cfg.compute.workers else ""))
+    typer.echo(f"scheduler:     {runtime.describe(cfg)}")
+    if cfg.compute.cluster is not None:
+        script = _guard(runtime.job_script, cfg)
+        typer.echo(f"job script ({cfg.compute.cluster.kind}, not submitted; the scheduler address is filled in at run time):")
+        typer.echo(script.rstrip("\n"))
 
 
 @app.command()

@@ -12,12 +12,13 @@ import difflib
 import keyword
 import os
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
 from .errors import ConfigError
 
@@ -35,19 +36,52 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+StorageOptions = dict[str, Any]
+
+
 class InputSpec(_Model):
     """One input image: a Zarr store and the array inside it."""
 
     path: Name
     array: Name | None = None  #: array inside the store; None when ``path`` is the array itself
+    nodata: StrictInt | float | None = None  #: pixels equal to this value are missing (NaN always is)
+    #: fsspec options for a URL path (``s3://``, ``gs://``, ...), e.g. ``{endpoint_url: ..., anon: true}``;
+    #: credentials normally come from the environment or the usual config files, not from here
+    storage_options: StorageOptions | None = None
+
+
+Reducer = Literal["sum", "mean", "min", "max", "var", "std", "count"]
+Boundary = Literal["shrink", "valid", "constant", "reflect", "mirror", "nearest", "wrap"]
+Weight = StrictInt | float
 
 
 class WindowSpec(_Model):
     """The moving window and how it is reduced."""
 
-    size: WindowSide | tuple[WindowSide, WindowSide]
-    reduce: Literal["sum"] = "sum"
-    boundary: Literal["shrink", "valid"] = "shrink"
+    size: WindowSide | tuple[WindowSide, WindowSide] | None = None  #: required unless weights are given
+    reduce: Reducer | Annotated[list[Reducer], Field(min_length=1)] = "sum"
+    boundary: Boundary = "shrink"
+    cval: StrictInt | float = 0  #: the value outside the image for boundary 'constant'
+    shape: Literal["rect", "disk"] = "rect"
+    weights: Annotated[list[Annotated[list[Weight], Field(min_length=1)]], Field(min_length=1)] | None = None
+    axes: tuple[StrictInt | Name, StrictInt | Name] | tuple[StrictInt | Name] | None = None
+
+    @field_validator("reduce")
+    @classmethod
+    def _unique(cls, v):
+        if isinstance(v, list) and len(set(v)) != len(v):
+            raise ValueError(f"reducers must not repeat, got {v}")
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _rectangular(cls, v):
+        if v is not None:
+            if len({len(r) for r in v}) != 1:
+                raise ValueError("weights must be a rectangular matrix (rows of equal length)")
+            if any(len(r) > MAX_WINDOW for r in v) or len(v) > MAX_WINDOW:
+                raise ValueError(f"weights larger than {MAX_WINDOW} per side")
+        return v
 
 
 class OutputSpec(_Model):
@@ -56,14 +90,83 @@ class OutputSpec(_Model):
     path: Name
     array: Name = "result"
     overwrite: StrictBool = False
+    dtype: Name | dict[str, Name] | None = None  #: output dtype (or one per statistic); default: automatic
+    fill_value: StrictInt | float | None = None  #: integer outputs: value of windows with no valid pixel
+    storage_options: StorageOptions | None = None  #: fsspec options for a URL path (see InputSpec)
+
+
+#: local schedulers; anything else is ``local-cluster`` or a scheduler address
+LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
+SCHEDULER_PROTOCOLS = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
+_ADDRESS = re.compile(r"^(" + "|".join(SCHEDULER_PROTOCOLS) + r")://[^\s/]+$")
+
+
+def check_scheduler(value: str) -> str:
+    """``threads | processes | synchronous | local-cluster`` or a scheduler address
+    (``tcp://host:8786``, ``tls://host:8786``)."""
+    if value in LOCAL_SCHEDULERS or value == "local-cluster" or _ADDRESS.match(value):
+        return value
+    raise ValueError(
+        "must be threads, processes, synchronous, local-cluster or a scheduler address such as "
+        "tcp://host:8786 or tls://host:8786"
+    )
+
+
+def _check_bytes(value: str | int) -> str | int:
+    from dask.utils import parse_bytes
+
+    if isinstance(value, str) and value != "auto":
+        try:
+            parse_bytes(value)
+        except (ValueError, TypeError):
+            raise ValueError("must be a size such as 4GiB or 500MB, or auto") from None
+    return value
+
+
+Bytes = Annotated[Annotated[StrictInt, Field(ge=1)] | Annotated[str, Field(min_length=1)], AfterValidator(_check_bytes)]
+
+
+class SecuritySpec(_Model):
+    """TLS for the scheduler connection: paths to PEM files, passed to ``distributed.Security``."""
+
+    ca_file: Name  #: the certificate authority that signed the scheduler's and workers' certificates
+    cert: Name  #: this client's certificate (may also hold the key)
+    key: Name | None = None  #: this client's private key, when not inside ``cert``
+    require_encryption: StrictBool = True
+
+
+class ClusterSpec(_Model):
+    """An HPC job queue that starts the workers (dask-jobqueue, ``pip install pipeline[hpc]``)."""
+
+    kind: Literal["slurm", "pbs", "sge", "lsf"]
+    jobs: PositiveInt = 1  #: number of jobs to submit
+    cores: PositiveInt  #: cores per job
+    memory: Bytes  #: memory per job, e.g. 16GiB
+    processes: PositiveInt | None = None  #: worker processes per job (default: jobqueue's choice)
+    walltime: Name | None = None  #: e.g. 02:00:00
+    queue: Name | None = None  #: partition / queue
+    account: Name | None = None  #: account (slurm, pbs) or project (sge, lsf) charged for the jobs
+    interface: Name | None = None  #: network interface the scheduler and workers use, e.g. ib0
+    local_directory: Name | None = None  #: worker scratch directory on the compute nodes
+    job_extra_directives: tuple[str, ...] = ()  #: extra '#SBATCH ...'-style lines (without the prefix)
+    job_script_prologue: tuple[str, ...] = ()  #: shell lines run before the worker starts (module load, ...)
+    python: Name | None = None  #: Python on the compute nodes (default: this one)
 
 
 class ComputeSpec(_Model):
     """How the work is executed."""
 
-    scheduler: Literal["threads", "processes", "synchronous"] = "threads"
+    #: threads | processes | synchronous | local-cluster | tcp://host:port | tls://host:port;
+    #: unset: dask's config (``DASK_SCHEDULER_ADDRESS``, ``scheduler-address``, ``scheduler``),
+    #: else threads
+    scheduler: Annotated[str, AfterValidator(check_scheduler)] | None = None
     chunks: Literal["auto"] | PositiveInt | tuple[PositiveInt, PositiveInt] = "auto"
-    workers: PositiveInt | None = None  #: threads or processes; default: the CPU count
+    workers: PositiveInt | None = None  #: threads or processes, or local-cluster workers; default: the CPU count
+    threads_per_worker: PositiveInt | None = None  #: local-cluster: threads in each worker (default 1)
+    memory_limit: Bytes | None = None  #: local-cluster: per worker (default: system memory / workers)
+    security: SecuritySpec | None = None  #: TLS certificates for the scheduler connection
+    cluster: ClusterSpec | None = None  #: start workers through an HPC job queue
+    worker_timeout: Annotated[float, Field(gt=0)] = 60.0  #: seconds to wait for a first worker
 
 
 class Config(_Model):
@@ -135,12 +238,12 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
-    parts = [str(x) for x in loc if not (isinstance(x, str) and x in _UNION_TAGS)]
+    parts = [str(x) for x in loc if not (isinstance(x, str) and (x in _UNION_TAGS or "[" in x))]
     return ".".join(parts) or "config"
 
 
 # pydantic puts the union member tried into the location; drop those tags from dotted keys
-_UNION_TAGS = {"int", "str", "tuple[int, int]", "literal['auto']", "constrained-int", "is-instance"}
+_UNION_TAGS = {"int", "str", "float", "bool", "tuple[int, int]", "literal['auto']", "constrained-int", "constrained-str", "is-instance"}
 
 
 def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -153,8 +256,9 @@ def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
                 continue
             return []
         ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
+        for option in (ann, *typing.get_args(ann)):  # also ``Model | None``
+            if isinstance(option, type) and issubclass(option, BaseModel):
+                model = option
     return list(model.model_fields)
 
 
@@ -206,10 +310,40 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | 
         where, msg = _format_error(errors[0])
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise ConfigError(msg + more, where=f"{source}: {where}") from None
+    if cfg.window.size is None and cfg.window.weights is None:
+        raise ConfigError("required key is missing (or give window.weights)", where=f"{source}: window.size")
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     inputs = {k: v.model_copy(update={"path": _resolve(v.path, base)}) for k, v in cfg.inputs.items()}
     output = cfg.output.model_copy(update={"path": _resolve(cfg.output.path, base)})
-    return cfg.model_copy(update={"inputs": inputs, "output": output})
+    compute = cfg.compute
+    if compute.security is not None:
+        sec = compute.security
+        files = {k: _resolve(getattr(sec, k), base) for k in ("ca_file", "cert", "key") if getattr(sec, k) is not None}
+        compute = compute.model_copy(update={"security": sec.model_copy(update=files)})
+    return cfg.model_copy(update={"inputs": inputs, "output": output, "compute": compute})
+
+
+def with_scheduler(cfg: Config, scheduler: str | None, *, where: str = "--scheduler") -> Config:
+    """``cfg`` with ``compute.scheduler`` replaced (the CLI's ``--scheduler``, which also replaces
+    a ``compute.cluster``); None keeps it."""
+    if scheduler is None:
+        return cfg
+    try:
+        check_scheduler(scheduler)
+    except ValueError as e:
+        raise ConfigError(f"{e} (got {scheduler!r})", where=where) from None
+    return cfg.model_copy(update={"compute": cfg.compute.model_copy(update={"scheduler": scheduler, "cluster": None})})
+
+
+def scheduler_overrides(scheduler: str | None, *, where: str = "--scheduler") -> list[str]:
+    """``--set`` overrides for the CLI's ``--scheduler`` (which also replaces a ``compute.cluster``)."""
+    if scheduler is None:
+        return []
+    try:
+        check_scheduler(scheduler)
+    except ValueError as e:
+        raise ConfigError(f"{e} (got {scheduler!r})", where=where) from None
+    return [f"compute.scheduler={scheduler}", "compute.cluster=null"]
 
 
 # --------------------------------------------------------------------------------------------

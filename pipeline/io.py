@@ -1,6 +1,9 @@
-"""The only module that touches Zarr: opening inputs, creating the output, writing blocks.
+"""The only module that touches Zarr and fsspec: opening inputs, creating the output, writing blocks.
 
-Errors name the store and array (``data/seed.zarr:a``) so that a user can act on them.
+A store is a local path or an fsspec URL (``s3://bucket/key.zarr``, ``gs://...``, ``file://...``)
+with optional ``storage_options`` (endpoint, profile, anonymous access, ...); credentials come
+from the usual environment variables and config files of the storage library.  Errors name the
+store and array (``data/seed.zarr:a``) so that a user can act on them.
 """
 
 from __future__ import annotations
@@ -34,19 +37,56 @@ def _local(path: str) -> str:
     return path[len("file://") :] if path.startswith("file://") else path
 
 
-def open_input(path: str, array: str | None, *, where: str) -> zarr.Array:
+def protocol(path: str) -> str:
+    """The fsspec protocol of a store path: ``file`` for local paths, else the URL's scheme."""
+    return "file" if _is_local(path) else path.split("://", 1)[0].lower()
+
+
+def is_process_local(path: str) -> bool:
+    """True for stores that live in one process's memory (``memory://``): other processes,
+    such as the workers of a cluster, cannot see them."""
+    return protocol(path) == "memory"
+
+
+def _store(path: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``zarr.open*`` keyword arguments for a store: a local path as is (zarr's LocalStore), a URL
+    through fsspec (zarr's FsspecStore) with its storage options."""
+    if _is_local(path):
+        return {"store": _local(path)}
+    return {"store": path, "storage_options": dict(storage_options or {})}
+
+
+def _remote_exists(path: str, storage_options: Mapping[str, Any] | None, where: str) -> bool:
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(path, **dict(storage_options or {}))
+        return fs.exists(root)
+    except ImportError as e:  # e.g. gs:// without gcsfs
+        raise InputError(f"cannot open {path}: {e}", where=where) from None
+    except Exception as e:  # noqa: BLE001 - credentials, endpoint, permissions: all reported
+        raise InputError(f"cannot open {path}: {e.__class__.__name__}: {e}", where=where) from None
+
+
+def open_input(
+    path: str, array: str | None, *, where: str, storage_options: Mapping[str, Any] | None = None
+) -> zarr.Array:
     """Open an input array read-only; ``where`` is the config key for messages."""
     name = describe(path, array)
-    if _is_local(path) and not os.path.exists(_local(path)):
+    if _is_local(path):
+        if not os.path.exists(_local(path)):
+            raise InputError(f"store {path} does not exist", where=where)
+    elif not _remote_exists(path, storage_options, where):
         raise InputError(f"store {path} does not exist", where=where)
+    store = _store(path, storage_options)
     try:
-        node = zarr.open(store=path, mode="r", path=array or "")
+        node = zarr.open(**store, mode="r", path=array or "")
     except FileNotFoundError:
         raise InputError(f"no array {array!r} in store {path}", where=where) from None
     except Exception as e:  # zarr raises a variety of types for unreadable stores
         if array:
             try:
-                group = zarr.open_group(store=path, mode="r")
+                group = zarr.open_group(**store, mode="r")
             except Exception:
                 raise InputError(f"cannot open Zarr store {path}: {e}", where=where) from None
             found = sorted(k for k, _ in group.arrays())
@@ -83,14 +123,20 @@ def spec_of(name: str, arr: zarr.Array, source: str) -> ArraySpec:
     )
 
 
-def input_coords(path: str, array: str | None, dims: Sequence[str], shape: Sequence[int]) -> dict[str, zarr.Array]:
+def input_coords(
+    path: str,
+    array: str | None,
+    dims: Sequence[str],
+    shape: Sequence[int],
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, zarr.Array]:
     """1-D coordinate arrays beside an input array (same group, named after a dimension, with the
     dimension's length), as xarray writes them."""
     if not array or not dims:
         return {}
     parent = array.rsplit("/", 1)[0] if "/" in array else ""
     try:
-        group = zarr.open_group(store=path, mode="r", path=parent)
+        group = zarr.open_group(**_store(path, storage_options), mode="r", path=parent)
     except Exception:
         return {}
     coords = {}
@@ -102,9 +148,9 @@ def input_coords(path: str, array: str | None, dims: Sequence[str], shape: Seque
     return coords
 
 
-def output_exists(path: str, array: str) -> bool:
+def output_exists(path: str, array: str, storage_options: Mapping[str, Any] | None = None) -> bool:
     try:
-        group = zarr.open_group(store=path, mode="r")
+        group = zarr.open_group(**_store(path, storage_options), mode="r")
     except Exception:
         return False
     return array in group
@@ -141,10 +187,11 @@ def create_output(
     coords: Mapping[str, np.ndarray],
     fill_value: Any = 0,
     overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> zarr.Array:
     """Create the output group (if needed), its coordinate arrays, and the (empty) result array."""
     try:
-        group = zarr.open_group(store=path, mode="a")
+        group = zarr.open_group(**_store(path, storage_options), mode="a")
     except Exception as e:
         raise OutputError(f"cannot create Zarr group at {path}: {e}", where="output.path") from None
     for dim, values in coords.items():
@@ -168,11 +215,16 @@ def create_output(
     )
 
 
-def finalize(path: str) -> None:
+def finalize(path: str, storage_options: Mapping[str, Any] | None = None) -> None:
     """Consolidate the group's metadata so that ``xarray.open_zarr`` opens it directly."""
+    store = _store(path, storage_options)
+    if "storage_options" in store:
+        from zarr.storage import FsspecStore
+
+        store = {"store": FsspecStore.from_url(path, storage_options=store["storage_options"])}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        zarr.consolidate_metadata(path)
+        zarr.consolidate_metadata(store["store"])
 
 
 def read_region(source: zarr.Array, region: tuple[slice, ...]) -> np.ndarray:
@@ -191,14 +243,17 @@ def write_block(target: zarr.Array, region: tuple[slice, ...], block: np.ndarray
     target[region] = block
 
 
-def describe_store(path: str) -> str:
+def describe_store(path: str, storage_options: Mapping[str, Any] | None = None) -> str:
     """A human-readable listing of a store's arrays: shape, dtype, chunks, codecs, attributes."""
     import json
 
-    if _is_local(path) and not os.path.exists(_local(path)):
+    if _is_local(path):
+        if not os.path.exists(_local(path)):
+            raise InputError(f"store {path} does not exist", where=path)
+    elif not _remote_exists(path, storage_options, path):
         raise InputError(f"store {path} does not exist", where=path)
     try:
-        node = zarr.open(store=path, mode="r")
+        node = zarr.open(**_store(path, storage_options), mode="r")
     except Exception as e:
         raise InputError(f"cannot open Zarr store: {e}", where=path) from None
     arrays = [("", node)] if isinstance(node, zarr.Array) else sorted(node.arrays(), key=lambda kv: kv[0])

@@ -17,6 +17,7 @@ guarantees.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -87,3 +88,301 @@ def window_sum(
 
 
 REDUCERS = {"sum": window_sum}
+
+
+# --------------------------------------------------------------------------------------------
+# General reductions: every reducer, any footprint, missing pixels.
+#
+# These kernels take a field that has already been extended (padded or haloed) so that every
+# requested centre has its whole window inside the data: pixels outside the image are either
+# padding values (scipy.ndimage's modes) or marked missing (``shrink``).  The two window axes
+# are the last two.  ``missing`` (bool, same shape, or None when no pixel is missing) marks
+# pixels the reducers skip.
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window over the last two axes: arms ``lo``/``hi``, the centres ``[start, stop)`` per
+    axis, and its footprint: a rectangle (``runs`` and ``taps`` None), row runs
+    ``(dy, a, b)`` (offsets ``dx`` in ``a … b`` of row ``dy``; disks, weights' non-zero taps),
+    or weighted taps ``(dy, dx, w)`` (weighted sums)."""
+
+    lo: tuple[int, int]
+    hi: tuple[int, int]
+    start: tuple[int, int]
+    stop: tuple[int, int]
+    runs: tuple[tuple[int, int, int], ...] | None = None
+    taps: tuple[tuple[int, int, int | float], ...] | None = None
+
+    @property
+    def out_shape(self) -> tuple[int, int]:
+        return (self.stop[0] - self.start[0], self.stop[1] - self.start[1])
+
+    def shifted(self, dy: int, dx: int) -> tuple[slice, slice]:
+        """Index of the data at offset ``(dy, dx)`` from every centre."""
+        return (
+            slice(self.start[0] + dy, self.stop[0] + dy),
+            slice(self.start[1] + dx, self.stop[1] + dx),
+        )
+
+
+def footprint_runs(fp: np.ndarray, lo: Sequence[int]) -> tuple[tuple[int, int, int], ...]:
+    """Decompose a boolean footprint into row runs ``(dy, a, b)`` of offsets from the centre."""
+    runs = []
+    for r, row in enumerate(np.asarray(fp, dtype=bool)):
+        c = 0
+        while c < row.size:
+            if row[c]:
+                e = c
+                while e + 1 < row.size and row[e + 1]:
+                    e += 1
+                runs.append((r - lo[0], c - lo[1], e - lo[1]))
+                c = e + 1
+            else:
+                c += 1
+    return tuple(runs)
+
+
+def weight_taps(weights: np.ndarray, lo: Sequence[int]) -> tuple[tuple[int, int, int | float], ...]:
+    """The non-zero weights as taps ``(dy, dx, w)``."""
+    w = np.asarray(weights, dtype=object)
+    return tuple(
+        (r - lo[0], c - lo[1], w[r, c]) for r in range(w.shape[0]) for c in range(w.shape[1]) if w[r, c] != 0
+    )
+
+
+def _prefix_x(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    p = np.empty(x.shape[:-1] + (x.shape[-1] + 1,), dtype=dtype)
+    p[..., 0] = 0
+    with np.errstate(over="ignore"):
+        np.cumsum(x, axis=-1, dtype=dtype, out=p[..., 1:])
+    return p
+
+
+def footprint_sum(x: np.ndarray, win: Window, dtype: np.dtype) -> np.ndarray:
+    """Sums of ``x`` (cast to ``dtype``) over the window's footprint (taps: weighted) for every
+    centre.  Rectangles: separable running sums, O(1) per pixel; row runs: one running-sum
+    difference per footprint row, O(rows); taps: O(taps).  Integer sums wrap only in
+    intermediates and are exact whenever the result fits ``dtype``."""
+    dtype = np.dtype(dtype)
+    if win.taps is not None:
+        out = np.zeros(x.shape[:-2] + win.out_shape, dtype=dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for dy, dx, w in win.taps:
+                term = x[(..., *win.shifted(dy, dx))].astype(dtype, copy=False)
+                if w == 1:
+                    out += term
+                else:
+                    out += term * dtype.type(w)
+        return out
+    if win.runs is None:
+        n = x.ndim
+        return window_sum(x.astype(dtype, copy=False), (n - 2, n - 1), win.lo, win.hi, win.start, win.stop)
+    p = _prefix_x(x, dtype)
+    out = np.zeros(x.shape[:-2] + win.out_shape, dtype=dtype)
+    with np.errstate(over="ignore"):
+        for dy, a, b in win.runs:
+            ys, _ = win.shifted(dy, 0)
+            out += p[..., ys, win.start[1] + b + 1 : win.stop[1] + b + 1]
+            out -= p[..., ys, win.start[1] + a : win.stop[1] + a]
+    return out
+
+
+def _float_sum(x: np.ndarray, win: Window) -> np.ndarray:
+    """Float64 window sums; infinities are counted apart so that one never poisons the running
+    sums of its neighbours (inf - inf)."""
+    x = x.astype(np.float64, copy=False)
+    if win.taps is not None:
+        return footprint_sum(x, win, np.float64)
+    finite = np.isfinite(x)
+    if finite.all():
+        return footprint_sum(x, win, np.float64)
+    out = footprint_sum(np.where(finite, x, 0.0), win, np.float64)
+    pos = footprint_sum(x == np.inf, win, np.int32) > 0
+    neg = footprint_sum(x == -np.inf, win, np.int32) > 0
+    out[pos] = np.inf
+    out[neg] = -np.inf
+    out[pos & neg] = np.nan
+    return out
+
+
+def running_extreme(x: np.ndarray, length: int, axis: int, op: str) -> np.ndarray:
+    """``min`` (or ``max``) of ``x[j : j + length]`` along ``axis`` for every ``j`` in
+    ``0 … n - length``: the van Herk/Gil-Werman algorithm (block-wise prefix and suffix extremes,
+    three comparisons per element whatever ``length``), in numpy so that it is exact for every
+    dtype (scipy.ndimage's filters go through float64, which rounds int64 beyond 2**53)."""
+    ufunc = np.minimum if op == "min" else np.maximum
+    x = np.moveaxis(x, axis, -1)
+    n = x.shape[-1]
+    if length == 1:
+        return np.moveaxis(x, -1, axis)
+    nb = -(-n // length)
+    pad = nb * length - n
+    if pad:
+        x = np.concatenate([x, np.broadcast_to(x[..., -1:], x.shape[:-1] + (pad,))], axis=-1)
+    blocks = x.reshape(x.shape[:-1] + (nb, length))
+    g = ufunc.accumulate(blocks, axis=-1).reshape(x.shape)
+    h = ufunc.accumulate(blocks[..., ::-1], axis=-1)[..., ::-1].reshape(x.shape)
+    out = ufunc(h[..., : n - length + 1], g[..., length - 1 : n])
+    return np.moveaxis(out, -1, axis)
+
+
+def footprint_extreme(x: np.ndarray, win: Window, op: str) -> np.ndarray:
+    """Minimum (``op="min"``) or maximum over the footprint: separable van Herk/Gil-Werman
+    running extremes (:func:`running_extreme`), O(1) per pixel per axis for rectangles, O(rows)
+    for row runs.  The data must already hold every window whole."""
+    pick = np.minimum if op == "min" else np.maximum
+    runs = win.runs
+    if runs is None:
+        (l0, l1), (h0, h1) = win.lo, win.hi
+        rows = x[..., win.start[0] - l0 : win.stop[0] + h0, :]
+        y = running_extreme(rows, l0 + h0 + 1, -2, op)
+        cols = y[..., win.start[1] - l1 : win.stop[1] + h1]
+        return np.ascontiguousarray(running_extreme(cols, l1 + h1 + 1, -1, op))
+    out = None
+    by_run: dict[tuple[int, int], list[int]] = {}
+    for dy, a, b in runs:
+        by_run.setdefault((a, b), []).append(dy)
+    for (a, b), dys in by_run.items():
+        f = running_extreme(x, b - a + 1, -1, op)  # f[..., j] covers j … j + b - a
+        for dy in dys:
+            part = f[(..., *win.shifted(dy, a))]
+            out = part.copy() if out is None else pick(out, part, out=out)
+    return out
+
+
+def _identity(dtype: np.dtype, op: str):
+    """The value that never wins a min (``op="min"``) or max."""
+    if dtype.kind == "f":
+        return np.inf if op == "min" else -np.inf
+    if dtype.kind == "b":
+        return op == "min"
+    info = np.iinfo(dtype)
+    return info.max if op == "min" else info.min
+
+
+def reduce_stats(
+    field: np.ndarray,
+    missing: np.ndarray | None,
+    win: Window,
+    stats: Sequence[str],
+    *,
+    area: int,
+    bounds: tuple[int, int] | None,
+    sum_dtype: np.dtype,
+) -> dict[str, np.ndarray]:
+    """Every statistic in ``stats`` over the window, skipping ``missing`` pixels.
+
+    Returns, per statistic, the raw result and under the key ``"_empty"`` a boolean array of the
+    windows without any valid pixel (or None).  ``bounds``: exact bounds of an integer field
+    (None for floats); ``sum_dtype``: the dtype integer sums are exact in; ``area``: pixels in
+    the footprint.  mean/var/std are float64 (population variance, ``ddof=0``)."""
+    valid = None if missing is None else ~missing
+    is_int = field.dtype.kind in "biu"
+    out: dict[str, np.ndarray] = {}
+    count_win = win if win.taps is None else Window(win.lo, win.hi, win.start, win.stop, runs=win.runs)
+    if valid is not None:
+        n = footprint_sum(valid.view(np.uint8) if valid.dtype == bool else valid, count_win, np.int32)
+        empty = n == 0
+    else:
+        n = np.full(field.shape[:-2] + win.out_shape, area, dtype=np.int32)
+        empty = None
+    out["_empty"] = empty
+    if "count" in stats:
+        out["count"] = n
+    zeroed = field if valid is None else np.where(valid, field, field.dtype.type(0))
+    wide = None  # an integer dtype in which the (weighted) sums of an integer field are exact
+    if is_int:
+        mag = max(abs(bounds[0]), abs(bounds[1]))
+        if win.taps is None:
+            if area * mag < 2**63:
+                wide = np.dtype(np.int64)
+        elif all(float(w).is_integer() for *_, w in win.taps):
+            if sum(abs(int(w)) for *_, w in win.taps) * mag < 2**63:
+                wide = np.dtype(np.int64)
+    if "sum" in stats:
+        if is_int:
+            out["sum"] = footprint_sum(zeroed, win, sum_dtype)
+        else:
+            out["sum"] = _float_sum(zeroed, win)
+    if "mean" in stats:
+        if "sum" in stats and (out["sum"].dtype.kind == "f" or wide is not None):
+            s = out["sum"]
+        elif is_int and wide is not None:
+            s = footprint_sum(zeroed, win, wide)
+        else:
+            s = _float_sum(zeroed, win)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if win.taps is not None:
+                wwin = Window(win.lo, win.hi, win.start, win.stop, taps=win.taps)
+                denom = footprint_sum(np.ones(field.shape, np.float64) if valid is None else valid.astype(np.float64), wwin, np.float64)
+                out["mean"] = s.astype(np.float64) / denom
+            else:
+                out["mean"] = s.astype(np.float64) / n
+    if "var" in stats or "std" in stats:
+        var = _variance(field, valid, win, n, bounds, area)
+        if "var" in stats:
+            out["var"] = var
+        if "std" in stats:
+            out["std"] = np.sqrt(var)
+    for op in ("min", "max"):
+        if op in stats:
+            x = field if valid is None else np.where(valid, field, _identity(field.dtype, op))
+            out[op] = footprint_extreme(x, count_win, op)
+    return out
+
+
+def _variance(field: np.ndarray, valid: np.ndarray | None, win: Window, n: np.ndarray, bounds, area: int) -> np.ndarray:
+    """Population variance, numerically stable: the data are shifted by a representative value
+    of the block (the median of its valid pixels) before the sums of ``d`` and ``d**2``.
+    Integer fields whose shifted sums fit int64 (judged from the block's value range) are summed
+    exactly; then ``n*S2 - S1**2`` is exact too when it fits int64, and the variance carries a
+    single rounding.  Never negative; NaN for windows without valid pixels or
+    holding an infinity."""
+    sel = field if valid is None else field[valid]
+    if field.dtype.kind in "biu":
+        # |d| <= span, the range of this block's valid values (at most the dtype bounds' span)
+        span = int(sel.max()) - int(sel.min()) if sel.size else 0
+        shift = int(round(float(np.median(sel)))) if sel.size else 0
+        if area * span * span < 2**63:
+            d = field.astype(np.int64) - shift
+            if valid is not None:
+                d[~valid] = 0
+            s1 = footprint_sum(d, win, np.int64)
+            s2 = footprint_sum(d * d, win, np.int64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                if area * area * span * span < 2**63:
+                    num = n.astype(np.int64) * s2 - s1 * s1
+                    var = num.astype(np.float64) / (n.astype(np.float64) ** 2)
+                else:
+                    m = s1 / n
+                    var = s2 / n - m * m
+            return np.where(n > 0, np.maximum(var, 0.0), np.nan)
+        x = field.astype(np.float64) - float(shift)
+        bad = None
+    else:
+        x = field.astype(np.float64)
+        fin = np.isfinite(x) if valid is None else (np.isfinite(x) | ~valid)
+        bad = None
+        if not fin.all():
+            bad = footprint_sum((~fin).view(np.uint8), win, np.int32) > 0
+            x = np.where(fin, x, 0.0)
+        good = sel[np.isfinite(sel)] if sel.dtype.kind == "f" else sel
+        shift = float(np.median(good)) if good.size else 0.0
+        x -= shift
+    if valid is not None:
+        x[~valid] = 0.0
+    s1 = footprint_sum(x, win, np.float64)
+    s2 = footprint_sum(x * x, win, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = s1 / n
+        var = s2 / n - m * m
+    var = np.where(n > 0, np.maximum(var, 0.0), np.nan)
+    # a window of equal values has variance exactly 0 (rounding would leave ~eps * shift**2)
+    fw = Window(win.lo, win.hi, win.start, win.stop, runs=win.runs)
+    lo = footprint_extreme(x if valid is None else np.where(valid, x, np.inf), fw, "min")
+    hi = footprint_extreme(x if valid is None else np.where(valid, x, -np.inf), fw, "max")
+    var[lo == hi] = 0.0
+    if bad is not None:
+        var[bad] = np.nan
+    return var

@@ -17,30 +17,45 @@ from .errors import InputError
 from .plan import Plan
 
 
-def compute_block(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequence[int]) -> np.ndarray:
-    """The result block ``block_index`` from halo-extended input blocks (pure numpy, or the
-    compiled fused window sum of :mod:`pipeline.fastsum` for integer sums over 2-D windows)."""
-    if plan.reduce == "sum" and fastsum.supports(plan.expr.dtype, plan.ndim, plan.window_axes) and plan.out_dtype.kind == "i":
-        names = plan.expr.names
-        xs = [np.asarray(arrays[n]) for n in names]
-        if all(x.shape == xs[0].shape for x in xs):
-            ranges = plan.centres(block_index)
-            ax = plan.window_axes
+_NP_MODES = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap"}
 
-            def rows(lead: tuple, i0: int, i1: int) -> np.ndarray:
-                return plan.expr.evaluate({n: x[lead][i0:i1] for n, x in zip(names, xs)})
 
-            return fastsum.fused_window_sum(
-                rows, xs[0].shape, plan.expr.dtype, plan.lo, plan.hi,
-                [ranges[a][0] for a in ax], [ranges[a][1] for a in ax], plan.out_dtype,
-            )
-    field = plan.expr.evaluate(arrays)
+def _nan_mask(x: np.ndarray) -> np.ndarray | None:
+    """Where ``x`` (float) is NaN, or None when nowhere; a finite float64 sum proves it quickly
+    (one pass, no temporary)."""
+    if np.isfinite(np.sum(x, dtype=np.float64)):
+        return None
+    m = np.isnan(x)
+    return m if m.any() else None
+
+
+def _missing(plan: Plan, arrays: Mapping[str, np.ndarray], field: np.ndarray) -> np.ndarray | None:
+    """Missing pixels: NaN in a float input, an input's nodata value, NaN in a float field; None
+    when no pixel is missing (integer inputs without nodata: no check at all)."""
+    if not plan.missing_possible:
+        return None
+    missing = None
+    for name in plan.expr.names:
+        x = np.asarray(arrays[name])
+        nd = plan.nodata.get(name)
+        m = _nan_mask(x) if x.dtype.kind == "f" else None
+        if nd is not None:
+            eq = x == nd
+            m = eq if m is None else (m | eq)
+        if m is not None and m.any():
+            missing = np.broadcast_to(m, field.shape) if missing is None else (missing | m)
+    if field.dtype.kind == "f":
+        m = _nan_mask(field)
+        if m is not None:
+            missing = m if missing is None else (missing | m)
+    return missing
+
+
+def _fast_sum(plan: Plan, field: np.ndarray, ranges) -> np.ndarray:
+    """The main job's path: a plain rectangular window sum with truncated windows."""
     if field.dtype != plan.acc_dtype:
         field = field.astype(plan.acc_dtype)
-    ranges = plan.centres(block_index)
-    # non-window axes carry no halo: their range is the whole block
-    reducer = kernels.REDUCERS[plan.reduce]
-    return reducer(
+    return kernels.window_sum(
         field,
         plan.window_axes,
         plan.lo,
@@ -50,10 +65,188 @@ def compute_block(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
     ).astype(plan.out_dtype, copy=False)
 
 
+def _work_dtype(plan: Plan, dtype: np.dtype) -> np.dtype:
+    """A dtype for the field that also holds ``cval`` (boundary 'constant')."""
+    if plan.boundary != "constant":
+        return dtype
+    c = plan.cval
+    if dtype.kind == "f":
+        return np.dtype(np.float64)
+    if isinstance(c, float) and not c.is_integer():
+        return np.dtype(np.float64)
+    lo, hi = plan.expr.bounds
+    lo, hi = min(lo, int(c)), max(hi, int(c))
+    for dt in ((dtype,) if dtype.kind in "iu" else ()) + tuple(np.dtype(t) for t in ("int16", "int32", "int64")):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return dt
+    return np.dtype(np.float64)  # pragma: no cover
+
+
+def _fused_sum(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequence[int]) -> np.ndarray | None:
+    """The compiled fused path (:mod:`pipeline.fastsum`) where it applies: an integer sum over a
+    plain rectangular 2-D window, boundary shrink/valid, nothing missing, inputs of one shape;
+    None elsewhere (the numpy path below is the reference it is tested against)."""
+    if not (
+        plan.stats == ("sum",)
+        and plan.shape == "rect"
+        and plan.boundary in ("shrink", "valid")
+        and not plan.missing_possible
+        and plan.out_dtype.kind == "i"
+        and fastsum.supports(plan.expr.dtype, plan.ndim, plan.window_axes)
+    ):
+        return None
+    names = plan.expr.names
+    xs = [np.asarray(arrays[n]) for n in names]
+    if any(x.shape != xs[0].shape or x.ndim != plan.ndim for x in xs):
+        return None
+    ranges = plan.centres(block_index)
+    ax = plan.window_axes
+
+    def rows(lead: tuple, i0: int, i1: int) -> np.ndarray:
+        return plan.expr.evaluate({n: x[lead][i0:i1] for n, x in zip(names, xs)})
+
+    return fastsum.fused_window_sum(
+        rows, xs[0].shape, plan.expr.dtype, plan.lo, plan.hi,
+        [ranges[a][0] for a in ax], [ranges[a][1] for a in ax], plan.out_dtype,
+    )
+
+
+def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequence[int]) -> dict[str, np.ndarray]:
+    """Every statistic of the block ``block_index`` from halo-extended input blocks (pure numpy),
+    each in its output dtype."""
+    fused = _fused_sum(plan, arrays, block_index)
+    if fused is not None:
+        return {"sum": fused}
+    field = plan.expr.evaluate(arrays)
+    shape = np.broadcast_shapes(field.shape, *(np.shape(arrays[n]) for n in plan.expr.names))
+    if field.shape != shape:
+        field = np.broadcast_to(field, shape)
+    ranges = plan.centres(block_index)
+    missing = _missing(plan, arrays, field)
+    if (
+        missing is None
+        and field.dtype.kind == "f"
+        and plan.stats == ("sum",)
+        and not np.isfinite(np.sum(field, dtype=np.float64))
+        and not np.isfinite(field).all()
+    ):
+        missing = np.zeros(field.shape, bool)  # infinities: the general path counts them apart
+    if (
+        plan.stats == ("sum",)
+        and plan.shape == "rect"
+        and plan.boundary in ("shrink", "valid")
+        and missing is None
+    ):
+        return {"sum": _fast_sum(plan, field, ranges)}
+
+    axes = plan.window_axes
+    k = len(axes)
+    nd = field.ndim
+    dest = tuple(range(nd - k, nd))
+    f = np.moveaxis(field, axes, dest)
+    m = None if missing is None else np.moveaxis(missing, axes, dest)
+    lo, hi = list(plan.lo), list(plan.hi)
+    start = [ranges[ax][0] for ax in axes]
+    stop = [ranges[ax][1] for ax in axes]
+    if k == 1:  # a 1-D window: a length-1 row axis
+        f, m = f[..., None, :], (None if m is None else m[..., None, :])
+        lo, hi, start, stop = [0] + lo, [0] + hi, [0] + start, [1] + stop
+
+    # extend the data so that every window is whole: padding at the image edges
+    pads = [(0, 0)] * (f.ndim - 2)
+    for i in range(2):
+        n = f.shape[f.ndim - 2 + i]
+        pads.append((max(0, lo[i] - start[i]), max(0, stop[i] - 1 + hi[i] - (n - 1))))
+    if any(p != (0, 0) for p in pads):
+        if plan.boundary in ("shrink", "valid"):
+            f = np.pad(f, pads)
+            m = np.pad(np.zeros(f.shape, bool)[tuple(slice(a, f.shape[j] - b) for j, (a, b) in enumerate(pads))] if m is None else m, pads, constant_values=True)
+        elif plan.boundary == "constant":
+            f = np.pad(f.astype(_work_dtype(plan, f.dtype), copy=False), pads, constant_values=plan.cval)
+            m = None if m is None else np.pad(m, pads, constant_values=False)
+        else:
+            mode = _NP_MODES[plan.boundary]
+            f = np.pad(f, pads, mode=mode)
+            m = None if m is None else np.pad(m, pads, mode=mode)
+        start = [s + pads[f.ndim - 2 + i][0] for i, s in enumerate(start)]
+        stop = [e + pads[f.ndim - 2 + i][0] for i, e in enumerate(stop)]
+    elif plan.boundary == "constant":
+        f = f.astype(_work_dtype(plan, f.dtype), copy=False)
+
+    runs = taps = None
+    lo2 = tuple(lo)
+    if plan.footprint is not None:
+        runs = kernels.footprint_runs(np.array(plan.footprint, bool), lo2)
+    if plan.weights is not None:
+        taps = kernels.weight_taps(np.array(plan.weights, dtype=object), lo2)
+    win = kernels.Window(lo2, tuple(hi), tuple(start), tuple(stop), runs=runs, taps=taps)
+    area = int(np.count_nonzero(plan.footprint)) if plan.footprint is not None else int(np.prod(plan.size))
+    bounds = None
+    if f.dtype.kind in "biu":
+        bounds = plan.expr.bounds
+        if plan.boundary == "constant":
+            bounds = (min(bounds[0], int(plan.cval)), max(bounds[1], int(plan.cval)))
+    raw = kernels.reduce_stats(f, m, win, plan.stats, area=area, bounds=bounds, sum_dtype=plan.acc_dtype)
+    empty = raw.pop("_empty")
+    out = {}
+    for st in plan.stats:
+        r = raw[st]
+        fill = plan.fill_values.get(st)
+        dt = plan.out_dtypes[st]
+        if r.dtype != dt:
+            r = r.astype(dt)
+        if empty is not None and fill is not None and st != "count":
+            r[empty] = fill
+        if k == 1:
+            r = r[..., 0, :]
+        out[st] = np.moveaxis(r, tuple(range(r.ndim - k, r.ndim)), axes)
+    return out
+
+
+def pack(plan: Plan, stats: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Several statistics as one uint8 block (their bytes side by side on a trailing axis), so
+    that one dask task carries them all."""
+    parts = [np.ascontiguousarray(stats[st], dtype=plan.out_dtypes[st]) for st in plan.stats]
+    shape = parts[0].shape
+    return np.concatenate([p.reshape(shape + (1,)).view(np.uint8) for p in parts], axis=-1)
+
+
+def unpack(plan: Plan, packed: np.ndarray) -> dict[str, np.ndarray]:
+    """Inverse of :func:`pack`."""
+    out = {}
+    offset = 0
+    for st in plan.stats:
+        dt = plan.out_dtypes[st]
+        part = np.ascontiguousarray(packed[..., offset : offset + dt.itemsize])
+        out[st] = part.view(dt)[..., 0]
+        offset += dt.itemsize
+    return out
+
+
+def packed_itemsize(plan: Plan) -> int:
+    return sum(plan.out_dtypes[st].itemsize for st in plan.stats)
+
+
+def compute_block(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequence[int]) -> np.ndarray:
+    """The result block ``block_index`` from halo-extended input blocks (pure numpy): the one
+    statistic's array, or for several statistics their :func:`pack`-ed bytes."""
+    stats = compute_stats(plan, arrays, block_index)
+    if plan.multi:
+        return pack(plan, stats)
+    return stats[plan.stats[0]]
+
+
+def _meta(plan: Plan) -> np.ndarray:
+    if plan.multi:
+        return np.empty((0,) * (plan.ndim + 1), dtype=np.uint8)
+    return np.empty((0,) * plan.ndim, dtype=plan.out_dtype)
+
+
 def _block(*blocks: np.ndarray, plan: Plan, block_id: tuple[int, ...] | None = None) -> np.ndarray:
     if block_id is None:  # dask probing the function for metadata
-        return np.empty((0,) * plan.ndim, dtype=plan.out_dtype)
-    return compute_block(plan, dict(zip(plan.expr.names, blocks)), block_id)
+        return _meta(plan)
+    return compute_block(plan, dict(zip(plan.expr.names, blocks)), block_id[: plan.ndim])
 
 
 def build(plan: Plan, arrays: Mapping[str, "dask.array.Array"]):  # noqa: F821
@@ -63,20 +256,45 @@ def build(plan: Plan, arrays: Mapping[str, "dask.array.Array"]):  # noqa: F821
     xs = []
     for name in plan.expr.names:
         x = arrays[name]
-        if tuple(x.shape) != plan.in_shape:
-            raise InputError(f"shape {tuple(x.shape)} differs from the plan's {plan.in_shape}", where=name)
+        expected = plan.in_shapes.get(name, plan.in_shape)
+        if tuple(x.shape) != tuple(expected):
+            raise InputError(f"shape {tuple(x.shape)} differs from the plan's {tuple(expected)}", where=name)
+        if tuple(x.shape) != plan.in_shape:  # numpy broadcasting: each source chunk read once
+            x = da.broadcast_to(x, plan.in_shape)
         xs.append(x.rechunk(plan.in_chunks))
     depth = dict(enumerate(plan.depth))
+    boundary = {ax: ("periodic" if ax in plan.wrap_axes else "none") for ax in range(plan.ndim)}
+    chunks = plan.out_chunks
+    if plan.multi:
+        chunks = tuple(chunks) + ((packed_itemsize(plan),),)
     return da.map_overlap(
         partial(_block, plan=plan),
         *xs,
         depth=depth,
-        boundary="none",
+        boundary=boundary if plan.wrap_axes else "none",
         trim=False,
         align_arrays=False,
         allow_rechunk=False,
-        chunks=plan.out_chunks,
-        dtype=plan.out_dtype,
-        meta=np.empty((0,) * plan.ndim, dtype=plan.out_dtype),
+        chunks=chunks,
+        new_axis=[plan.ndim] if plan.multi else None,
+        dtype=np.uint8 if plan.multi else plan.out_dtype,
+        meta=_meta(plan),
         token=f"window-{plan.reduce}",
     )
+
+
+def build_stats(plan: Plan, arrays: Mapping[str, "dask.array.Array"]) -> dict[str, "dask.array.Array"]:  # noqa: F821
+    """The lazy result per statistic; several statistics share one map_overlap (one read of the
+    inputs, one computation per block)."""
+    result = build(plan, arrays)
+    if not plan.multi:
+        return {plan.stats[0]: result}
+    out = {}
+    for st in plan.stats:
+        out[st] = result.map_blocks(
+            lambda b, st=st: unpack(plan, b)[st],
+            drop_axis=plan.ndim,
+            dtype=plan.out_dtypes[st],
+            meta=np.empty((0,) * plan.ndim, dtype=plan.out_dtypes[st]),
+        )
+    return out

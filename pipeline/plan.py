@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ INT32 = np.dtype("int32")
 INT64 = np.dtype("int64")
 FLOAT64 = np.dtype("float64")
 
-_ACCEPTED_KINDS = "iuf"  # signed, unsigned, float
+_ACCEPTED_KINDS = "biuf"  # bool (masks), signed, unsigned, float
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,29 @@ class Plan:
     out_chunks: tuple[tuple[int, ...], ...]  #: processing blocks, output coordinates
     depth: tuple[int, ...]  #: halo per axis (0 on axes with one block or no window)
     notes: tuple[str, ...] = field(default=())
+    stats: tuple[str, ...] = ("sum",)  #: the reducers, in output order
+    out_dtypes: Mapping[str, np.dtype] = field(default_factory=dict)  #: per statistic
+    stat_bounds: Mapping[str, tuple[int, int] | None] = field(default_factory=dict)  #: exact bounds of integer results
+    fill_values: Mapping[str, Any] = field(default_factory=dict)  #: value of windows without valid pixels
+    missing_possible: bool = False  #: whether any pixel can be missing (NaN, nodata)
+    nodata: Mapping[str, Any] = field(default_factory=dict)  #: per used input: its nodata value or None
+    cval: int | float = 0  #: value outside the image for boundary 'constant'
+    shape: str = "rect"  #: 'rect', 'disk' or 'weights'
+    footprint: tuple[tuple[bool, ...], ...] | None = None  #: disk/weights: which window pixels count
+    weights: tuple[tuple[int | float, ...], ...] | None = None  #: window.weights, row-major
+    in_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  #: per used input (may broadcast)
+
+    @property
+    def multi(self) -> bool:
+        """Several statistics: ops.build then gives a packed block, one array per statistic."""
+        return len(self.stats) > 1
+
+    @property
+    def wrap_axes(self) -> tuple[int, ...]:
+        """Window axes whose halo comes from the opposite image edge (dask 'periodic')."""
+        if self.boundary != "wrap":
+            return ()
+        return tuple(ax for ax in self.window_axes if self.depth[ax] > 0)
 
     @property
     def ndim(self) -> int:
@@ -92,6 +116,10 @@ class Plan:
             ext *= max(chunks) + 2 * self.depth[ax]
         per_pixel = sum(d.itemsize for d in self.in_dtypes.values())
         per_pixel += 2 * self.expr.dtype.itemsize + 3 * self.acc_dtype.itemsize + self.out_dtype.itemsize
+        if self.stats != ("sum",) or self.shape != "rect" or self.missing_possible or self.boundary not in ("shrink", "valid"):
+            # general path: padded copy, missing mask, valid counts, float64 temporaries, every output
+            per_pixel += self.expr.dtype.itemsize + 1 + 4 + 3 * 8
+            per_pixel += sum(dt.itemsize for dt in self.out_dtypes.values()) * (2 if self.multi else 1)
         return ext * per_pixel
 
     def centres(self, block_index: Sequence[int]) -> tuple[tuple[int, int], ...]:
@@ -103,7 +131,7 @@ class Plan:
             chunks = self.in_chunks[ax]
             s = sum(chunks[:k])
             e = s + chunks[k]
-            a = s - self.depth[ax] if k > 0 else s  # where the delivered data starts
+            a = s - self.depth[ax] if (k > 0 or ax in self.wrap_axes) else s  # where the delivered data starts
             if ax in self.window_axes and self.boundary == "valid":
                 i = self.window_axes.index(ax)
                 n = self.in_shape[ax]
@@ -119,10 +147,15 @@ class Plan:
             f"op:            {self.expr.text}   [computed as {self.expr.dtype}]",
             f"inputs:        {names}",
             f"input shape:   {self.in_shape}  dims {self.dims}",
-            f"window:        {'x'.join(map(str, self.size))} on axes {self.window_axes}, "
-            f"reduce {self.reduce}, boundary {self.boundary}",
-            f"output:        shape {self.out_shape}, dtype {self.out_dtype}"
-            + (f", values in [{self.out_bounds[0]}, {self.out_bounds[1]}]" if self.out_bounds else ""),
+            f"window:        {'x'.join(map(str, self.size))} {self.shape} on axes {self.window_axes}, "
+            f"reduce {', '.join(self.stats)}, boundary {self.boundary}"
+            + (f" (cval {self.cval})" if self.boundary == "constant" else ""),
+            *(
+                f"{('output ' + st if self.multi else 'output') + ':':<15}shape {self.out_shape}, dtype {self.out_dtypes.get(st, self.out_dtype)}"
+                + (f", values in [{b[0]}, {b[1]}]" if (b := self.stat_bounds.get(st, self.out_bounds)) else "")
+                + (f", fill {self.fill_values[st]}" if self.fill_values.get(st) is not None else "")
+                for st in self.stats
+            ),
             f"output chunks: {self.storage_chunks} (Zarr); processing blocks {blocks} = {math.prod(self.nblocks)}",
             f"halo (depth):  {self.depth}",
             f"memory/task:   ~{_human(self.task_bytes)}",
@@ -162,15 +195,95 @@ def sum_dtype(bounds: tuple[int, int] | None, area: int) -> tuple[np.dtype, tupl
     )
 
 
-def _window(size: int | Sequence[int], ndim: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _window(size: int | Sequence[int], ndim: int, nwin: int | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Window axes and sizes: the last two axes (the last one for 1-D data)."""
-    sizes = (size,) * min(2, ndim) if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
+    if isinstance(size, (int, np.integer)):
+        sizes = (int(size),) * (nwin if nwin is not None else min(2, ndim))
+    else:
+        sizes = tuple(int(s) for s in size)
     if len(sizes) > ndim:
         raise ConfigError(f"a {len(sizes)}-D window needs inputs with at least {len(sizes)} dimensions, got {ndim}", where="window.size")
     if any(s < 1 for s in sizes):
         raise ConfigError(f"window sizes must be >= 1, got {list(sizes)}", where="window.size")
     axes = tuple(range(ndim - len(sizes), ndim))
     return axes, sizes
+
+
+def window_axes(
+    axes: Sequence[int | str] | None, ndim: int, dims: Sequence[str] | None, nwin: int
+) -> tuple[int, ...]:
+    """The window axes: ``axes`` (names or ints) if given; else the axes named ``y`` and ``x``
+    when the dimension names have both; else the last ``nwin`` axes."""
+    if axes is None:
+        if nwin == 2 and dims and "y" in dims and "x" in dims:
+            return (list(dims).index("y"), list(dims).index("x"))
+        return tuple(range(ndim - nwin, ndim))
+    out = []
+    for a in axes:
+        if isinstance(a, str):
+            if not dims or a not in dims:
+                raise ConfigError(f"no dimension named {a!r} (dimensions: {list(dims) if dims else 'unnamed'})", where="window.axes")
+            out.append(list(dims).index(a))
+        else:
+            if not -ndim <= int(a) < ndim:
+                raise ConfigError(f"axis {a} is out of range for {ndim}-D inputs", where="window.axes")
+            out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ConfigError(f"window axes must differ, got {list(axes)}", where="window.axes")
+    return tuple(out)
+
+
+def disk_footprint(size: Sequence[int]) -> np.ndarray:
+    """The disk (ellipse) footprint of a window of ``size`` (rows, cols): the pixels whose centres
+    lie in the ellipse inscribed in the window rectangle, i.e. offsets ``(dy, dx)`` (each in
+    ``-W//2 … W-1-W//2``) with ``((dy-cy)/ry)**2 + ((dx-cx)/rx)**2 <= 1``, where ``r = W/2`` and
+    ``c = (W-1)/2 - W//2`` is the window's geometric centre.  Never empty; W = 1, 2, 3 give the
+    full square, W = 5 the square less its 4 corners."""
+    grids = []
+    for w in size:
+        d = np.arange(w) - w // 2
+        r = w / 2
+        c = (w - 1) / 2 - w // 2
+        grids.append(((d - c) / r) ** 2)
+    return (grids[0][:, None] + grids[1][None, :]) <= 1 + 1e-9
+
+
+def _fit_any(lo: int, hi: int, first: np.dtype | None = None) -> np.dtype | None:
+    """``first`` when it holds ``[lo, hi]``, else the smallest of int16/int32/int64 that does."""
+    for dt in ((first,) if first is not None and first.kind in "iu" else ()) + (np.dtype("int16"), INT32, INT64):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dt)
+    return None
+
+
+def _holds(dt: np.dtype, bounds: tuple[int, int] | None, is_float: bool) -> bool:
+    """Whether ``dt`` holds every result: integer ``bounds`` exactly, or float results."""
+    if is_float:
+        return dt.kind == "f"
+    lo, hi = bounds
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        return info.min <= lo and hi <= info.max
+    if dt.kind == "f":
+        limit = 2 ** (np.finfo(dt).nmant + 1)
+        return -limit <= lo and hi <= limit
+    if dt.kind == "b":
+        return 0 <= lo and hi <= 1
+    return False
+
+
+def _user_dtype(name: str, stat: str, auto: np.dtype, bounds, is_float: bool, key: str) -> np.dtype:
+    try:
+        dt = np.dtype(name)
+    except TypeError:
+        raise ConfigError(f"unknown dtype {name!r}", where=key) from None
+    if dt.kind not in "biuf":
+        raise ConfigError(f"dtype {dt} is not supported (integer, float or bool)", where=key)
+    if not _holds(dt, bounds, is_float):
+        what = "floating-point results" if is_float else f"results in [{bounds[0]}, {bounds[1]}]"
+        raise ConfigError(f"{dt} cannot hold the {stat} {what}; use {auto}", where=key)
+    return dt
 
 
 def _axis_grid(m: int, c: int, depth: int) -> tuple[int, ...]:
@@ -193,12 +306,13 @@ def _auto_chunk(storage: int | None, n: int, depth: int) -> int:
     return max(1, min(c, n))
 
 
-def check_inputs(specs: Sequence[ArraySpec]) -> None:
-    """Refuse input arrays the pipeline cannot process exactly (dtype, emptiness, shapes)."""
+def check_inputs(specs: Sequence[ArraySpec]) -> tuple[int, ...]:
+    """Refuse input arrays the pipeline cannot process exactly (dtype, emptiness, shapes that do
+    not broadcast); returns the broadcast shape."""
     for s in specs:
         if s.dtype.kind not in _ACCEPTED_KINDS or s.dtype.fields is not None:
             raise InputError(
-                f"dtype {s.dtype} is not supported (integer or floating point images only)",
+                f"dtype {s.dtype} is not supported (bool, integer or floating point images only)",
                 where=s.source or s.name,
             )
         if len(s.shape) == 0:
@@ -206,81 +320,254 @@ def check_inputs(specs: Sequence[ArraySpec]) -> None:
         if math.prod(s.shape) == 0:
             raise InputError(f"is empty (shape {s.shape})", where=s.source or s.name)
     first = specs[0]
+    shape = first.shape
     for s in specs[1:]:
-        if s.shape != first.shape:
+        try:
+            shape = np.broadcast_shapes(shape, s.shape)
+        except ValueError:
             raise InputError(
-                f"shape {s.shape} differs from {first.source or first.name} {first.shape}",
+                f"shape {s.shape} does not broadcast with {first.source or first.name} {first.shape}",
                 where=s.source or s.name,
-            )
+            ) from None
+    return tuple(shape)
+
+
+REDUCERS = ("sum", "mean", "min", "max", "var", "std", "count")
+BOUNDARIES = ("shrink", "valid", "constant", "reflect", "mirror", "nearest", "wrap")
+#: boundaries that extend the image by padding (scipy.ndimage's modes)
+PADDED = ("constant", "reflect", "mirror", "nearest", "wrap")
 
 
 def make_plan(
     op: str,
     inputs: Mapping[str, ArraySpec],
     *,
-    size: int | Sequence[int],
-    reduce: str = "sum",
+    size: int | Sequence[int] | None = None,
+    reduce: str | Sequence[str] = "sum",
     boundary: str = "shrink",
     chunks: str | int | Sequence[int] = "auto",
+    cval: int | float = 0,
+    shape: str = "rect",
+    weights: Sequence[Sequence[int | float]] | None = None,
+    axes: Sequence[int | str] | None = None,
+    nodata: Mapping[str, int | float | None] | None = None,
+    dtype: str | Mapping[str, str] | None = None,
+    fill_value: int | float | None = None,
 ) -> Plan:
     """Decide everything about a run from input metadata alone (no I/O)."""
-    if reduce not in ("sum",):
-        raise ConfigError(f"unknown reducer {reduce!r} (available: sum)", where="window.reduce")
-    if boundary not in ("shrink", "valid"):
-        raise ConfigError(f"unknown boundary {boundary!r} (available: shrink, valid)", where="window.boundary")
+    stats = (reduce,) if isinstance(reduce, str) else tuple(reduce)
+    if not stats:
+        raise ConfigError("needs at least one reducer", where="window.reduce")
+    for st in stats:
+        if st not in REDUCERS:
+            raise ConfigError(f"unknown reducer {st!r} (available: {', '.join(REDUCERS)})", where="window.reduce")
+    if len(set(stats)) != len(stats):
+        raise ConfigError(f"reducers must not repeat, got {list(stats)}", where="window.reduce")
+    if boundary not in BOUNDARIES:
+        raise ConfigError(f"unknown boundary {boundary!r} (available: {', '.join(BOUNDARIES)})", where="window.boundary")
+    if shape not in ("rect", "disk"):
+        raise ConfigError(f"unknown window shape {shape!r} (available: rect, disk)", where="window.shape")
+    if isinstance(cval, bool) or not isinstance(cval, (int, float, np.integer, np.floating)) or math.isnan(cval):
+        raise ConfigError(f"must be a number, got {cval!r}", where="window.cval")
     expr = parse_expression(op, {name: spec.dtype for name, spec in inputs.items()})
     used = [inputs[n] for n in expr.names]
-    check_inputs(used)
-    ref = used[0]
-    shape = ref.shape
-    ndim = len(shape)
-    axes, sizes = _window(size, ndim)
+    in_shape = check_inputs(used)
+    full = [s for s in used if s.shape == in_shape]
+    ref = full[0] if full else used[0]
+    ndim = len(in_shape)
+
+    wmat = None
+    kind = "rect"
+    if weights is not None:
+        wmat = np.asarray(weights, dtype=object)
+        if wmat.ndim != 2 or wmat.size == 0:
+            raise ConfigError("must be a non-empty matrix (a list of rows)", where="window.weights")
+        if shape != "rect":
+            raise ConfigError("give either window.weights or window.shape: disk, not both", where="window.weights")
+        if size is not None and tuple(_window(size, ndim, 2)[1]) != wmat.shape:
+            raise ConfigError(f"window.size {size} differs from the weights' shape {list(wmat.shape)}", where="window.size")
+        for v in wmat.ravel():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"weights must be finite numbers, got {v!r}", where="window.weights")
+        size = wmat.shape
+        kind = "weights"
+        for st in stats:
+            if st in ("var", "std"):
+                raise ConfigError(f"reducer {st!r} is not available with window.weights (sum, mean, min, max, count are)", where="window.reduce")
+    elif shape == "disk":
+        kind = "disk"
+    if size is None:
+        raise ConfigError("required key is missing", where="window.size")
+    nwin = None
+    if axes is not None:
+        nwin = len(axes)
+    _, sizes = _window(size, ndim, nwin)
+    if kind != "rect" and len(sizes) != 2:
+        raise ConfigError(f"a {kind} window needs two window axes", where="window.shape" if kind == "disk" else "window.weights")
+    if axes is not None and len(axes) != len(sizes):
+        raise ConfigError(f"{len(axes)} axes for a {len(sizes)}-D window size", where="window.axes")
+    waxes = window_axes(axes, ndim, ref.dims if ref.dims and len(ref.dims) == ndim else None, len(sizes))
+    # the window axes in increasing order, sizes along
+    order = sorted(range(len(waxes)), key=lambda i: waxes[i])
+    if wmat is not None and order != list(range(len(order))):
+        wmat = wmat.T
+    axes_t = tuple(waxes[i] for i in order)
+    sizes = tuple(sizes[i] for i in order)
     lo = tuple(w // 2 for w in sizes)
     hi = tuple(w - 1 - l for w, l in zip(sizes, lo))
-    area = math.prod(sizes)
-    acc_dtype, out_bounds = sum_dtype(expr.bounds, area)
 
-    out_shape = list(shape)
+    if kind == "disk":
+        fp = disk_footprint(sizes)
+    elif kind == "weights":
+        fp = np.array([[v != 0 for v in row] for row in wmat.tolist()], dtype=bool)
+    else:
+        fp = None
+    area = int(fp.sum()) if fp is not None else math.prod(sizes)
+
+    # ---- missing pixels and nodata
+    nodata = dict(nodata or {})
+    nd_used: dict[str, Any] = {}
+    for n in expr.names:
+        v = nodata.get(n)
+        dt = inputs[n].dtype
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise ConfigError(f"must be a number, got {v!r}", where=f"inputs.{n}.nodata")
+            if dt.kind in "iu":
+                if isinstance(v, float) and not v.is_integer():
+                    raise ConfigError(f"{v} is not an integer; {n} is {dt}", where=f"inputs.{n}.nodata")
+                info = np.iinfo(dt)
+                if not info.min <= int(v) <= info.max:
+                    raise ConfigError(f"{int(v)} is outside the range of {dt} [{info.min}, {info.max}]", where=f"inputs.{n}.nodata")
+                v = int(v)
+            elif isinstance(v, float) and math.isnan(v):
+                v = None  # NaN is always missing in float inputs
+        nd_used[n] = v
+    missing_possible = expr.dtype.kind == "f" or any(
+        inputs[n].dtype.kind == "f" or nd_used[n] is not None for n in expr.names
+    )
+
+    # ---- values the reducers see: the expression, plus cval for 'constant'
+    fb = expr.bounds
+    is_float = fb is None
+    if boundary == "constant" and fb is not None:
+        if isinstance(cval, (float, np.floating)) and not float(cval).is_integer():
+            fb, is_float = None, True
+        else:
+            c = int(cval)
+            fb = (min(fb[0], c), max(fb[1], c))
+    int_weights = wmat is not None and all(isinstance(v, int) or float(v).is_integer() for v in wmat.ravel())
+
+    # ---- dtypes per statistic
+    user_dt = dtype if isinstance(dtype, Mapping) else ({st: dtype for st in stats} if dtype else {})
+    for k in user_dt:
+        if k not in stats:
+            raise ConfigError(f"{k!r} is not one of the reducers {list(stats)}", where="output.dtype")
+    empty_possible = missing_possible  # shrink/valid/padded windows always hold an in-image pixel
+    out_dtypes: dict[str, np.dtype] = {}
+    stat_bounds: dict[str, tuple[int, int] | None] = {}
+    fills: dict[str, Any] = {}
+    acc_dtype = FLOAT64
+    for st in stats:
+        fill = None
+        bounds: tuple[int, int] | None = None
+        if st == "count":
+            dt, bounds = INT32, (0, area)
+        elif st in ("mean", "var", "std"):
+            dt = FLOAT64
+            fill = math.nan if empty_possible else None
+        elif st == "sum":
+            if kind == "weights":
+                if is_float or not int_weights:
+                    dt, bounds = FLOAT64, None
+                else:
+                    l, h = fb
+                    ws = [int(v) for v in wmat.ravel()]
+                    bounds = (sum(min(0, w * l, w * h) for w in ws), sum(max(0, w * l, w * h) for w in ws))
+                    dt = _fit_any(*bounds, INT32)
+                    if dt is None:
+                        raise ConfigError(f"weighted sums can reach {bounds}, beyond int64", where="window.weights")
+            else:
+                dt, bounds = sum_dtype(None if is_float else fb, area)
+            acc_dtype = dt
+        else:  # min, max
+            if is_float:
+                dt = expr.dtype if expr.dtype.kind == "f" and boundary != "constant" else FLOAT64
+            else:
+                bounds = fb
+                dt = _fit_any(*bounds, expr.dtype if expr.dtype.kind in "iu" else None)
+                if dt is None:  # pragma: no cover - expression bounds always fit int64
+                    dt = FLOAT64
+                if expr.dtype.kind == "b" and boundary != "constant":
+                    dt = expr.dtype
+        if dt.kind in "iub" and empty_possible and st != "count":
+            if fill_value is not None:
+                if isinstance(fill_value, float) and not float(fill_value).is_integer():
+                    raise ConfigError(f"{fill_value} is not an integer; the {st} output is integer", where="output.fill_value")
+                fill = int(fill_value)
+                hull = (min(bounds[0], fill), max(bounds[1], fill))
+                dt = _fit_any(*hull, dt) or dt
+            else:  # the lowest value of an integer dtype that no result can equal
+                cand = _fit_any(*bounds, dt)
+                while cand is not None and np.iinfo(cand).min >= bounds[0]:
+                    cand = _fit_any(int(np.iinfo(cand).min) - 1, bounds[1])
+                if cand is None:
+                    raise ConfigError(f"no integer dtype leaves room for a fill value below {bounds[0]}; set output.fill_value", where="output.fill_value")
+                dt, fill = cand, int(np.iinfo(cand).min)
+            bounds = (min(bounds[0], fill), max(bounds[1], fill))
+        elif dt.kind == "f" and empty_possible:
+            fill = math.nan
+        if st in user_dt:
+            key = "output.dtype" + (f".{st}" if isinstance(dtype, Mapping) else "")
+            dt = _user_dtype(user_dt[st], st, dt, bounds, dt.kind == "f", key)
+            if dt.kind == "f" and fill is not None and fill_value is None:
+                fill = math.nan
+        out_dtypes[st] = dt
+        stat_bounds[st] = bounds
+        fills[st] = fill
+
+    out_shape = list(in_shape)
     if boundary == "valid":
-        for ax, w in zip(axes, sizes):
-            if shape[ax] < w:
+        for ax, w in zip(axes_t, sizes):
+            if in_shape[ax] < w:
                 raise ConfigError(
-                    f"window {w} is larger than the image ({shape[ax]} pixels on axis {ax}); "
+                    f"window {w} is larger than the image ({in_shape[ax]} pixels on axis {ax}); "
                     "boundary 'valid' would give an empty output",
                     where="window.size",
                 )
-            out_shape[ax] = shape[ax] - w + 1
+            out_shape[ax] = in_shape[ax] - w + 1
 
     if isinstance(chunks, str):
         if chunks != "auto":
             raise ConfigError(f"must be 'auto', an int or a list of ints, got {chunks!r}", where="compute.chunks")
-        requested: tuple[int | None, ...] = (None,) * len(axes)
+        requested: tuple[int | None, ...] = (None,) * len(axes_t)
     elif isinstance(chunks, (int, np.integer)):
-        requested = (int(chunks),) * len(axes)
+        requested = (int(chunks),) * len(axes_t)
     else:
         requested = tuple(int(c) for c in chunks)
-        if len(requested) != len(axes):
-            raise ConfigError(f"needs {len(axes)} values (one per window axis), got {len(requested)}", where="compute.chunks")
+        if len(requested) != len(axes_t):
+            raise ConfigError(f"needs {len(axes_t)} values (one per window axis), got {len(requested)}", where="compute.chunks")
+        requested = tuple(requested[i] for i in order)
     if any(c is not None and c < 1 for c in requested):
         raise ConfigError(f"chunk sizes must be >= 1, got {list(requested)}", where="compute.chunks")
 
     notes: list[str] = []
-    storage = list(ref.chunks) if ref.chunks else [None] * ndim
+    storage = list(ref.chunks) if ref.chunks and len(ref.chunks) == ndim else [None] * ndim
     storage_chunks: list[int] = []
     in_chunks: list[tuple[int, ...]] = []
     out_chunks: list[tuple[int, ...]] = []
     depth: list[int] = []
     for ax in range(ndim):
         m = out_shape[ax]
-        if ax not in axes:
-            c = storage[ax] or shape[ax]
+        if ax not in axes_t:
+            c = storage[ax] or in_shape[ax]
             storage_chunks.append(min(c, m))
             grid = _axis_grid(m, min(c, m), 0)
             in_chunks.append(grid)
             out_chunks.append(grid)
             depth.append(0)
             continue
-        i = axes.index(ax)
+        i = axes_t.index(ax)
         h = max(lo[i], hi[i])
         want = requested[i]
         if want is None:
@@ -302,26 +589,38 @@ def make_plan(
         depth.append(h if len(grid) > 1 else 0)
 
     dims = ref.dims if ref.dims and len(ref.dims) == ndim else _default_dims(ndim)
+    first = stats[0]
     return Plan(
         expr=expr,
-        reduce=reduce,
+        reduce=first if len(stats) == 1 else ",".join(stats),
         boundary=boundary,
-        window_axes=axes,
+        window_axes=axes_t,
         size=sizes,
         lo=lo,
         hi=hi,
-        in_shape=shape,
+        in_shape=in_shape,
         out_shape=tuple(out_shape),
         in_dtypes={n: inputs[n].dtype for n in expr.names},
         acc_dtype=acc_dtype,
-        out_dtype=acc_dtype,
-        out_bounds=out_bounds,
+        out_dtype=out_dtypes[first],
+        out_bounds=stat_bounds[first],
         dims=tuple(dims),
         storage_chunks=tuple(storage_chunks),
         in_chunks=tuple(in_chunks),
         out_chunks=tuple(out_chunks),
         depth=tuple(depth),
         notes=tuple(notes),
+        stats=stats,
+        out_dtypes=out_dtypes,
+        stat_bounds=stat_bounds,
+        fill_values=fills,
+        missing_possible=missing_possible,
+        nodata=nd_used,
+        cval=cval,
+        shape=kind,
+        footprint=None if fp is None else tuple(tuple(bool(v) for v in row) for row in fp),
+        weights=None if wmat is None else tuple(tuple(v for v in row) for row in wmat.tolist()),
+        in_shapes={n: inputs[n].shape for n in expr.names},
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import io, ops
+from . import io, ops, runtime
 from .config import Config, load_config
 from .errors import InputError
 from .halo import HaloReader, strip_order
@@ -66,7 +66,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     specs = {}
     for name, spec in cfg.inputs.items():
         where = f"inputs.{name}"
-        arr = io.open_input(spec.path, spec.array, where=where)
+        arr = io.open_input(spec.path, spec.array, where=where, storage_options=spec.storage_options)
         zarrs[name] = arr
         specs[name] = io.spec_of(name, arr, io.describe(spec.path, spec.array))
     plan = make_plan(
@@ -76,6 +76,13 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         reduce=cfg.window.reduce,
         boundary=cfg.window.boundary,
         chunks=cfg.compute.chunks,
+        cval=cfg.window.cval,
+        shape=cfg.window.shape,
+        weights=cfg.window.weights,
+        axes=cfg.window.axes,
+        nodata={n: s.nodata for n, s in cfg.inputs.items()},
+        dtype=cfg.output.dtype,
+        fill_value=cfg.output.fill_value,
     )
     used = {n: zarrs[n] for n in plan.expr.names}
     io.check_not_overlapping(cfg.output.path, {n: cfg.inputs[n].path for n in plan.expr.names})
@@ -83,7 +90,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     coords = {}
     if specs[first].dims:
         spec = cfg.inputs[first]
-        coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape)
+        coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape, spec.storage_options)
     return Prepared(config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=_common_attrs(used))
 
 
@@ -119,6 +126,14 @@ def provenance(prep: Prepared) -> dict[str, Any]:
     }
 
 
+def output_names(plan: Plan, array: str) -> dict[str, str]:
+    """The output array per statistic: ``array`` for one statistic, ``<array>_<stat>`` for
+    several."""
+    if not plan.multi:
+        return {plan.stats[0]: array}
+    return {st: f"{array}_{st}" for st in plan.stats}
+
+
 def _out_coords(prep: Prepared) -> dict[str, np.ndarray]:
     plan = prep.plan
     out = {}
@@ -140,24 +155,37 @@ def block_regions(plan: Plan) -> Iterator[tuple[tuple[int, ...], tuple[slice, ..
         yield idx, tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, idx))
 
 
-def _write(
-    target: Any, record: Callable[[tuple[int, ...]], None] | None, index: tuple[int, ...], region: tuple[slice, ...], block: np.ndarray
-) -> tuple[Any, Any]:
-    """Write one block, then (only then) record it as done; returns the block's min and max."""
-    io.write_block(target, region, block)
-    if record is not None:
-        record(index)
+def _range(block: np.ndarray) -> tuple[Any, Any]:
     if block.size == 0:
         return None, None
+    if block.dtype.kind == "f":
+        finite = block[~np.isnan(block)]
+        if finite.size == 0:
+            return None, None
+        return finite.min().item(), finite.max().item()
     return block.min().item(), block.max().item()
 
 
+def _write(
+    target: Any, record: Callable[[tuple[int, ...]], None] | None, index: tuple[int, ...], region: tuple[slice, ...], block: np.ndarray,
+    plan: Plan | None = None,
+) -> tuple[Any, Any]:
+    """Write one block (several statistics: each one's array), then (only then) record it as
+    done; returns the (first statistic's) block's min and max, NaN ignored."""
+    if plan is not None and plan.multi:
+        parts = ops.unpack(plan, block)
+        for st in plan.stats:
+            io.write_block(target[st], region, parts[st])
+        block = parts[plan.stats[0]]
+    else:
+        io.write_block(target, region, block)
+    if record is not None:
+        record(index)
+    return _range(block)
+
+
 def _scheduler_kwargs(cfg: Config) -> dict[str, Any]:
-    name = {"threads": "threads", "processes": "processes", "synchronous": "sync"}[cfg.compute.scheduler]
-    kw: dict[str, Any] = {"scheduler": name}
-    if name != "sync":
-        kw["num_workers"] = cfg.compute.workers or os.cpu_count() or 1
-    return kw
+    return runtime.compute_kwargs(cfg)
 
 
 def execute(
@@ -170,6 +198,8 @@ def execute(
 ) -> tuple[int, Any, Any]:
     """Compute and write the output blocks ``blocks`` (default: all), calling ``record(index)``
     inside the task right after each block is written; returns (blocks written, min, max).
+    With several statistics ``target`` maps each statistic to its array; a block index covers
+    the block of every statistic.
 
     ``record`` runs where the task runs (a thread, a process or a cluster worker), so it must be
     picklable and reach shared state (e.g. a file beside the output).
@@ -179,9 +209,24 @@ def execute(
     task graph, a bounded number of blocks in flight (memory does not grow with the image), and
     the kernel and the codecs release the GIL, so the threads run in parallel.  Other schedulers
     go through dask (:func:`_execute_dask`)."""
-    if prep.config.compute.scheduler in ("threads", "synchronous"):
+    if _direct(prep):
         return _execute_direct(prep, target, blocks=blocks, record=record, progress=progress)
     return _execute_dask(prep, target, blocks=blocks, record=record, progress=progress)
+
+
+def _direct(prep: Prepared) -> bool:
+    """Whether the direct executor runs this: local threads (or synchronous), every input of
+    the plan's shape (no broadcasting), no periodic boundary (dask builds those halos)."""
+    cfg, plan = prep.config, prep.plan
+    if cfg.compute.cluster is not None or plan.wrap_axes:
+        return False
+    if any(tuple(a.shape) != plan.in_shape for a in prep.arrays.values()):
+        return False
+    mode = runtime.resolve(cfg)
+    if mode not in ("threads", "synchronous"):
+        return False
+    runtime.check_storage(cfg, mode)
+    return True
 
 
 def input_regions(plan: Plan, index: Sequence[int]) -> tuple[slice, ...]:
@@ -229,7 +274,7 @@ def _block_task(
     arrays = reader.read(input_regions(plan, index))
     block = ops.compute_block(plan, arrays, index)
     del arrays
-    return _write(target, record, index, region, block)
+    return _write(target, record, index, region, block, plan=plan)
 
 
 def _execute_direct(
@@ -249,7 +294,7 @@ def _execute_direct(
     order = strip_order(plan.nblocks, strip_width(plan, list(chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()]))
     todo = [(idx, regions[idx]) for idx in order if wanted is None or idx in wanted]
     total = len(todo)
-    workers = 1 if prep.config.compute.scheduler == "synchronous" else (prep.config.compute.workers or os.cpu_count() or 1)
+    workers = 1 if runtime.resolve(prep.config) == "synchronous" else (prep.config.compute.workers or os.cpu_count() or 1)
     reader = HaloReader(
         lambda name, region: io.read_region(prep.arrays[name], region),
         plan.in_shape,
@@ -315,10 +360,11 @@ def _execute_dask(
     lazy = {n: da.from_zarr(a) for n, a in prep.arrays.items()}
     result = ops.build(plan, lazy)
     delayed_blocks = result.to_delayed(optimize_graph=True)
-    write = partial(_write, target, record)
+    write = partial(_write, target, record, plan=plan)
     wanted = None if blocks is None else set(map(tuple, blocks))
+    extra = (0,) if plan.multi else ()
     tasks = [
-        dask.delayed(write, pure=True)(idx, region, delayed_blocks[idx])
+        dask.delayed(write, pure=True)(idx, region, delayed_blocks[idx + extra])
         for idx, region in block_regions(plan)
         if wanted is None or idx in wanted
     ]
@@ -341,34 +387,59 @@ def _execute_dask(
     return total, lo, hi
 
 
-def run(config: Config | str | os.PathLike[str] | Mapping[str, Any], *, progress: ProgressFn | None = None) -> RunResult:
-    """Run a config (a path, a mapping or a :class:`Config`) and return what was written."""
+def run(
+    config: Config | str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    progress: ProgressFn | None = None,
+    notify: runtime.Notify | None = None,
+) -> RunResult:
+    """Run a config (a path, a mapping or a :class:`Config`) and return what was written.
+
+    ``notify`` receives one-line messages about the scheduler (dashboard link, warnings)."""
     t0 = time.perf_counter()
     prep = prepare(config)
+    # the scheduler/cluster is up and checked (storage reachable, tasks fit) before anything is written
+    with runtime.session(prep.config, task_bytes=prep.plan.task_bytes, notify=notify):
+        return _run(prep, t0, progress)
+
+
+def _run(prep: Prepared, t0: float, progress: ProgressFn | None) -> RunResult:
     cfg, plan = prep.config, prep.plan
-    if io.output_exists(cfg.output.path, cfg.output.array) and not cfg.output.overwrite:
-        raise io.OutputError(
-            f"{io.describe(cfg.output.path, cfg.output.array)} already exists; set output.overwrite: true to replace it",
-            where="output.path",
+    so = cfg.output.storage_options
+    names = output_names(plan, cfg.output.array)
+    for name in names.values():
+        if io.output_exists(cfg.output.path, name, so) and not cfg.output.overwrite:
+            raise io.OutputError(
+                f"{io.describe(cfg.output.path, name)} already exists; set output.overwrite: true to replace it",
+                where="output.path",
+            )
+    targets = {}
+    for st, name in names.items():
+        fill = plan.fill_values.get(st)
+        attrs = {**prep.attrs, "pipeline": {**provenance(prep), "statistic": st}}
+        if fill is not None:
+            attrs["fill_value"] = "NaN" if fill != fill else fill  # windows without a valid pixel
+        targets[st] = io.create_output(
+            cfg.output.path,
+            name,
+            shape=plan.out_shape,
+            dtype=plan.out_dtypes[st],
+            chunks=plan.storage_chunks,
+            dims=plan.dims,
+            attrs=attrs,
+            coords=_out_coords(prep),
+            fill_value=fill if fill is not None else 0,
+            overwrite=cfg.output.overwrite,
+            storage_options=so,
         )
-    target = io.create_output(
-        cfg.output.path,
-        cfg.output.array,
-        shape=plan.out_shape,
-        dtype=plan.out_dtype,
-        chunks=plan.storage_chunks,
-        dims=plan.dims,
-        attrs={**prep.attrs, "pipeline": provenance(prep)},
-        coords=_out_coords(prep),
-        overwrite=cfg.output.overwrite,
-    )
+    target = targets if plan.multi else targets[plan.stats[0]]
     blocks, lo, hi = execute(prep, target, progress=progress)
-    io.finalize(cfg.output.path)
+    io.finalize(cfg.output.path, so)
     return RunResult(
         output=cfg.output.path,
-        array=cfg.output.array,
+        array=", ".join(names.values()),
         shape=plan.out_shape,
-        dtype=str(plan.out_dtype),
+        dtype=", ".join(str(plan.out_dtypes[st]) for st in plan.stats),
         blocks=blocks,
         seconds=time.perf_counter() - t0,
         minimum=lo,

@@ -81,3 +81,146 @@ def brute_window_sum(field: np.ndarray, size, boundary: str = "shrink") -> np.nd
             else:
                 out[li + idx] = math.fsum(float(v) for v in win.ravel())
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The general reference: every reducer, boundary, footprint, missing pixels, window axes.
+
+
+def _source_index(i: int, n: int, boundary: str):
+    """Where scipy.ndimage reads pixel ``i`` of an axis of length ``n`` (None: outside)."""
+    if 0 <= i < n:
+        return i
+    if boundary in ("shrink", "valid", "constant"):
+        return None
+    if boundary == "nearest":
+        return min(max(i, 0), n - 1)
+    if boundary == "wrap":
+        return i % n
+    if boundary == "reflect":  # d c b a | a b c d | d c b a
+        j = i % (2 * n)
+        return j if j < n else 2 * n - 1 - j
+    if boundary == "mirror":  # d c b | a b c d | c b a
+        if n == 1:
+            return 0
+        j = i % (2 * n - 2)
+        return j if j < n else 2 * n - 2 - j
+    raise ValueError(boundary)
+
+
+def _reduce_values(values, weights, reduce):
+    """One window's statistic from its valid ``values`` (Python ints or floats); None when the
+    window holds no valid value."""
+    import math
+    from fractions import Fraction
+
+    if reduce == "count":
+        return len(values)
+    if not values:
+        return None
+    exact = all(isinstance(v, int) for v in values) and all(isinstance(w, int) for w in weights)
+    if reduce == "sum":
+        if exact:
+            return sum(w * v for w, v in zip(weights, values))
+        return math.fsum(float(w) * float(v) for w, v in zip(weights, values))
+    if reduce == "min":
+        return min(values)
+    if reduce == "max":
+        return max(values)
+    if reduce == "mean":
+        if exact:
+            return float(Fraction(sum(w * v for w, v in zip(weights, values)), sum(weights)))
+        return math.fsum(float(w) * float(v) for w, v in zip(weights, values)) / math.fsum(map(float, weights))
+    if reduce in ("var", "std"):
+        if any(isinstance(v, float) and math.isinf(v) for v in values):
+            return math.nan
+        n = len(values)
+        if exact:
+            m = Fraction(sum(values), n)
+            var = float(sum((Fraction(v) - m) ** 2 for v in values) / n)
+        else:
+            m = math.fsum(values) / n
+            var = math.fsum((v - m) ** 2 for v in values) / n
+        return math.sqrt(var) if reduce == "std" else var
+    raise ValueError(reduce)
+
+
+def brute_window(
+    field,
+    size,
+    reduce: str,
+    *,
+    boundary: str = "shrink",
+    cval=0,
+    footprint=None,
+    weights=None,
+    missing=None,
+    axes=None,
+):
+    """The window statistic ``reduce`` of ``field`` at every pixel, by looping over pixels and
+    window offsets.  ``field``: integers (exact, as Python ints) or floats; ``missing``: a bool
+    array of skipped pixels; ``footprint``/``weights``: a (rows, cols) matrix over the window;
+    ``axes``: the two window axes (default: the last two).  Placement: offsets ``-(W//2) …
+    W-1-W//2``.  Returns an object array; None marks windows without a valid pixel."""
+    field = np.asarray(field)
+    is_int = field.dtype.kind in "biuO"
+    nd = field.ndim
+    if axes is None:
+        axes = tuple(range(nd - 2, nd)) if nd >= 2 else (0,)
+    sizes = (size,) * len(axes) if np.isscalar(size) else tuple(size)
+    f = np.moveaxis(field, axes, tuple(range(nd - len(axes), nd)))
+    m = None if missing is None else np.moveaxis(np.broadcast_to(missing, field.shape), axes, tuple(range(nd - len(axes), nd)))
+    lead = f.shape[: nd - len(axes)]
+    shape = f.shape[nd - len(axes) :]
+    if weights is not None:
+        wmat = np.asarray(weights, dtype=object)
+        sizes = wmat.shape
+    elif footprint is not None:
+        wmat = np.where(np.asarray(footprint, bool), 1, 0).astype(object)
+    else:
+        wmat = np.ones(sizes, dtype=object)
+    if boundary == "valid":
+        out_shape = tuple(n - w + 1 for n, w in zip(shape, sizes))
+        offset = tuple(w // 2 for w in sizes)
+    else:
+        out_shape, offset = shape, (0,) * len(sizes)
+    out = np.empty(lead + out_shape, dtype=object)
+    for li in np.ndindex(lead):
+        for idx in np.ndindex(out_shape):
+            values, ws = [], []
+            for off in np.ndindex(sizes):
+                w = wmat[off]
+                if w == 0:
+                    continue
+                src = []
+                for k, o in enumerate(off):
+                    src.append(_source_index(idx[k] + offset[k] + o - sizes[k] // 2, shape[k], boundary))
+                if any(s is None for s in src):
+                    if boundary != "constant":
+                        continue
+                    v = cval
+                elif m is not None and m[li + tuple(src)]:
+                    continue
+                else:
+                    v = f[li + tuple(src)]
+                    v = int(v) if is_int else float(v)
+                values.append(v)
+                ws.append(int(w) if isinstance(w, (int, np.integer)) or float(w).is_integer() else float(w))
+            out[li + idx] = _reduce_values(values, ws, reduce)
+    return np.moveaxis(out, tuple(range(nd - len(axes), nd)), axes)
+
+
+def disk_reference(size):
+    """The disk footprint as documented: offsets d in -(W//2) … W-1-W//2, centre c = (W-1)/2 - W//2,
+    radius r = W/2, pixels with sum(((d-c)/r)**2) <= 1."""
+    rows, cols = size
+    fp = np.zeros((rows, cols), bool)
+    for i in range(rows):
+        for j in range(cols):
+            total = 0.0
+            for d, w in ((i - rows // 2, rows), (j - cols // 2, cols)):
+                r = w / 2
+                c = (w - 1) / 2 - w // 2
+                total += ((d - c) / r) ** 2
+            fp[i, j] = total <= 1 + 1e-9
+    return fp

@@ -319,3 +319,29 @@ def test_prefect_flow_retries_resume(home, monkeypatch):
         with pytest.raises(RuntimeError, match="1 of 1 configs failed"):
             prefect_flow.pipeline_batch([str(cfgs / "bad.yaml")])
         assert len(attempts) == 1
+
+
+def test_slurm_dask_cluster_on_the_allocation(home):
+    """The Dask-on-SLURM script for real: a `dask scheduler` and a `dask worker` process started
+    through (stubbed) srun on loopback, the batch run against them."""
+    pytest.importorskip("distributed")
+    script = home / "workflows" / "slurm" / "pipeline-dask.sbatch"
+    directives = re.findall(r"^#SBATCH (.+)$", script.read_text(), re.M)
+    assert any(d.startswith("--nodes=") for d in directives)
+    (home / "logs").mkdir()
+    env = _env(
+        home,
+        SLURM_JOB_ID="4343",
+        SLURM_CPUS_PER_TASK="1",
+        SLURM_MEM_PER_NODE="2048",
+        SLURM_SUBMIT_DIR=str(home),
+        PIPELINE_SCHEDULER_HOST="127.0.0.1",
+    )
+    env["PATH"] = os.pathsep.join([str(_stub_srun(home)), str(Path(sys.executable).parent), env["PATH"]])
+    res = subprocess.run(["bash", str(script)], env=env, cwd=home, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, (res.stderr, (home / "logs" / "dask-scheduler-4343.log").read_text())
+    assert np.array_equal(result_of(home / "out" / "seed.zarr"), SEED_EXPECTED)
+    prov = zarr.open_group(home / "out" / "seed.zarr", mode="r")["result"].attrs["pipeline"]
+    assert prov["config"]["compute"]["scheduler"].startswith("tcp://127.0.0.1:")
+    run = _report(home)["runs"][0]
+    assert run["status"] == "done"
