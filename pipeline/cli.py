@@ -192,6 +192,55 @@ def info(path: Annotated[str, typer.Argument(help="A Zarr store (group or array)
     typer.echo(_guard(io.describe_store, path))
 
 
+@app.command()
+def bench(
+    size: Annotated[int, typer.Option(help="Side of the generated square uint8 pair.")] = 16384,
+    chunk: Annotated[int, typer.Option(help="Storage chunk side of the generated pair.")] = 2048,
+    windows: Annotated[str, typer.Option(help="Window sizes, comma-separated.")] = "3,63",
+    threads: Annotated[int, typer.Option(help="Threads for every contender.")] = 2,
+    workdir: Annotated[Path, typer.Option(help="Where the pair and outputs go (deleted afterwards unless --keep).")] = Path("bench-data"),
+    store: Annotated[str | None, typer.Option(help="Use this Zarr group (arrays a and b) instead of generating a pair.")] = None,
+    peers: Annotated[str, typer.Option(help="Peers to run, comma-separated (dask-image, xarray, map_overlap), or 'none'.")] = "dask-image,xarray,map_overlap",
+    peer_size: Annotated[list[str], typer.Option(help="NAME[@W]=SIDE: run that peer on a top-left crop (slow peers).")] = [],  # noqa: B006
+    kernel_size: Annotated[int, typer.Option(help="Side of the in-memory kernel benchmark (0: skip).")] = 4096,
+    repeats: Annotated[int, typer.Option(help="Runs per contender (the fastest is kept).")] = 1,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
+    fast: Annotated[bool, typer.Option(help="A tiny smoke run (512², chunks 128, W 3 and 15).")] = False,
+    keep: Annotated[bool, typer.Option(help="Keep generated data and outputs.")] = False,
+) -> None:
+    """Benchmark this project against dask-image, xarray rolling and map_overlap + scipy on the
+    same Zarr pair, check every output against the exact result, print a table."""
+    import json
+
+    from . import bench as b
+
+    if fast:
+        size, chunk, windows, kernel_size = 512, 128, "3,15", 256
+    crops = {}
+    for item in peer_size:
+        key, _, value = item.partition("=")
+        crops[key] = int(value)
+    results = _guard(
+        b.run_bench,
+        size=size,
+        chunk=chunk,
+        windows=[int(w) for w in windows.split(",")],
+        threads=threads,
+        workdir=str(workdir),
+        store=store,
+        peers=[] if peers == "none" else [p.strip() for p in peers.split(",") if p.strip()],
+        peer_size=crops,
+        kernel_size=kernel_size,
+        repeats=repeats,
+        keep=keep,
+        echo=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(b.table(results))
+    if json_out is not None:
+        json_out.write_text(json.dumps(results, indent=2))
+        typer.echo(f"wrote {json_out}")
+
+
 def entrypoint() -> None:  # pragma: no cover - console script
     app()
 

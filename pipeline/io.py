@@ -249,6 +249,17 @@ def finalize(path: str, storage_options: Mapping[str, Any] | None = None) -> Non
         zarr.consolidate_metadata(store["store"])
 
 
+def read_region(source: zarr.Array, region: tuple[slice, ...]) -> np.ndarray:
+    """Read one region of an input array into memory."""
+    return np.asarray(source[region])
+
+
+def read_chunks(source: zarr.Array) -> tuple[int, ...]:
+    """The storage chunk shape reads should align to (the shard shape for sharded arrays)."""
+    shards = getattr(source, "shards", None)
+    return tuple(shards) if shards else tuple(source.chunks)
+
+
 def write_block(target: zarr.Array, region: tuple[slice, ...], block: np.ndarray) -> None:
     """Write one chunk-aligned block."""
     target[region] = block

@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from . import kernels
+from . import fastsum, kernels
 from .errors import InputError
 from .plan import Plan
 
@@ -83,9 +83,41 @@ def _work_dtype(plan: Plan, dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64)  # pragma: no cover
 
 
+def _fused_sum(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequence[int]) -> np.ndarray | None:
+    """The compiled fused path (:mod:`pipeline.fastsum`) where it applies: an integer sum over a
+    plain rectangular 2-D window, boundary shrink/valid, nothing missing, inputs of one shape;
+    None elsewhere (the numpy path below is the reference it is tested against)."""
+    if not (
+        plan.stats == ("sum",)
+        and plan.shape == "rect"
+        and plan.boundary in ("shrink", "valid")
+        and not plan.missing_possible
+        and plan.out_dtype.kind == "i"
+        and fastsum.supports(plan.expr.dtype, plan.ndim, plan.window_axes)
+    ):
+        return None
+    names = plan.expr.names
+    xs = [np.asarray(arrays[n]) for n in names]
+    if any(x.shape != xs[0].shape or x.ndim != plan.ndim for x in xs):
+        return None
+    ranges = plan.centres(block_index)
+    ax = plan.window_axes
+
+    def rows(lead: tuple, i0: int, i1: int) -> np.ndarray:
+        return plan.expr.evaluate({n: x[lead][i0:i1] for n, x in zip(names, xs)})
+
+    return fastsum.fused_window_sum(
+        rows, xs[0].shape, plan.expr.dtype, plan.lo, plan.hi,
+        [ranges[a][0] for a in ax], [ranges[a][1] for a in ax], plan.out_dtype,
+    )
+
+
 def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequence[int]) -> dict[str, np.ndarray]:
     """Every statistic of the block ``block_index`` from halo-extended input blocks (pure numpy),
     each in its output dtype."""
+    fused = _fused_sum(plan, arrays, block_index)
+    if fused is not None:
+        return {"sum": fused}
     field = plan.expr.evaluate(arrays)
     shape = np.broadcast_shapes(field.shape, *(np.shape(arrays[n]) for n in plan.expr.names))
     if field.shape != shape:

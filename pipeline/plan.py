@@ -28,8 +28,10 @@ from .expr import Expr, parse_expression
 
 #: Auto processing blocks are grown to at least this many pixels per window axis ...
 MIN_AUTO_CHUNK = 256
-#: ... and split (by halving, to stay aligned with the storage chunks) down to at most this.
-MAX_AUTO_CHUNK = 2048
+#: ... and split (by halving, to stay aligned with the storage chunks) down to at most this
+#: (1024² blocks keep the blocks in flight, with their encode buffers, within the memory budget
+#: of the direct executor; larger blocks were not faster end to end).
+MAX_AUTO_CHUNK = 1024
 #: Processing block side when the inputs carry no chunking (numpy arrays).
 DEFAULT_CHUNK = 1024
 

@@ -23,6 +23,7 @@ import numpy as np
 from . import io, ledger, ops, runtime
 from .config import Config, load_config
 from .errors import InputError, LockedError, OutputError, WriteError
+from .halo import HaloReader, strip_order
 from .lock import OutputLock
 from .plan import ArraySpec, Plan, check_inputs, make_plan
 
@@ -222,6 +223,158 @@ def execute(
     the block of every statistic.
 
     ``record`` runs where the task runs (a thread, a process or a cluster worker), so it must be
+    picklable and reach shared state (e.g. a file beside the output).
+
+    With the ``threads`` and ``synchronous`` schedulers each block is one plain task on a thread
+    pool (:func:`_execute_direct`): read its inputs with their halo, compute, write, record.  No
+    task graph, a bounded number of blocks in flight (memory does not grow with the image), and
+    the kernel and the codecs release the GIL, so the threads run in parallel.  Other schedulers
+    go through dask (:func:`_execute_dask`)."""
+    if _direct(prep):
+        return _execute_direct(prep, target, blocks=blocks, record=record, progress=progress)
+    return _execute_dask(prep, target, blocks=blocks, record=record, progress=progress)
+
+
+def _direct(prep: Prepared) -> bool:
+    """Whether the direct executor runs this: local threads (or synchronous), every input of
+    the plan's shape (no broadcasting), no periodic boundary (dask builds those halos)."""
+    cfg, plan = prep.config, prep.plan
+    if cfg.compute.cluster is not None or plan.wrap_axes:
+        return False
+    if any(tuple(a.shape) != plan.in_shape for a in prep.arrays.values()):
+        return False
+    mode = runtime.resolve(cfg)
+    if mode not in ("threads", "synchronous"):
+        return False
+    runtime.check_storage(cfg, mode)
+    return True
+
+
+def input_regions(plan: Plan, index: Sequence[int]) -> tuple[slice, ...]:
+    """The input region block ``index`` reads: its input block plus the halo on interior sides
+    (what ``map_overlap(boundary="none")`` delivers, so :meth:`Plan.centres` applies)."""
+    region = []
+    for ax, k in enumerate(index):
+        chunks = plan.in_chunks[ax]
+        s = sum(chunks[:k])
+        e = s + chunks[k]
+        d = plan.depth[ax]
+        region.append(slice(s - d if k > 0 else s, e + d if k < len(chunks) - 1 else e))
+    return tuple(region)
+
+
+#: Decoded input chunks the direct executor may cache (see :mod:`pipeline.halo`): blocks are
+#: visited in vertical strips narrow enough that about three block rows of a strip fit in it.
+INPUT_CACHE_BYTES = 128 * 2**20
+
+
+def strip_width(plan: Plan, chunks: Sequence[Sequence[int]], itemsizes: Sequence[int]) -> int:
+    """Block columns per strip so that the decoded-chunk cache (about three rows of storage
+    chunks, two columns beyond the strip) stays within :data:`INPUT_CACHE_BYTES`."""
+    bw = max(plan.in_chunks[-1]) + 2 * plan.depth[-1]
+    col_bytes = 0  # three chunk rows of one chunk column, all inputs
+    unit = bw
+    for c, size in zip(chunks, itemsizes):
+        rows = max(c[-2] if len(c) > 1 else 1, max(plan.in_chunks[-2]) if plan.ndim > 1 else 1)
+        lead = math.prod(max(ch) for ch in plan.in_chunks[:-2])
+        col_bytes += 3 * lead * rows * max(c[-1], bw) * size
+        unit = max(unit, c[-1])
+    columns = max(1, INPUT_CACHE_BYTES // max(1, col_bytes) - 2)
+    return max(1, columns * unit // max(1, max(plan.in_chunks[-1])))
+
+
+def _block_task(
+    prep: Prepared,
+    target: Any,
+    record: Callable[[tuple[int, ...]], None] | None,
+    reader: Any,
+    index: tuple[int, ...],
+    region: tuple[slice, ...],
+) -> tuple[Any, Any]:
+    plan = prep.plan
+    arrays = reader.read(input_regions(plan, index))
+    block = ops.compute_block(plan, arrays, index)
+    del arrays
+    return _write(target, record, index, region, block, plan=plan)
+
+
+def _execute_direct(
+    prep: Prepared,
+    target: Any,
+    *,
+    blocks: Sequence[tuple[int, ...]] | None = None,
+    record: Callable[[tuple[int, ...]], None] | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[int, Any, Any]:
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    plan = prep.plan
+    wanted = None if blocks is None else set(map(tuple, blocks))
+    regions = dict(block_regions(plan))
+    chunks = {n: io.read_chunks(a) for n, a in prep.arrays.items()}
+    order = strip_order(plan.nblocks, strip_width(plan, list(chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()]))
+    todo = [(idx, regions[idx]) for idx in order if wanted is None or idx in wanted]
+    total = len(todo)
+    workers = 1 if runtime.resolve(prep.config) == "synchronous" else (prep.config.compute.workers or os.cpu_count() or 1)
+    # reads whose chunk fails to decode name the input and the chunk key
+    checked = {n: _checked_input(prep, n, a) for n, a in prep.arrays.items()}
+    reader = HaloReader(
+        lambda name, region: io.read_region(checked[name], region),
+        plan.in_shape,
+        chunks,
+        [input_regions(plan, idx) for idx, _ in todo],
+    )
+    lo = hi = None
+    done = 0
+
+    def finish(result: tuple[Any, Any]) -> None:
+        nonlocal lo, hi, done
+        bmin, bmax = result
+        if bmin is not None:
+            lo = bmin if lo is None else min(lo, bmin)
+            hi = bmax if hi is None else max(hi, bmax)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    if workers == 1:
+        for idx, region in todo:
+            finish(_block_task(prep, target, record, reader, idx, region))
+        return total, lo, hi
+    # at most one block queued beyond those running: memory stays bounded whatever the image size
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipeline") as pool:
+        pending: set = set()
+        it = iter(todo)
+        try:
+            for idx, region in it:
+                pending.add(pool.submit(_block_task, prep, target, record, reader, idx, region))
+                if len(pending) > workers:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        finish(f.result())
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    finish(f.result())
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+    return total, lo, hi
+
+
+def _execute_dask(
+    prep: Prepared,
+    target: Any,
+    *,
+    blocks: Sequence[tuple[int, ...]] | None = None,
+    record: Callable[[tuple[int, ...]], None] | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[int, Any, Any]:
+    """Compute and write the output blocks ``blocks`` (default: all), calling ``record(index)``
+    inside the task right after each block is written; returns (blocks written, min, max).
+
+    ``record`` runs where the task runs (a thread, a process or a cluster worker), so it must be
     picklable and reach shared state (e.g. a file beside the output)."""
     import dask
     import dask.array as da
@@ -255,6 +408,13 @@ def execute(
         if progress is not None:
             progress(done, total)
     return total, lo, hi
+
+
+def _checked_input(prep: Prepared, name: str, arr: Any) -> Any:
+    if not hasattr(arr, "store_path"):  # not a zarr array
+        return arr
+    spec = prep.config.inputs[name]
+    return io.CheckedInput(arr, f"inputs.{name} ({io.describe(spec.path, spec.array)})")
 
 
 def _lazy_input(prep: Prepared, name: str, arr: Any) -> Any:
