@@ -345,3 +345,23 @@ def test_slurm_dask_cluster_on_the_allocation(home):
     assert prov["config"]["compute"]["scheduler"].startswith("tcp://127.0.0.1:")
     run = _report(home)["runs"][0]
     assert run["status"] == "done"
+
+
+def test_scheduled_rerun_is_an_up_to_date_no_op(home):
+    """A nightly rerun of finished work is a fast no-op, reported as up-to-date with every chunk
+    skipped, and leaves the output's bytes untouched."""
+    cfg = str(home / "configs" / "example.yaml")
+    first, second = home / "reports" / "1.json", home / "reports" / "2.json"
+    assert runner.invoke(app, ["run", "-q", "--report", str(first), cfg]).exit_code == 0
+    out = home / "out" / "seed.zarr" / "result"
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    res = runner.invoke(app, ["run", "-q", "--report", str(second), cfg])
+    assert res.exit_code == 0, res.output
+    assert "up to date" in res.output
+    done = json.loads(first.read_text())["runs"][0]
+    again = json.loads(second.read_text())["runs"][0]
+    assert done["status"] == "done" and done["chunks_computed"] >= 1 and done["chunks_skipped"] == 0
+    assert again["status"] == "up-to-date" and again["exit_code"] == 0
+    assert again["chunks_computed"] == 0 and again["chunks_skipped"] == done["chunks_computed"]
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert np.array_equal(result_of(home / "out" / "seed.zarr"), SEED_EXPECTED)
