@@ -203,7 +203,7 @@ def bench(
     peers: Annotated[str, typer.Option(help="Peers to run, comma-separated (dask-image, xarray, map_overlap), or 'none'.")] = "dask-image,xarray,map_overlap",
     peer_size: Annotated[list[str], typer.Option(help="NAME[@W]=SIDE: run that peer on a top-left crop (slow peers).")] = [],  # noqa: B006
     kernel_size: Annotated[int, typer.Option(help="Side of the in-memory kernel benchmark (0: skip).")] = 4096,
-    repeats: Annotated[int, typer.Option(help="Runs per contender (the fastest is kept).")] = 1,
+    repeats: Annotated[int, typer.Option(help="Runs per contender (the median run is reported).")] = 1,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
     fast: Annotated[bool, typer.Option(help="A tiny smoke run (512², chunks 128, W 3 and 15).")] = False,
     keep: Annotated[bool, typer.Option(help="Keep generated data and outputs.")] = False,
