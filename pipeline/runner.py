@@ -371,11 +371,7 @@ def _execute_dask(
     record: Callable[[tuple[int, ...]], None] | None = None,
     progress: ProgressFn | None = None,
 ) -> tuple[int, Any, Any]:
-    """Compute and write the output blocks ``blocks`` (default: all), calling ``record(index)``
-    inside the task right after each block is written; returns (blocks written, min, max).
-
-    ``record`` runs where the task runs (a thread, a process or a cluster worker), so it must be
-    picklable and reach shared state (e.g. a file beside the output)."""
+    """:func:`execute` through a dask graph (processes, clusters, wrap, broadcast inputs)."""
     import dask
     import dask.array as da
 
