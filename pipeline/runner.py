@@ -22,7 +22,7 @@ import numpy as np
 
 from . import io, ledger, ops, runtime
 from .config import Config, load_config
-from .errors import InputError, LockedError, OutputError, WriteError
+from .errors import LockedError, OutputError, WriteError
 from .halo import HaloReader, strip_order
 from .lock import OutputLock
 from .plan import ArraySpec, Plan, check_inputs, make_plan
@@ -324,23 +324,16 @@ def _execute_direct(
         chunks,
         [input_regions(plan, idx) for idx, _ in todo],
     )
-    lo = hi = None
-    done = 0
+    tally = _Tally(total, progress)
 
     def finish(result: tuple[Any, Any]) -> None:
-        nonlocal lo, hi, done
-        bmin, bmax = result
-        if bmin is not None:
-            lo = bmin if lo is None else min(lo, bmin)
-            hi = bmax if hi is None else max(hi, bmax)
-        done += 1
-        if progress is not None:
-            progress(done, total)
+        tally.add(*result)
+        tally.advance(1)
 
     if workers == 1:
         for idx, region in todo:
             finish(_block_task(prep, target, record, reader, idx, region))
-        return total, lo, hi
+        return total, tally.lo, tally.hi
     # at most one block queued beyond those running: memory stays bounded whatever the image size
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipeline") as pool:
         pending: set = set()
@@ -360,7 +353,7 @@ def _execute_direct(
             for f in pending:
                 f.cancel()
             raise
-    return total, lo, hi
+    return total, tally.lo, tally.hi
 
 
 def _execute_dask(
@@ -373,7 +366,6 @@ def _execute_dask(
 ) -> tuple[int, Any, Any]:
     """:func:`execute` through a dask graph (processes, clusters, wrap, broadcast inputs)."""
     import dask
-    import dask.array as da
 
     plan = prep.plan
     lazy = {n: _lazy_input(prep, n, a) for n, a in prep.arrays.items()}
@@ -388,22 +380,37 @@ def _execute_dask(
         if wanted is None or idx in wanted
     ]
     kw = _scheduler_kwargs(prep.config)
-    lo = hi = None
     total = len(tasks)
+    tally = _Tally(total, progress)
     # a batch per row of blocks keeps memory bounded by a few rows, whatever the image size
     per_batch = max(1, math.prod(plan.nblocks[1:]) if plan.ndim > 1 else total)
-    done = 0
     for start in range(0, total, per_batch):
         batch = tasks[start : start + per_batch]
         for bmin, bmax in dask.compute(*batch, **kw):
-            if bmin is None:
-                continue
-            lo = bmin if lo is None else min(lo, bmin)
-            hi = bmax if hi is None else max(hi, bmax)
-        done += len(batch)
-        if progress is not None:
-            progress(done, total)
-    return total, lo, hi
+            tally.add(bmin, bmax)
+        tally.advance(len(batch))
+    return total, tally.lo, tally.hi
+
+
+class _Tally:
+    """The value range and the progress over the blocks an executor has written."""
+
+    def __init__(self, total: int, progress: ProgressFn | None) -> None:
+        self.total, self.progress = total, progress
+        self.lo: Any = None
+        self.hi: Any = None
+        self.done = 0
+
+    def add(self, bmin: Any, bmax: Any) -> None:
+        if bmin is None:  # an empty block
+            return
+        self.lo = bmin if self.lo is None else min(self.lo, bmin)
+        self.hi = bmax if self.hi is None else max(self.hi, bmax)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
 
 def _checked_input(prep: Prepared, name: str, arr: Any) -> Any:

@@ -390,7 +390,7 @@ def _wait_for_workers(client: Any, timeout: float) -> list[dict[str, Any]]:
 
 @contextmanager
 def _local_cluster(cfg: Config) -> Iterator[Any]:
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
     c = cfg.compute
     sec = security(c.security)
@@ -409,7 +409,19 @@ def _local_cluster(cfg: Config) -> Iterator[Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Port 8787 is already in use" and similar
         cluster = LocalCluster(**kw)
+    with _serve(cluster, sec) as client:
+        yield client
+
+
+@contextmanager
+def _serve(cluster: Any, sec: Any, *, jobs: int | None = None) -> Iterator[Any]:
+    """A client of a cluster this run started (scaled to ``jobs`` job-queue jobs when given);
+    both are closed when the run ends, also when scaling or connecting fails."""
+    from distributed import Client
+
     try:
+        if jobs is not None:
+            cluster.scale(jobs=jobs)
         client = Client(cluster, security=sec) if sec is not None else Client(cluster)
         try:
             yield client
@@ -461,7 +473,6 @@ def _connect(cfg: Config, address: str, notify: Notify | None) -> Iterator[Any]:
 
 @contextmanager
 def _hpc_cluster(cfg: Config, task_bytes: int | None, notify: Notify | None) -> Iterator[Any]:
-    from distributed import Client
 
     spec = cfg.compute.cluster
     assert spec is not None
@@ -486,15 +497,8 @@ def _hpc_cluster(cfg: Config, task_bytes: int | None, notify: Notify | None) -> 
         cluster = cls(**kw)
     except (TypeError, ValueError) as e:
         raise ClusterError(f"dask-jobqueue refused the settings: {e}", where="compute.cluster") from None
-    try:
-        cluster.scale(jobs=spec.jobs)
-        client = Client(cluster, security=sec) if sec is not None else Client(cluster)
-        try:
-            yield client
-        finally:
-            client.close()
-    finally:
-        cluster.close()
+    with _serve(cluster, sec, jobs=spec.jobs) as client:
+        yield client
 
 
 def describe(cfg: Config) -> str:
