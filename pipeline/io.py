@@ -182,9 +182,17 @@ def check_not_overlapping(output: str, inputs: Mapping[str, str], array: str | N
 
 
 def default_compressors(dtype: np.dtype) -> list[Any]:
-    """Blosc-zstd level 1 with byte shuffle (fast, and compresses window sums well), then a
-    crc32c checksum so that a damaged chunk is detected instead of silently decoded."""
-    return [BloscCodec(cname="zstd", clevel=1, shuffle="shuffle", typesize=np.dtype(dtype).itemsize), Crc32cCodec()]
+    """Blosc-zstd level 1 with bit shuffle in 1 MiB blocks, then a crc32c checksum so that a
+    damaged chunk is detected instead of silently decoded.
+
+    Chosen by measurement on window sums of imagery (2048² int32 chunks, one core): encoding
+    takes 14-18 ms a chunk and gives 8.2-9.4 MB, where byte shuffle took 40-63 ms for
+    9.5-10.0 MB, lz4 with bit shuffle 12-14 ms for 9.5-10.2 MB and zarr's default (zstd
+    level 0, no shuffle) 10.6-12.7 MB."""
+    return [
+        BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", typesize=np.dtype(dtype).itemsize, blocksize=2**20),
+        Crc32cCodec(),
+    ]
 
 
 def create_output(
@@ -260,9 +268,137 @@ def read_chunks(source: zarr.Array) -> tuple[int, ...]:
     return tuple(shards) if shards else tuple(source.chunks)
 
 
-def write_block(target: zarr.Array, region: tuple[slice, ...], block: np.ndarray) -> None:
-    """Write one chunk-aligned block."""
-    target[region] = block
+def write_block(target: Any, region: tuple[slice, ...], block: np.ndarray) -> None:
+    """Write one chunk-aligned block (to a zarr array or a :class:`DirectChunks`)."""
+    if isinstance(target, DirectChunks):
+        target.write_region(region, block)
+    else:
+        target[region] = block
+
+
+class DirectChunks:
+    """Whole-chunk reads and writes of one Zarr v3 array in the calling thread.
+
+    zarr's synchronous API runs every read and write through its one event-loop thread, which
+    hands each codec call to a thread pool and back.  On two cores that overhead capped the
+    whole run at about 1.5 cores busy and cost ~20% per chunk written (measured on 2048²
+    int32 chunks: 56.7 against 46.6 ms per chunk with two threads; CPU/wall 1.53 against
+    1.93).  For a local store and an unsharded array whose codecs all have synchronous forms
+    (zarr 3.1.6 has them; older releases fall back), this class does the same work with zarr's own codec objects and store,
+    in the thread that calls it, so that worker threads decode, compute and encode in
+    parallel.  The bytes written are the bytes zarr writes (tested chunk by chunk, edge
+    chunks padded with the fill value as zarr pads them), and every chunk is written, as with
+    ``write_empty_chunks=True``.
+
+    :meth:`of` returns ``None`` for arrays it does not handle; callers then use zarr's API.
+    """
+
+    def __init__(self, arr: zarr.Array, where: str | None = None) -> None:
+        from zarr.core.buffer import default_buffer_prototype
+
+        md = arr.metadata
+        self.arr = arr
+        self.where = where or describe(str(arr.store_path.store), arr.path)
+        self.store = arr.store_path.store
+        self.prefix = f"{arr.path}/" if arr.path else ""
+        self.shape = tuple(arr.shape)
+        self.chunks = tuple(arr.chunks)
+        self.dtype = np.dtype(arr.dtype)
+        self.prototype = default_buffer_prototype()
+        self.spec = md.get_chunk_spec((0,) * len(self.shape), arr._async_array.config, self.prototype)
+        self.array_bytes, *self.bytes_bytes = md.codecs
+        self.fill = np.asarray(arr.fill_value, dtype=self.dtype)
+
+    @classmethod
+    def of(cls, arr: Any, where: str | None = None) -> DirectChunks | None:
+        """A :class:`DirectChunks` for ``arr``, or ``None`` where zarr's own API must be used
+        (not a zarr v3 array, a remote or in-memory store, sharding, an array-to-array codec,
+        or a zarr without synchronous codecs)."""
+        from zarr.abc.codec import ArrayBytesCodec, BytesBytesCodec
+        from zarr.codecs import BytesCodec
+        from zarr.storage import LocalStore
+
+        try:
+            md = arr.metadata
+            store = arr.store_path.store
+            codecs = tuple(md.codecs)
+        except AttributeError:
+            return None
+        if getattr(md, "zarr_format", None) != 3 or not isinstance(store, LocalStore):
+            return None
+        if not (hasattr(store, "get_sync") and hasattr(store, "set_sync")):
+            return None
+        if getattr(arr, "shards", None) or not codecs or not isinstance(codecs[0], BytesCodec):
+            return None
+        if not all(isinstance(c, BytesBytesCodec) for c in codecs[1:]) or not isinstance(codecs[0], ArrayBytesCodec):
+            return None
+        if not all(hasattr(c, "_encode_sync") and hasattr(c, "_decode_sync") for c in codecs):
+            return None
+        try:
+            return cls(arr, where)
+        except Exception:  # an unusual chunk grid or dtype: zarr's API handles it
+            return None
+
+    def key(self, coords: Sequence[int]) -> str:
+        return self.prefix + self.arr.metadata.encode_chunk_key(tuple(coords))
+
+    def _bounds(self, coords: Sequence[int]) -> tuple[slice, ...]:
+        return tuple(slice(0, min(c, n - i * c)) for i, c, n in zip(coords, self.chunks, self.shape))
+
+    def read(self, coords: Sequence[int]) -> np.ndarray:
+        """Chunk ``coords`` decoded (clipped to the array's bounds); the fill value where it is
+        not stored; a chunk that fails to decode raises :class:`InputError` naming its key."""
+        inner = self._bounds(coords)
+        key = self.key(coords)
+        try:
+            data = self.store.get_sync(key, prototype=self.prototype)
+            if data is None:
+                return np.full(tuple(s.stop for s in inner), self.fill, dtype=self.dtype)
+            for codec in reversed(self.bytes_bytes):
+                data = codec._decode_sync(data, self.spec)
+            block = self.array_bytes._decode_sync(data, self.spec).as_numpy_array()
+        except Exception as e:
+            raise InputError(
+                f"chunk {key[len(self.prefix):]} cannot be read ({e.__class__.__name__}: {e})", where=self.where
+            ) from None
+        return block[inner]
+
+    def write(self, coords: Sequence[int], block: np.ndarray) -> None:
+        """Encode and store chunk ``coords`` (``block`` clipped to the array's bounds, as
+        :meth:`read` returns it)."""
+        block = np.asarray(block, dtype=self.dtype)
+        if block.shape != self.chunks:
+            full = np.full(self.chunks, self.fill, dtype=self.dtype)
+            full[tuple(slice(0, s) for s in block.shape)] = block
+            block = full
+        data = self.array_bytes._encode_sync(self.prototype.nd_buffer.from_numpy_array(np.ascontiguousarray(block)), self.spec)
+        for codec in self.bytes_bytes:
+            data = codec._encode_sync(data, self.spec)
+        self.store.set_sync(self.key(coords), data)
+
+    def write_region(self, region: tuple[slice, ...], block: np.ndarray) -> None:
+        """Write a chunk-aligned region (it may span several chunks) chunk by chunk."""
+        import itertools
+
+        spans = []
+        for sl, c, n in zip(region, self.chunks, self.shape):
+            if sl.start % c or (sl.stop % c and sl.stop != n):
+                raise ValueError(f"region {region} is not aligned to the chunks {self.chunks}")
+            spans.append(range(sl.start // c, -(-sl.stop // c)))
+        for coords in itertools.product(*spans):
+            sub = tuple(
+                slice(i * c - sl.start, min((i + 1) * c, n) - sl.start)
+                for i, c, n, sl in zip(coords, self.chunks, self.shape, region)
+            )
+            self.write(coords, block[sub])
+
+
+def direct(target: Any) -> Any:
+    """``target`` (an array, or a mapping of arrays) with each zarr array that
+    :class:`DirectChunks` handles replaced by one."""
+    if isinstance(target, Mapping):
+        return {k: direct(v) for k, v in target.items()}
+    return DirectChunks.of(target) or target
 
 
 def describe_store(path: str, storage_options: Mapping[str, Any] | None = None) -> str:

@@ -83,6 +83,13 @@ def _work_dtype(plan: Plan, dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64)  # pragma: no cover
 
 
+#: Blocks whose field takes at most this many bytes are evaluated whole (a few large numpy calls,
+#: then one compiled call): two threads then run in parallel.  Larger blocks (an in-memory image
+#: given to :func:`pipeline.window_reduce`) are evaluated a strip of rows at a time into a ring
+#: buffer, so that the field is never held whole.
+WHOLE_FIELD_BYTES = 2**25
+
+
 def _fused_sum(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequence[int]) -> np.ndarray | None:
     """The compiled fused path (:mod:`pipeline.fastsum`) where it applies: an integer sum over a
     plain rectangular 2-D window, boundary shrink/valid, nothing missing, inputs of one shape;
@@ -102,6 +109,11 @@ def _fused_sum(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequen
         return None
     ranges = plan.centres(block_index)
     ax = plan.window_axes
+
+    start, stop = [ranges[a][0] for a in ax], [ranges[a][1] for a in ax]
+    if xs[0].size * plan.expr.dtype.itemsize <= WHOLE_FIELD_BYTES:
+        field = plan.expr.evaluate(dict(zip(names, xs)))
+        return fastsum.window_sum_2d(field, plan.lo, plan.hi, start, stop, plan.out_dtype)
 
     def rows(lead: tuple, i0: int, i1: int) -> np.ndarray:
         return plan.expr.evaluate({n: x[lead][i0:i1] for n, x in zip(names, xs)})

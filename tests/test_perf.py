@@ -80,9 +80,14 @@ def test_fused_window_sum_is_exact_when_partial_sums_wrap():
     assert np.array_equal(got.astype(object), _brute_centres(x, (0, 0), (1, 0), (0, 0), (6, 9)))
 
 
+@pytest.mark.parametrize("whole", [True, False], ids=["whole-field", "strips"])
 @pytest.mark.parametrize("w", [1, 2, 3, 8, 33])
-def test_window_reduce_fast_path_on_a_large_block(w):
-    # blocks wider than the fused loop's strips and ring (STRIP rows), uint8 extremes included
+def test_window_reduce_fast_path_on_a_large_block(w, whole, monkeypatch):
+    # the field evaluated whole, or a strip of rows at a time into a ring (blocks wider than the
+    # STRIP rows and the ring), uint8 extremes included
+    from pipeline import ops
+
+    monkeypatch.setattr(ops, "WHOLE_FIELD_BYTES", 2**40 if whole else 0)
     rng = np.random.default_rng(w)
     a = rng.integers(0, 256, (90, 41), dtype=np.uint8)
     b = rng.integers(0, 256, (90, 41), dtype=np.uint8)
@@ -237,6 +242,100 @@ def test_direct_executor_subset_and_record(tmp_path):
             assert np.array_equal(out[region].astype(object), full[region])
         else:
             assert (out[region] == -1).all()
+
+
+# ----------------------------------------------------------------------------------- direct chunk I/O
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "dtype,shape,chunks,fill",
+    [
+        ("int32", (100, 130), (32, 48), 0),  # edge chunks on both axes
+        ("float64", (3, 50, 50), (2, 16, 20), np.nan),
+        ("uint8", (64, 64), (64, 64), 7),
+        ("int64", (10,), (3,), -1),
+    ],
+)
+def test_direct_chunks_write_the_bytes_zarr_writes(tmp_path, dtype, shape, chunks, fill):
+    """io.DirectChunks encodes with zarr's own codecs in the calling thread: every stored file is
+    byte-identical to zarr's, edge chunks padded alike, and its reads equal zarr's."""
+    from pipeline import io
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(0, 1000, shape).astype(dtype)
+    kw = dict(shape=shape, dtype=np.dtype(dtype), chunks=chunks, dims=tuple("zyx"[-len(shape):]), attrs={}, coords={}, fill_value=fill)
+    by_zarr = io.create_output(str(tmp_path / "z.zarr"), "r", **kw)
+    by_zarr[...] = data
+    mine = io.create_output(str(tmp_path / "d.zarr"), "r", **kw)
+    direct = io.DirectChunks.of(mine)
+    assert direct is not None
+    full = tuple(slice(0, n) for n in shape)
+    direct.write_region(full, data)
+    assert _files(tmp_path / "d.zarr") == _files(tmp_path / "z.zarr")
+    reader = io.DirectChunks.of(by_zarr)
+    for coords in itertools.product(*(range(-(-n // c)) for n, c in zip(shape, chunks))):
+        np.testing.assert_array_equal(reader.read(coords), by_zarr.get_block_selection(coords))
+    # a chunk never written reads as the fill value, clipped to the array
+    empty = io.create_output(str(tmp_path / "e.zarr"), "r", **kw)
+    last = tuple(-(-n // c) - 1 for n, c in zip(shape, chunks))
+    np.testing.assert_array_equal(io.DirectChunks.of(empty).read(last), empty.get_block_selection(last))
+
+
+def test_direct_chunks_refuses_what_it_does_not_handle(tmp_path):
+    from zarr.codecs import TransposeCodec
+
+    from pipeline import io
+
+    g = zarr.open_group(str(tmp_path / "x.zarr"), mode="w")
+    sharded = g.create_array("s", shape=(8, 8), dtype="int32", chunks=(2, 2), shards=(4, 4))
+    transposed = g.create_array("t", shape=(8, 8), dtype="int32", chunks=(4, 4), filters=[TransposeCodec(order=(1, 0))])
+    mem = zarr.open_group("memory://direct-refuses", mode="w").create_array("m", shape=(4,), dtype="int32", chunks=(2,))
+    for arr in (sharded, transposed, mem, np.zeros(3)):
+        assert io.DirectChunks.of(arr) is None
+    plain = g.create_array("p", shape=(8, 8), dtype="int32", chunks=(4, 4))
+    with pytest.raises(ValueError, match="not aligned"):
+        io.DirectChunks.of(plain).write_region((slice(2, 6), slice(0, 4)), np.zeros((4, 4), np.int32))
+
+
+def test_direct_chunks_name_a_damaged_input_chunk(tmp_path):
+    from pipeline import io
+    from pipeline.errors import InputError
+
+    g = zarr.open_group(str(tmp_path / "x.zarr"), mode="w")
+    arr = g.create_array("a", shape=(8, 8), dtype="int32", chunks=(4, 4), compressors=io.default_compressors(np.dtype("int32")))
+    arr[...] = np.arange(64, dtype=np.int32).reshape(8, 8)
+    key = tmp_path / "x.zarr" / "a" / "c" / "1" / "0"
+    raw = bytearray(key.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    key.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="chunk c/1/0 cannot be read") as e:
+        io.DirectChunks.of(arr, "inputs.a").read((1, 0))
+    assert e.value.where == "inputs.a"
+
+
+def test_direct_executor_same_bytes_with_and_without_direct_chunks(tmp_path, monkeypatch):
+    """The direct executor's output through io.DirectChunks and through zarr's API is the same,
+    file for file."""
+    from pipeline import io
+
+    _pair(tmp_path, (70, 90), (16, 32), (32, 16))
+    outs = {}
+    for mode in ("direct", "zarr"):
+        if mode == "zarr":
+            monkeypatch.setattr(io.DirectChunks, "of", classmethod(lambda cls, arr, where=None: None))
+        out = tmp_path / f"{mode}.zarr"
+        cfg = {
+            "inputs": {"a": {"path": str(tmp_path / "in.zarr"), "array": "a"}, "b": {"path": str(tmp_path / "in.zarr"), "array": "b"}},
+            "op": "a**2 - b**2", "window": {"size": 7}, "output": {"path": str(out)},
+            "compute": {"chunks": 24, "workers": 2},
+        }
+        pipeline.run(cfg)
+        outs[mode] = {k: v for k, v in _files(out / "result").items() if k != "zarr.json"}
+    assert outs["direct"] == outs["zarr"] and len(outs["direct"]) == 3 * 4
 
 
 # ----------------------------------------------------------------------------------- benchmark

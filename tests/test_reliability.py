@@ -389,16 +389,24 @@ def test_disk_full_clear_error_then_resume_identical(work, monkeypatch, fraction
     out = tmp / "out.zarr"
     cfg = write_config(tmp, "out.zarr")
     budget = {"left": int(fraction * sum(map(len, ref.values())))}
-    original = LocalStore.set
+    original, original_sync = LocalStore.set, LocalStore.set_sync
 
-    async def full_set(self, key, value):
+    def spend(self, key, value):
         if Path(str(self.root)).resolve() == out.resolve():
             budget["left"] -= len(value.to_bytes())
             if budget["left"] < 0:
                 raise OSError(errno.ENOSPC, "No space left on device", str(out / key))
+
+    async def full_set(self, key, value):
+        spend(self, key, value)
         return await original(self, key, value)
 
+    def full_set_sync(self, key, value):  # chunks written by io.DirectChunks
+        spend(self, key, value)
+        return original_sync(self, key, value)
+
     monkeypatch.setattr(LocalStore, "set", full_set)
+    monkeypatch.setattr(LocalStore, "set_sync", full_set_sync)
     res = cli.invoke(app, ["run", "-q", str(cfg)])
     assert res.exit_code == 1, res.output
     lines = res.output.strip().splitlines()
@@ -408,6 +416,7 @@ def test_disk_full_clear_error_then_resume_identical(work, monkeypatch, fraction
     if (out / "result" / "zarr.json").exists():
         assert_recorded_blocks_are_right(out, ref)
     monkeypatch.setattr(LocalStore, "set", original)  # space freed
+    monkeypatch.setattr(LocalStore, "set_sync", original_sync)
     res = cli.invoke(app, ["run", "-q", str(cfg)])
     assert res.exit_code == 0, res.output
     assert_complete_and_identical(out, ref)
