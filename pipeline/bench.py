@@ -120,13 +120,15 @@ def _to_int(x, w):
 
 def _run_contender(name: str, src: str, out: str, w: int, size: int, threads: int, ref: str | None) -> dict[str, Any]:
     """Run one contender in this process; returns timing fields."""
-    import dask
-    import dask.array as da
     import zarr
 
-    # imports before the clock starts (for every contender alike); JIT loading is timed
+    # each contender imports what it uses, before the clock starts; JIT loading is timed (and
+    # this project's peak RSS includes numba, but not dask, which its local runs do not load)
     from . import io, runner
 
+    if name not in ("pipeline", "floor"):
+        import dask
+        import dask.array as da
     if name == "dask-image":
         import dask_image.ndfilters  # noqa: F401
     if name == "xarray":

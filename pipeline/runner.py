@@ -264,20 +264,23 @@ def input_regions(plan: Plan, index: Sequence[int]) -> tuple[slice, ...]:
 
 
 #: Decoded input chunks the direct executor may cache (see :mod:`pipeline.halo`): blocks are
-#: visited in vertical strips narrow enough that about three block rows of a strip fit in it.
+#: visited in vertical strips narrow enough that two chunk rows of a strip, with the neighbouring
+#: chunk column on each side (decoded for the halo), fit in it.  Each strip has its own cache, so
+#: the memory does not grow with the image; the neighbouring columns are decoded once more per
+#: strip (about 2/strip more decoding), which a wider strip makes cheaper.
 INPUT_CACHE_BYTES = 128 * 2**20
 
 
 def strip_width(plan: Plan, chunks: Sequence[Sequence[int]], itemsizes: Sequence[int]) -> int:
-    """Block columns per strip so that the decoded-chunk cache (about three rows of storage
+    """Block columns per strip so that the decoded-chunk cache (about two rows of storage
     chunks, two columns beyond the strip) stays within :data:`INPUT_CACHE_BYTES`."""
     bw = max(plan.in_chunks[-1]) + 2 * plan.depth[-1]
-    col_bytes = 0  # three chunk rows of one chunk column, all inputs
+    col_bytes = 0  # two chunk rows of one chunk column, all inputs
     unit = bw
     for c, size in zip(chunks, itemsizes):
         rows = max(c[-2] if len(c) > 1 else 1, max(plan.in_chunks[-2]) if plan.ndim > 1 else 1)
         lead = math.prod(max(ch) for ch in plan.in_chunks[:-2])
-        col_bytes += 3 * lead * rows * max(c[-1], bw) * size
+        col_bytes += 2 * lead * rows * max(c[-1], bw) * size
         unit = max(unit, c[-1])
     columns = max(1, INPUT_CACHE_BYTES // max(1, col_bytes) - 2)
     return max(1, columns * unit // max(1, max(plan.in_chunks[-1])))
@@ -288,11 +291,12 @@ def _block_task(
     target: Any,
     record: Callable[[tuple[int, ...]], None] | None,
     reader: Any,
+    strip: int,
     index: tuple[int, ...],
     region: tuple[slice, ...],
 ) -> tuple[Any, Any]:
     plan = prep.plan
-    arrays = reader.read(input_regions(plan, index))
+    arrays = reader.read(input_regions(plan, index), group=index[-1] // strip)
     block = ops.compute_block(plan, arrays, index)
     del arrays
     return _write(target, record, index, region, block, plan=plan)
@@ -312,7 +316,8 @@ def _execute_direct(
     wanted = None if blocks is None else set(map(tuple, blocks))
     regions = dict(block_regions(plan))
     chunks = {n: io.read_chunks(a) for n, a in prep.arrays.items()}
-    order = strip_order(plan.nblocks, strip_width(plan, list(chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()]))
+    strip = strip_width(plan, list(chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()])
+    order = strip_order(plan.nblocks, strip)
     todo = [(idx, regions[idx]) for idx in order if wanted is None or idx in wanted]
     total = len(todo)
     workers = 1 if runtime.resolve(prep.config) == "synchronous" else (prep.config.compute.workers or os.cpu_count() or 1)
@@ -321,9 +326,9 @@ def _execute_direct(
     fast = {n: io.DirectChunks.of(a, getattr(checked[n], "name", n)) for n, a in prep.arrays.items()}
 
     def read(name: str, region: tuple[slice, ...]) -> np.ndarray:
-        reader = fast[name]
-        if reader is not None:  # one whole storage chunk, decoded in this thread
-            return reader.read(tuple(sl.start // c for sl, c in zip(region, reader.chunks)))
+        chunked = fast[name]
+        if chunked is not None:  # one whole storage chunk, decoded in this thread
+            return chunked.read(tuple(sl.start // c for sl, c in zip(region, chunked.chunks)))
         return io.read_region(checked[name], region)
 
     target = io.direct(target)
@@ -332,6 +337,7 @@ def _execute_direct(
         plan.in_shape,
         chunks,
         [input_regions(plan, idx) for idx, _ in todo],
+        [idx[-1] // strip for idx, _ in todo],  # a cache per strip: memory flat in image size
     )
     tally = _Tally(total, progress)
 
@@ -341,7 +347,7 @@ def _execute_direct(
 
     if workers == 1:
         for idx, region in todo:
-            finish(_block_task(prep, target, record, reader, idx, region))
+            finish(_block_task(prep, target, record, reader, strip, idx, region))
         return total, tally.lo, tally.hi
     # at most one block queued beyond those running: memory stays bounded whatever the image size
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipeline") as pool:
@@ -349,7 +355,7 @@ def _execute_direct(
         it = iter(todo)
         try:
             for idx, region in it:
-                pending.add(pool.submit(_block_task, prep, target, record, reader, idx, region))
+                pending.add(pool.submit(_block_task, prep, target, record, reader, strip, idx, region))
                 if len(pending) > workers:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in finished:

@@ -3,6 +3,7 @@ decode-once halo reader, the direct threaded executor, and the benchmark's smoke
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import subprocess
@@ -143,6 +144,42 @@ def test_halo_reader_assembles_regions_and_decodes_each_chunk_once(h, w, ca0, ca
     # a chunk is decoded at most once per strip it is used in, and once overall when one strip
     if strip >= nb[1]:
         assert len(calls) == len(set(calls))
+
+
+@pytest.mark.parametrize("strip", [1, 2, 3])
+def test_halo_reader_cache_per_strip_is_flat_in_image_height(strip):
+    """With a cache per strip (group), the chunks held at once do not grow with the image
+    height; each chunk is decoded once per strip that uses it."""
+    peaks = {}
+    for h in (64, 256):
+        data = {"a": np.arange(h * 64).reshape(h, 64)}
+        calls = []
+
+        def read(name, region):
+            calls.append(region)
+            return data[name][region].copy()
+
+        nb = (h // 8, 64 // 8)
+        order = strip_order(nb, strip)
+        regions = [(slice(max(i * 8 - 2, 0), min(i * 8 + 10, h)), slice(max(j * 8 - 2, 0), min(j * 8 + 10, 64))) for i, j in order]
+        groups = [j // strip for _, j in order]
+        reader = HaloReader(read, (h, 64), {"a": (16, 16)}, regions, groups)
+        peak = 0
+        for region, group in zip(regions, groups):
+            got = reader.read(region, group)
+            assert np.array_equal(got["a"], data["a"][region])
+            peak = max(peak, reader.cached)
+        assert reader.cached == 0
+        # each chunk decoded exactly once per strip whose blocks touch it
+        decoded = collections.Counter((r[0].start, r[1].start) for r in calls)
+        users = collections.defaultdict(set)
+        for region, group in zip(regions, groups):
+            for ci in range(region[0].start // 16, (region[0].stop - 1) // 16 + 1):
+                for cj in range(region[1].start // 16, (region[1].stop - 1) // 16 + 1):
+                    users[(ci * 16, cj * 16)].add(group)
+        assert decoded == {k: len(g) for k, g in users.items()}
+        peaks[h] = peak
+    assert peaks[64] == peaks[256]
 
 
 def test_halo_reader_is_thread_safe():
