@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from . import fastsum, kernels
+from . import compiled, fastsum, kernels
 from .errors import InputError
 from .plan import Plan
 
@@ -111,12 +111,13 @@ def _fused_sum(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequen
     ax = plan.window_axes
 
     start, stop = [ranges[a][0] for a in ax], [ranges[a][1] for a in ax]
+    evaluate = compiled.pointwise(plan.expr) or plan.expr.evaluate
     if xs[0].size * plan.expr.dtype.itemsize <= WHOLE_FIELD_BYTES:
-        field = plan.expr.evaluate(dict(zip(names, xs)))
+        field = evaluate(dict(zip(names, xs)))
         return fastsum.window_sum_2d(field, plan.lo, plan.hi, start, stop, plan.out_dtype)
 
     def rows(lead: tuple, i0: int, i1: int) -> np.ndarray:
-        return plan.expr.evaluate({n: x[lead][i0:i1] for n, x in zip(names, xs)})
+        return evaluate({n: x[lead][i0:i1] for n, x in zip(names, xs)})
 
     return fastsum.fused_window_sum(
         rows, xs[0].shape, plan.expr.dtype, plan.lo, plan.hi,
