@@ -168,6 +168,7 @@ def cache_dir() -> Path:
 
 _lock = threading.Lock()
 _loaded: dict[str, Callable] = {}
+_sources: dict[int, tuple[object, str | None]] = {}
 
 
 def _load(text: str) -> Callable:
@@ -204,7 +205,15 @@ def pointwise(expression: E.Expr) -> Evaluator | None:
     missing or the expression has a float node."""
     if not fastsum.AVAILABLE or expression.dtype.kind not in "biu" or expression.dtype == np.uint64:
         return None
-    text = source(expression)
+    with _lock:  # generated once per parsed expression, not once per block
+        known = _sources.get(id(expression._root))
+    if known is None:
+        known = (expression._root, source(expression))  # the tree is kept: its id stays unique
+        with _lock:
+            if len(_sources) >= 256:  # a long-lived process parsing many expressions
+                _sources.clear()
+            _sources[id(expression._root)] = known
+    text = known[1]
     if text is None:
         return None
     names = expression.names

@@ -83,8 +83,8 @@ def _work_dtype(plan: Plan, dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64)  # pragma: no cover
 
 
-#: Blocks whose field takes at most this many bytes are evaluated whole (a few large numpy calls,
-#: then one compiled call): two threads then run in parallel.  Larger blocks (an in-memory image
+#: Blocks whose field takes at most this many bytes are evaluated whole, then summed in one
+#: compiled call: the GIL is released for the whole block, so two threads run in parallel.  Larger blocks (an in-memory image
 #: given to :func:`pipeline.window_reduce`) are evaluated a strip of rows at a time into a ring
 #: buffer, so that the field is never held whole.
 WHOLE_FIELD_BYTES = 2**25
