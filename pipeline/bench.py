@@ -12,7 +12,8 @@ summed-area tables with numpy, band by band).  Contenders:
   rounded to int32, ``to_zarr``;
 * ``map_overlap``: ``dask.array.map_overlap`` with ``scipy.ndimage.uniform_filter`` per block;
 * ``floor``: the codec floor: decode both inputs and encode this project's (exact) output with
-  the same codecs and chunks, chunk by chunk on the same number of threads; no computation.
+  the same codecs and chunks, chunk by chunk on the same number of threads, through
+  :class:`pipeline.io.DirectChunks` as this project does; no computation.
 
 Peers that are too slow at full size (``--peer-size``) run on the top-left crop of the pair,
 said in the table.  ``--fast`` is a smoke test small enough for CI.  A kernel section times the
