@@ -340,7 +340,7 @@ class DirectChunks:
             return None
 
     def key(self, coords: Sequence[int]) -> str:
-        return self.prefix + self.arr.metadata.encode_chunk_key(tuple(coords))
+        return self.prefix + chunk_key(self.arr, coords)
 
     def _bounds(self, coords: Sequence[int]) -> tuple[slice, ...]:
         return tuple(slice(0, min(c, n - i * c)) for i, c, n in zip(coords, self.chunks, self.shape))
