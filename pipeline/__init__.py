@@ -27,8 +27,6 @@ def _version() -> str:
         return "0.0.0+unknown"
 
 
-__version__ = _version()
-
 __all__ = [
     "ArgumentTypeError",
     "ConfigError",
@@ -45,6 +43,11 @@ _LAZY = {"window_reduce": "api", "run": "api"}
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # importlib.metadata costs ~60 ms: on first use
+        globals()[name] = value = _version()
+        return value
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value

@@ -168,6 +168,8 @@ def window_reduce(
                 raise ArgumentTypeError(f"is a {type(x).__name__}, not an array", where=f"inputs['{n}']")
     names = parse_expression(op, {n: np.dtype(x.dtype) for n, x in arrays.items()}).names
     data, dims = labelled.align(names, arrays)
+    if dims is not None:
+        from . import accessor  # noqa: F401 - registers da.pipeline for later calls
     lazy = any(_kind(data[n]) == "dask" for n in names)
     if not lazy:
         data = {n: np.asarray(data[n]) for n in names}
@@ -252,7 +254,7 @@ def _check_reduce(reduce: Any) -> tuple[str, ...]:
             name = getattr(r, "__name__", "")
             guess = re.sub(r"^(nan|a)", "", name)
             hint = f"; use reduce={guess!r}" if guess in REDUCERS else ""
-            raise ArgumentTypeError(f"must be a reducer name ({', '.join(REDUCERS)}), got the function {name or r!r}{hint}",
+            raise ArgumentTypeError(f"must be a reducer name ({', '.join(REDUCERS)}), got the function {name or repr(r)}{hint}",
                                     where="reduce")
         if not isinstance(r, str):
             raise ArgumentTypeError(f"must be a reducer name ({', '.join(REDUCERS)}), got {r!r}", where="reduce")

@@ -41,9 +41,9 @@ def align(names: Sequence[str], inputs: Mapping[str, Any]) -> tuple[dict[str, An
     Returns the arrays to compute on (xarray inputs replaced by their ``.data``, transposed to the
     common dimension order, with length-1 axes for the dims they lack) and the common dims (None
     when no used input is an xarray object).  The common order is that of the used input with the
-    most dims (the first such), then the dims only others have, in order of appearance.
+    most dims (the first such, in ``inputs`` order), then the dims only others have, in order of appearance.
     """
-    labelled = [n for n in names if is_xarray(inputs[n])]
+    labelled = [n for n in inputs if n in names and is_xarray(inputs[n])]  # in the caller's order
     if not labelled:
         return dict(inputs), None
     widest = max(labelled, key=lambda n: len(inputs[n].dims))
