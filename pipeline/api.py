@@ -393,7 +393,7 @@ def _plan_narrowing(op, data, dims, lazy, size, chunks, kw, originals):
         if rng is None:
             unknown.append(n)
         else:
-            narrowed[n] = _narrow(data[n], *rng)
+            narrowed[n] = _narrow(data[n], *rng, n)
     if len(unknown) < len(wide):
         try:
             plan2 = _plan_with_chunks(op, narrowed, dims, lazy, size, chunks, kw)
@@ -430,9 +430,10 @@ def _value_range(x: Any, original: Any) -> tuple[int, int] | None:
         lo, hi = dask.compute(x.min(), x.max())
         return int(lo), int(hi)
     attrs = getattr(original, "attrs", {}) if labelled.is_xarray(original) else {}
-    if "valid_range" in attrs:
-        lo, hi = attrs["valid_range"]
-        return int(lo), int(hi)
+    for pair in ("valid_range", "actual_range"):
+        if pair in attrs and len(attrs[pair]) == 2:
+            lo, hi = attrs[pair]
+            return int(lo), int(hi)
     for a, b in RANGE_ATTRS:
         if a in attrs and b in attrs:
             return int(attrs[a]), int(attrs[b])
@@ -447,16 +448,18 @@ def _narrow_dtype(lo: int, hi: int) -> np.dtype:
     return np.dtype("int64")  # pragma: no cover
 
 
-def _checked_cast(block: np.ndarray, dtype: np.dtype, lo: int, hi: int) -> np.ndarray:
+def _checked_cast(block: np.ndarray, dtype: np.dtype, lo: int, hi: int, name: str) -> np.ndarray:
     if block.size and (block.min() < lo or block.max() > hi):
-        raise InputError(f"holds values outside its declared range [{lo}, {hi}] (valid_min/valid_max attrs)")
+        raise InputError(f"holds values outside its declared range [{lo}, {hi}] (its range attrs)", where=f"inputs['{name}']")
     return block.astype(dtype)
 
 
-def _narrow(x: Any, lo: int, hi: int) -> Any:
+def _narrow(x: Any, lo: int, hi: int, name: str) -> Any:
+    """``x`` in the narrowest integer dtype holding ``[lo, hi]``; a range from attrs is checked
+    block by block as the data are read (never a silent wrap)."""
     dt = _narrow_dtype(lo, hi)
     if _kind(x) == "dask" and x.nbytes > SCAN_BYTES:
-        return x.map_blocks(_checked_cast, dt, lo, hi, dtype=dt)
+        return x.map_blocks(_checked_cast, dt, lo, hi, name, dtype=dt)
     return x.astype(dt)
 
 
