@@ -150,6 +150,7 @@ def window_reduce(
     stats = _check_reduce(reduce)
     boundary, cval = _check_boundary(boundary, mode, cval)
     weights, size = _check_footprint(footprint, weights, size)
+    _check_types(chunks, axes, fill_value)
     if nodata is not None:
         if not isinstance(nodata, Mapping):
             raise ArgumentTypeError(f"must be a mapping of input names to values, got {type(nodata).__name__}", where="nodata")
@@ -242,6 +243,17 @@ def _check_size(size: Any, axes: Any) -> tuple[Any, Any]:
             f"must be an int, a sequence of ints or a mapping of dim names to ints, got {size!r}", where="size"
         )
     return [int(s) for s in size], axes
+
+
+def _check_types(chunks: Any, axes: Any, fill_value: Any) -> None:
+    if not (chunks == "auto" if isinstance(chunks, str) else _is_int(chunks) or (
+            isinstance(chunks, Sequence | np.ndarray) and all(map(_is_int, chunks)))):
+        raise ArgumentTypeError(f"must be 'auto', an int or one int per window axis, got {chunks!r}", where="chunks")
+    if axes is not None and (isinstance(axes, (str, bytes)) or not isinstance(axes, Sequence | np.ndarray)
+                             or not all(isinstance(a, str) or _is_int(a) for a in axes)):
+        raise ArgumentTypeError(f"must be a sequence of axis numbers or dim names, got {axes!r}", where="axes")
+    if fill_value is not None and (isinstance(fill_value, bool) or not isinstance(fill_value, (int, float, np.integer, np.floating))):
+        raise ArgumentTypeError(f"must be a number, got {fill_value!r}", where="fill_value")
 
 
 def _check_reduce(reduce: Any) -> tuple[str, ...]:

@@ -148,6 +148,9 @@ def test_bad_arguments_raise_library_errors_naming_them(rasters):
         pipeline.window_reduce("a", {"a": a}, size=3, chunks="big")
     with pytest.raises(ValueError, match=r"^reduce: unknown reducer 'median'"):
         pipeline.window_reduce("a", {"a": a}, size=3, reduce="median")
+    for kw, arg in ((dict(chunks=3.5), "chunks"), (dict(axes=3), "axes"), (dict(fill_value="x"), "fill_value")):
+        with pytest.raises(pipeline.ArgumentTypeError, match=f"^{arg}: "):
+            pipeline.window_reduce("a", {"a": a}, size=3, **kw)
     with pytest.raises(TypeError, match=r"^inputs: must be a mapping"):
         pipeline.window_reduce("a", [a], size=3)
     # every one is a PipelineError: the CLI's one-line handling is unchanged
