@@ -338,3 +338,15 @@ def test_readme_notebook_example(tmp_path, monkeypatch):
     assert ns["sea"]["mean"].dims == ("time", "lat", "lon")
     assert ns["hottest"].name == "t2m_max" and ns["hottest"].attrs == {"units": "K"}
     same(ns["hottest"].values, brute_window(t.astype(object), 3, "max"))
+
+
+@pytest.mark.parametrize("order", [("time", "lat", "lon"), ("lat", "lon", "time"), ("lon", "time", "lat")])
+def test_any_dim_order_gives_the_same_window(rasters, order):
+    """The window follows the dim names (size as a mapping), whatever the storage order of the
+    inputs, and a transposed second input is matched by name."""
+    temp, land = rasters
+    t = temp.transpose(*order)
+    got = pipeline.window_reduce("where(m, t, 0)", {"t": t, "m": land.T}, size={"lat": 3, "lon": 5}, reduce="sum")
+    assert got.dims == order
+    ref = brute_window(np.where(land.values, temp.values.astype(object), 0), (3, 5), "sum")
+    same(got.transpose("time", "lat", "lon").values, ref)
