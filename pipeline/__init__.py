@@ -4,14 +4,16 @@ Public API: :func:`window_reduce` (numpy, dask or xarray arrays; also the xarray
 ``da.pipeline.window_reduce(...)``) and :func:`run` (a YAML config path or a mapping).  User
 errors raise :class:`PipelineError`, a :class:`ValueError`.
 
-``import pipeline`` is light (numpy only): the engine (numba, zarr, pydantic, dask) is imported
-on first use.  When xarray is already imported, the ``.pipeline`` accessor is registered at once;
-otherwise the first call to :func:`window_reduce` (or ``import pipeline.accessor``) registers it.
+``import pipeline`` is light (no numpy, xarray, dask, numba, zarr or pydantic): the engine is
+imported on first use.  The ``.pipeline`` accessor is registered as soon as xarray is imported,
+before or after pipeline.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 from typing import Any
 
@@ -64,5 +66,29 @@ def __dir__() -> list[str]:
     return list(__all__)
 
 
-if "xarray" in sys.modules:  # the notebook order (import xarray, then pipeline): accessor now
+class _AccessorOnXarrayImport(importlib.abc.MetaPathFinder):
+    """Registers the ``.pipeline`` accessor right after xarray is imported (without importing
+    xarray here, which would cost its ~0.5 s to every ``import pipeline``)."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != "xarray":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)  # once; and so that find_spec below uses the real finders
+        spec = importlib.util.find_spec("xarray")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            run(module)
+            importlib.import_module(".accessor", __name__)
+
+        spec.loader.exec_module = exec_module  # this spec's own loader instance
+        return spec
+
+
+if "xarray" in sys.modules:  # xarray first, then pipeline: register now
     from . import accessor as _accessor  # noqa: F401
+elif not any(isinstance(f, _AccessorOnXarrayImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _AccessorOnXarrayImport())

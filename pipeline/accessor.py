@@ -1,8 +1,7 @@
 """The xarray accessor: ``da.pipeline.window_reduce(...)`` and ``ds.pipeline.window_reduce(...)``.
 
-Registered when this module is imported: by ``import pipeline`` when xarray is already
-imported, else by the first :func:`pipeline.window_reduce` call, or explicitly with
-``import pipeline.accessor``.
+Registered when this module is imported, which ``import pipeline`` arranges as soon as xarray is
+imported (before or after pipeline).
 """
 
 from __future__ import annotations

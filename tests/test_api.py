@@ -293,9 +293,13 @@ def test_scipy_footprint_and_nan_cval():
 def test_import_is_light_and_public_api_is_curated():
     code = ("import sys, pipeline; heavy = ('numba', 'zarr', 'pydantic', 'distributed', 'dask', 'xarray');"
             "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)));"
-            "print(sorted(dir(pipeline)))")
+            "print(sorted(dir(pipeline)));"
+            # xarray imported after pipeline: the accessor is there all the same
+            "import xarray as xr; print(xr.DataArray([[1, 2, 3]], dims=('y', 'x'), name='v').pipeline"
+            ".window_reduce(size=3).values.tolist())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "[]"
+    assert out[2] == "[[3, 6, 5]]"
     assert out[1] == str(sorted(pipeline.__all__))
     assert "window_reduce" in pipeline.__all__ and "'version'" not in out[1]
     assert "'PackageNotFoundError'" not in out[1] and "'api'" not in out[1]
