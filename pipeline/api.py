@@ -177,7 +177,12 @@ def window_reduce(
 
     kw = dict(reduce=stats, boundary=boundary, cval=cval, shape=shape, weights=weights, axes=axes,
               nodata=nodata, dtype=dtype, fill_value=fill_value)
-    data, plan = _plan_narrowing(op, {n: data[n] for n in names}, dims, lazy, size, chunks, kw, arrays)
+    try:
+        data, plan = _plan_narrowing(op, {n: data[n] for n in names}, dims, lazy, size, chunks, kw, arrays)
+    except ConfigError as e:
+        if footprint is None or "weights" not in (e.where or "") + e.message:
+            raise
+        raise type(e)(e.message.replace("weights", "footprint"), where=(e.where or "").replace("weights", "footprint")) from None
 
     if lazy:
         import dask.array as da

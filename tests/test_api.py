@@ -280,6 +280,8 @@ def test_scipy_footprint_and_nan_cval():
     # an all-True footprint is a plain window: var works
     got = pipeline.window_reduce("a", {"a": x}, footprint=np.ones((3, 3), bool), reduce="var", mode="reflect")
     same(got, brute_window(x.astype(object), 3, "var", boundary="reflect"))
+    with pytest.raises(ValueError, match="^reduce: reducer 'std' is not available with footprint"):
+        pipeline.window_reduce("a", {"a": x}, footprint=fp, reduce="std")
     # cval=NaN: outside pixels are missing, as NaN pixels are (the shrunk window)
     got = pipeline.window_reduce("a", {"a": x}, size=3, reduce="mean", mode="constant", cval=np.nan)
     same(got, brute_window(x.astype(object), 3, "mean"))
