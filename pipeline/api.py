@@ -282,7 +282,7 @@ def _check_reduce(reduce: Any) -> tuple[str, ...]:
 def _check_boundary(boundary: Any, mode: Any, cval: Any) -> tuple[str, Any]:
     if mode is not None:
         if boundary != "shrink":
-            raise ConfigError(f"give either boundary or mode (scipy's name for it), not both", where="mode")
+            raise ConfigError("give either boundary or mode (scipy's name for it), not both", where="mode")
         if mode not in SCIPY_MODES:
             raise ConfigError(f"unknown mode {mode!r} (available: {', '.join(SCIPY_MODES)})", where="mode")
         boundary = SCIPY_MODES[mode]
