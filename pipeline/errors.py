@@ -20,8 +20,10 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 4  #: stopped by SIGTERM/SIGINT; what was done is kept, a rerun resumes
 
 
-class PipelineError(Exception):
+class PipelineError(ValueError):
     """A user error: bad config, bad input or a refused output.
+
+    A :class:`ValueError`, so that ``except ValueError`` around a library call catches it.
 
     ``where`` names what is wrong (a dotted config key such as ``window.size``, a file, or an
     array); it is prefixed to the message so that the one-line error is actionable.
@@ -40,6 +42,11 @@ class PipelineError(Exception):
 
 class ConfigError(PipelineError):
     """The config (YAML, keys, values or the expression) is invalid."""
+
+
+class ArgumentTypeError(ConfigError, TypeError):
+    """A Python API argument has the wrong type (``size=3.5``, ``reduce=np.mean``); also a
+    :class:`TypeError`."""
 
 
 class InputError(PipelineError):

@@ -1,0 +1,194 @@
+"""xarray inputs and results of :func:`pipeline.window_reduce`, as ``xr.apply_ufunc`` does it.
+
+* :func:`align`: the inputs an expression uses are matched by dimension *name* (``(y, x)`` and
+  ``(x, y)`` inputs combine), their coordinates must be equal (``join="exact"``: a shifted grid is
+  an error naming the coordinate), and they broadcast by name: a ``(y, x)`` mask against a
+  ``(time, y, x)`` stack gets a length-1 ``time`` axis (numpy broadcasting does the rest, no copy).
+* :func:`wrap`: the result carries the used inputs' dims and coordinates (trimmed for
+  ``boundary="valid"``), a name (``<name>_<stat>``) and only the attrs that stay true of it.
+
+Nothing here imports xarray unless xarray objects are passed.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import InputError
+
+#: attrs that describe the input values, not window statistics of them
+VALUE_ATTRS = frozenset({
+    "valid_min", "valid_max", "valid_range", "actual_range", "actual_min", "actual_max",
+    "_FillValue", "missing_value", "scale_factor", "add_offset", "nodata", "flag_values",
+    "flag_meanings", "flag_masks", "STATISTICS_MINIMUM", "STATISTICS_MAXIMUM", "STATISTICS_MEAN",
+    "STATISTICS_STDDEV", "STATISTICS_VALID_PERCENT", "statistics",
+})
+
+
+def is_xarray(x: Any) -> bool:
+    return type(x).__module__.startswith("xarray") and hasattr(x, "dims")
+
+
+def is_dataset(x: Any) -> bool:
+    return is_xarray(x) and hasattr(x, "data_vars")
+
+
+def align(names: Sequence[str], inputs: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...] | None]:
+    """Match the xarray inputs among ``names`` by dimension name and coordinate.
+
+    Returns the arrays to compute on (xarray inputs replaced by their ``.data``, transposed to the
+    common dimension order, with length-1 axes for the dims they lack) and the common dims (None
+    when no used input is an xarray object).  The common order is that of the used input with the
+    most dims (the first such, in ``inputs`` order), then the dims only others have, in order of appearance.
+    """
+    labelled = [n for n in inputs if n in names and is_xarray(inputs[n])]  # in the caller's order
+    if not labelled:
+        return dict(inputs), None
+    widest = max(labelled, key=lambda n: len(inputs[n].dims))
+    dims: list[str] = [str(d) for d in inputs[widest].dims]
+    for n in labelled:
+        for d in inputs[n].dims:
+            if d not in dims:
+                dims.insert(0, str(d))  # broadcast dims go first, as numpy's do
+    _check_coords(labelled, inputs)
+    out = dict(inputs)
+    for n in labelled:
+        x = inputs[n]
+        own = [d for d in dims if d in x.dims]
+        data = x.transpose(*own).data
+        index = tuple(slice(None) if d in x.dims else None for d in dims)
+        # numpy broadcasting is right-aligned: leading length-1 axes may be left out
+        while index and index[0] is None:
+            index = index[1:]
+        out[n] = data[index] if None in index else data
+    # a plain (numpy, dask) input broadcasts positionally against the common dims (numpy rules)
+    return out, tuple(dims)
+
+
+def _check_coords(labelled: Sequence[str], inputs: Mapping[str, Any]) -> None:
+    """join="exact": each dimension has one length and one index across the used inputs."""
+    seen: dict[str, tuple[str, Any]] = {}
+    for n in labelled:
+        x = inputs[n]
+        for d in x.dims:
+            size = x.sizes[d]
+            index = x.indexes[d] if d in x.indexes else None
+            if d not in seen:
+                seen[d] = (n, x)
+                continue
+            m, y = seen[d]
+            if y.sizes[d] != size:
+                raise InputError(
+                    f"dimension {d!r} has length {size}, inputs['{m}'] has {y.sizes[d]}", where=f"inputs['{n}']"
+                )
+            other = y.indexes[d] if d in y.indexes else None
+            if index is None or other is None:
+                if other is not None:
+                    seen[d] = (m, y)
+                elif index is not None:
+                    seen[d] = (n, x)
+                continue
+            if not index.equals(other):
+                raise InputError(
+                    f"coordinate {d!r} differs from inputs['{m}']{_how(index, other)}; window_reduce "
+                    "aligns exactly (join='exact'): resample or align the inputs first, e.g. "
+                    f"{n} = {n}.interp_like({m}) or xr.align(..., join='inner')",
+                    where=f"inputs['{n}']",
+                )
+
+
+def _how(a: Any, b: Any) -> str:
+    """A short description of how two indexes differ (an offset, for a shifted regular grid)."""
+    try:
+        import numpy as np
+
+        d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+        if len(d) and np.all(d == d[0]):
+            return f" (shifted by {d[0]:g})"
+        bad = int(np.argmax(d != 0))
+        return f" (first at position {bad}: {a[bad]!r} against {b[bad]!r})"
+    except (TypeError, ValueError):
+        return ""
+
+
+def _linear(op: str) -> bool:
+    """Whether ``op`` only adds and subtracts inputs and constants (so it keeps their units)."""
+    try:
+        tree = ast.parse(op.strip(), mode="eval")
+    except SyntaxError:  # pragma: no cover - the plan parsed it already
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and not isinstance(node.op, (ast.Add, ast.Sub)):
+            return False
+        if isinstance(node, ast.UnaryOp) and not isinstance(node.op, (ast.UAdd, ast.USub)):
+            return False
+        if not isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.Load,
+                                 ast.operator, ast.unaryop)):
+            return False
+    return True
+
+
+def result_attrs(op: str, names: Sequence[str], inputs: Mapping[str, Any], stat: str) -> dict[str, Any]:
+    """The attrs that stay true of a window ``stat`` of ``op``: for a bare input name, its attrs
+    less those describing its values (valid_range, _FillValue, scale_factor, statistics, ...);
+    for an expression, the attrs every used xarray input shares.  ``units`` are kept for sum,
+    mean, min, max and std of a bare name or of sums and differences of inputs with the same
+    units, and dropped for var (squared units) and count (a number of pixels)."""
+    labelled = [inputs[n] for n in names if is_xarray(inputs[n])]
+    if not labelled:
+        return {}
+    attrs = dict(labelled[0].attrs)
+    for x in labelled[1:]:
+        attrs = {k: v for k, v in attrs.items() if k in x.attrs and _same(x.attrs[k], v)}
+    attrs = {k: v for k, v in attrs.items() if k not in VALUE_ATTRS}
+    bare = op.strip() in names
+    if not bare:
+        attrs = {k: v for k, v in attrs.items() if k == "units"} if _linear(op) else {}
+    if stat in ("var", "count"):
+        for k in ("units", "standard_name"):
+            attrs.pop(k, None)
+    return attrs
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def result_name(op: str, names: Sequence[str], inputs: Mapping[str, Any], stat: str) -> str:
+    """``<name>_<stat>`` for a bare input name (its DataArray name, else its key), else ``stat``."""
+    text = op.strip()
+    if text in names:
+        x = inputs[text]
+        base = x.name if is_xarray(x) and isinstance(x.name, str) and x.name else text
+        return f"{base}_{stat}"
+    return stat
+
+
+def wrap(result: Any, plan: Any, dims: Sequence[str], names: Sequence[str], inputs: Mapping[str, Any],
+         op: str, stat: str) -> Any:
+    """The DataArray for one statistic: common dims, the used inputs' coordinates (trimmed on the
+    window axes for ``boundary="valid"``), a name and the attrs that stay true."""
+    import xarray as xr
+
+    coords: dict[str, Any] = {}
+    for n in names:
+        x = inputs[n]
+        if not is_xarray(x):
+            continue
+        for cname, coord in x.coords.items():
+            if cname in coords or not set(coord.dims) <= set(dims):
+                continue
+            index = {}
+            for d in coord.dims:
+                ax = list(dims).index(d)
+                if plan.boundary == "valid" and ax in plan.window_axes:
+                    i = plan.window_axes.index(ax)
+                    index[d] = slice(plan.lo[i], plan.in_shape[ax] - plan.hi[i])
+            coords[cname] = coord.isel(index) if index else coord
+    return xr.DataArray(result, dims=tuple(dims), coords=coords, name=result_name(op, names, inputs, stat),
+                        attrs=result_attrs(op, names, inputs, stat))
