@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import ops, runner
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .plan import ArraySpec, make_plan
 
 
@@ -44,7 +44,9 @@ def window_reduce(
 
     ``inputs`` maps names to numpy arrays (returns numpy), dask arrays (returns a lazy dask
     array) or xarray DataArrays (returns a DataArray with the inputs' dims and coordinates).
-    ``size`` is ``W`` or ``(rows, cols)``; the window runs over the last two axes.  The window
+    ``size`` is ``W`` or ``(rows, cols)``; the window runs over the axes named ``y``/``x``
+    (or ``lat``/``lon``, ``latitude``/``longitude``, ``row``/``col``) of xarray inputs, else over
+    the two axes of 2-D inputs; a >=3-D input without such names needs ``axes``.  The window
     centred on pixel ``i`` covers ``i - W//2 … i - W//2 + W - 1``.  ``boundary="shrink"``
     truncates windows at the border (output shape = input shape); ``"valid"`` keeps only whole
     windows (``W - 1`` smaller per axis); ``constant`` (with ``cval``), ``reflect``, ``mirror``,
@@ -89,13 +91,13 @@ def window_reduce(
     )
     if not lazy and chunks == "auto":
         # one block: the whole array (window axes taken from a first plan)
-        probe = make_plan(op, specs, size=size, **kw)
+        probe = _plan(op, specs, size=size, **kw)
         full = probe.in_shape
         chunks = [max(1, full[ax]) for ax in probe.window_axes]
         if axes is not None:  # chunks follow the order the axes were given in
             order = [probe.window_axes.index(a) for a in _axis_ids(axes, full, specs)]
             chunks = [chunks[i] for i in order]
-    plan = make_plan(op, specs, size=size, chunks=chunks, **kw)
+    plan = _plan(op, specs, size=size, chunks=chunks, **kw)
 
     if lazy:
         import dask.array as da
@@ -108,6 +110,16 @@ def window_reduce(
     if template is not None:
         result = {st: _wrap(r, template, plan) for st, r in result.items()}
     return result if plan.multi else result[plan.stats[0]]
+
+
+def _plan(op, specs, **kw):
+    """:func:`make_plan`, with errors about the window axes naming this function's ``axes``."""
+    try:
+        return make_plan(op, specs, **kw)
+    except ConfigError as e:
+        if e.where != "window.axes":
+            raise
+        raise ConfigError(e.message.replace("window.axes", "axes"), where="axes") from None
 
 
 def _axis_ids(axes, shape, specs):

@@ -69,13 +69,26 @@ class InputSpec(_Model):
 
     path: Name
     array: Name | None = None  #: array inside the store; None when ``path`` is the array itself
-    nodata: StrictInt | float | None = None  #: pixels equal to this value are missing (NaN always is)
+    #: pixels equal to this value are missing (NaN always is); unset: what the input's attributes
+    #: declare (``_FillValue``, ``missing_value``, ``nodata``); ``null`` or ``none``: no nodata
+    nodata: StrictInt | float | Literal["none"] | None = None
     #: fsspec options for a URL path (``s3://``, ``gs://``, ...), e.g. ``{endpoint_url: ..., anon: true}``;
     #: credentials normally come from the environment or the usual config files, not from here
     storage_options: StorageOptions | None = None
 
     _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_array_path(v)))
     _path_ok = field_validator("path")(classmethod(lambda cls, v: _check_path(v)))
+
+    @property
+    def nodata_given(self) -> bool:
+        """Whether the config sets ``nodata`` (a value, or ``null``/``none`` to switch off the
+        nodata the input's attributes declare)."""
+        return "nodata" in self.model_fields_set
+
+    @property
+    def nodata_value(self) -> int | float | None:
+        """The configured nodata value (None: unset or switched off)."""
+        return None if self.nodata in (None, "none") else self.nodata
 
 
 Reducer = Literal["sum", "mean", "min", "max", "var", "std", "count"]

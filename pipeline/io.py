@@ -149,6 +149,24 @@ def input_coords(
     return coords
 
 
+def scalar_variable(
+    path: str, array: str | None, name: str, storage_options: Mapping[str, Any] | None = None
+) -> tuple[Any, dict[str, Any]] | None:
+    """A 0-D array ``name`` beside an input array (a CF grid mapping such as rioxarray's
+    ``spatial_ref``, which holds the CRS and GeoTransform in its attributes): (value,
+    attributes), or None when there is none."""
+    parent = array.rsplit("/", 1)[0] if array and "/" in array else ""
+    try:
+        group = zarr.open_group(**_store(path, storage_options), mode="r", path=parent)
+        node = group.get(name)
+    except Exception:
+        return None
+    if not isinstance(node, zarr.Array) or node.ndim != 0:
+        return None
+    attrs = {k: v for k, v in node.attrs.items() if k not in ("_ARRAY_DIMENSIONS", "_FillValue")}
+    return np.asarray(node[()]), attrs
+
+
 def output_exists(path: str, array: str, storage_options: Mapping[str, Any] | None = None) -> bool:
     try:
         group = zarr.open_group(**_store(path, storage_options), mode="r")
@@ -208,8 +226,11 @@ def create_output(
     fill_value: Any = 0,
     overwrite: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    scalars: Mapping[str, tuple[Any, Mapping[str, Any]]] | None = None,
 ) -> zarr.Array:
-    """Create the output group (if needed), its coordinate arrays, and the (empty) result array."""
+    """Create the output group (if needed), its coordinate arrays, its 0-D variables
+    (``scalars``: name -> (value, attributes), e.g. the CRS variable ``spatial_ref``), and the
+    (empty) result array."""
     try:
         group = zarr.open_group(**_store(path, storage_options), mode="a")
     except OSError as e:
@@ -226,6 +247,12 @@ def create_output(
             dim, shape=values.shape, dtype=values.dtype, chunks=values.shape, dimension_names=(dim,), overwrite=True
         )
         c[...] = values
+    for name, (value, attrs_) in (scalars or {}).items():
+        if name == array:
+            continue
+        value = np.asarray(value)
+        c = group.create_array(name, shape=(), dtype=value.dtype, dimension_names=(), attributes=dict(attrs_), overwrite=True)
+        c[()] = value
     return group.create_array(
         array,
         shape=tuple(shape),

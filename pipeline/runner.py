@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import io, ledger, ops, runtime
+from . import io, ledger, metadata, ops, runtime
 from .config import Config, load_config
 from .errors import LockedError, OutputError, WriteError
 from .halo import HaloReader, strip_order
@@ -39,7 +39,11 @@ class Prepared:
     specs: dict[str, ArraySpec]
     plan: Plan
     coords: dict[str, Any] = field(default_factory=dict)  #: output dim -> 1-D coordinate array (lazy)
-    attrs: dict[str, Any] = field(default_factory=dict)  #: attributes carried over from the inputs
+    attrs: dict[str, Any] = field(default_factory=dict)  #: attributes common to the used inputs
+    #: per input: where its nodata comes from ("config", "attribute _FillValue", "off", ...), if any
+    nodata_source: dict[str, str] = field(default_factory=dict)
+    #: the inputs' grid-mapping (CRS) variable, carried to the output: (name, value, attributes)
+    grid_mapping: tuple[str, Any, dict[str, Any]] | None = None
 
 
 #: RunResult.status values (also used by batch reports)
@@ -89,6 +93,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         zarrs[name] = arr
         specs[name] = io.spec_of(name, arr, io.describe(spec.path, spec.array))
         check_inputs([specs[name]])  # dtype, emptiness: named by store and array
+    nodata, nodata_source = _nodata(cfg, zarrs)
     plan = make_plan(
         cfg.op,
         specs,
@@ -100,7 +105,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         shape=cfg.window.shape,
         weights=cfg.window.weights,
         axes=cfg.window.axes,
-        nodata={n: s.nodata for n, s in cfg.inputs.items()},
+        nodata=nodata,
         dtype=cfg.output.dtype,
         fill_value=cfg.output.fill_value,
     )
@@ -112,7 +117,38 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     if specs[first].dims:
         spec = cfg.inputs[first]
         coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape, spec.storage_options)
-    return Prepared(config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=_common_attrs(used))
+    attrs = _common_attrs(used)
+    gm = attrs.get("grid_mapping")
+    spec = cfg.inputs[first]
+    grid_mapping = io.scalar_variable(spec.path, spec.array, gm, spec.storage_options) if isinstance(gm, str) else None
+    return Prepared(
+        config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=attrs,
+        nodata_source={n: v for n, v in nodata_source.items() if n in plan.expr.names},
+        grid_mapping=(gm, *grid_mapping) if grid_mapping is not None else None,
+    )
+
+
+def _nodata(cfg: Config, arrays: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each input's nodata: the config's ``nodata`` when set (``null``/``none``: off), else what
+    the input's attributes declare (see :func:`metadata.declared_nodata`); and where it comes
+    from.  A declared value no pixel can hold (255.5 on integers, 300 on uint8) is ignored."""
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for name, spec in cfg.inputs.items():
+        declared = metadata.declared_nodata(arrays[name].attrs)
+        if spec.nodata_given:
+            values[name] = spec.nodata_value
+            if values[name] is not None:
+                source[name] = "config"
+            elif declared is not None:
+                source[name] = f"off (attribute {declared[1]} = {declared[0]} ignored)"
+            continue
+        if declared is not None:
+            value = metadata.usable_nodata(declared[0], arrays[name].dtype)
+            values[name] = value
+            if value is not None:
+                source[name] = f"attribute {declared[1]}"
+    return values, source
 
 
 def _common_attrs(arrays: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,7 +159,7 @@ def _common_attrs(arrays: Mapping[str, Any]) -> dict[str, Any]:
         common = {k: v for k, v in common.items() if k in d and d[k] == v}
     common.pop("_ARRAY_DIMENSIONS", None)
     common.pop("pipeline", None)
-    return common
+    return common  # filtered per output by metadata.output_attrs
 
 
 def provenance(prep: Prepared) -> dict[str, Any]:
@@ -463,6 +499,9 @@ def fingerprint_doc(prep: Prepared) -> dict[str, Any]:
             n: io.input_identity(a, prep.config.inputs[n].path, prep.config.inputs[n].array) for n, a in prep.arrays.items()
         },
         "grid": _grid(plan),
+        # nodata taken from attributes or switched off: not visible in the config dump
+        **({"nodata": {n: [plan.nodata.get(n), src] for n, src in prep.nodata_source.items()}}
+           if any(src != "config" for src in prep.nodata_source.values()) else {}),
     }
 
 
@@ -612,11 +651,29 @@ def _create_outputs(prep: Prepared, names: Mapping[str, str], state: Mapping[str
     """Create the output array of each statistic, its ``pipeline`` attribute holding ``state``."""
     cfg, plan = prep.config, prep.plan
     targets = {}
+    gm = prep.grid_mapping
+    scalars = {}
+    if gm is not None:
+        name_gm, value, gm_attrs = gm
+        gm_attrs = dict(gm_attrs)
+        if plan.boundary == "valid" and "GeoTransform" in gm_attrs and len(plan.window_axes) == 2:
+            shifted = metadata.shifted_geotransform(gm_attrs["GeoTransform"], plan.lo)
+            if shifted is None:
+                gm_attrs.pop("GeoTransform")
+            else:
+                gm_attrs["GeoTransform"] = shifted
+        scalars[name_gm] = (value, gm_attrs)
     for st, name in names.items():
         fill = plan.fill_values.get(st)
-        attrs = {**prep.attrs, "pipeline": {**provenance(prep), "statistic": st, **state}}
-        if fill is not None:
-            attrs["fill_value"] = "NaN" if fill != fill else fill  # windows without a valid pixel
+        attrs = metadata.output_attrs(
+            prep.attrs,
+            statistic=st,
+            single_input=plan.expr.text.strip() in plan.expr.names,
+            fill=fill,
+            dtype=plan.out_dtypes[st],
+            grid_mapping=gm[0] if gm is not None else None,
+        )
+        attrs["pipeline"] = {**provenance(prep), "statistic": st, **state}
         targets[st] = io.create_output(
             cfg.output.path,
             name,
@@ -626,6 +683,7 @@ def _create_outputs(prep: Prepared, names: Mapping[str, str], state: Mapping[str
             dims=plan.dims,
             attrs=attrs,
             coords=_out_coords(prep),
+            scalars=scalars,
             fill_value=fill if fill is not None else 0,
             overwrite=overwrite,
             storage_options=cfg.output.storage_options,
