@@ -174,7 +174,10 @@ def validate(
     typer.echo(f"config OK: {config}")
     for name, spec in prep.specs.items():
         used = "" if name in prep.plan.expr.names else "  (not used by op)"
-        typer.echo(f"input {name}: {spec.source} shape {spec.shape} {spec.dtype} chunks {spec.chunks}{used}")
+        nd = prep.plan.nodata.get(name)
+        source = prep.nodata_source.get(name)
+        nodata = f" nodata {nd} ({source})" if nd is not None else (f" nodata {source}" if source else "")
+        typer.echo(f"input {name}: {spec.source} shape {spec.shape} {spec.dtype} chunks {spec.chunks}{nodata}{used}")
     typer.echo(prep.plan.describe())
     typer.echo(f"output:        {cfg.output.path}:{cfg.output.array}" + (" (overwrite)" if cfg.output.overwrite else ""))
     typer.echo(f"scheduler:     {runtime.describe(cfg)}")
