@@ -57,7 +57,7 @@ class Log:
             line = json.dumps({"time": now, "level": level, "event": event, "message": message, **fields}, default=str)
             stream = self.err
         else:
-            line = message if level == "info" else f"{level}: {message}"
+            line = message if level == "info" else "\n".join(f"{level}: {m}" for m in message.split("\n"))
             stream = self.out if event in ("done", "summary") else self.err
         print(line, file=stream, flush=True)
 
@@ -143,7 +143,8 @@ def run_one(
         if debug:
             raise
         part = getattr(exc, "pipeline_result", None)
-        return Record(config, "failed", int(exc.exit_code), seconds=time.perf_counter() - t0, error=str(exc), **_counts(part))
+        error = "\n".join(exc.lines)  # several config problems: one line each
+        return Record(config, "failed", int(exc.exit_code), seconds=time.perf_counter() - t0, error=error, **_counts(part))
     except Exception as exc:  # noqa: BLE001 - the batch boundary: one failure must not stop the rest
         if debug:
             raise

@@ -31,7 +31,8 @@ def _fail(exc: BaseException) -> None:
     if _state["debug"]:
         raise exc
     if isinstance(exc, PipelineError):
-        typer.echo(f"error: {exc}", err=True)
+        for line in exc.lines:  # every problem, one line each
+            typer.echo(f"error: {line}", err=True)
         raise typer.Exit(int(exc.exit_code))
     typer.echo(f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", err=True)
     raise typer.Exit(int(ExitCode.FAILURE))

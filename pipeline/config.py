@@ -381,10 +381,12 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | 
     try:
         cfg = Config.model_validate(dict(data))
     except ValidationError as e:
-        errors = e.errors()
-        where, msg = _format_error(errors[0])
-        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-        raise ConfigError(msg + more, where=f"{source}: {where}") from None
+        problems = []
+        for err in e.errors():
+            where, msg = _format_error(err)
+            if (f"{source}: {where}", msg) not in problems:  # a union reports each member's failure
+                problems.append((f"{source}: {where}", msg))
+        raise ConfigError.several(problems) from None
     _check_schemes(cfg, source)
     if cfg.window.size is None and cfg.window.weights is None:
         raise ConfigError("required key is missing (or give window.weights)", where=f"{source}: window.size")
