@@ -381,12 +381,18 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | 
     try:
         cfg = Config.model_validate(dict(data))
     except ValidationError as e:
-        problems = []
+        problems: dict[str, str] = {}
         for err in e.errors():
             where, msg = _format_error(err)
-            if (f"{source}: {where}", msg) not in problems:  # a union reports each member's failure
-                problems.append((f"{source}: {where}", msg))
-        raise ConfigError.several(problems) from None
+            # a union (``size: 3`` or ``[3, 5]``) reports each member's failure: keep one per
+            # key, the most specific (``window.size.0`` over ``window.size``)
+            related = [k for k in problems if k == where or k.startswith(where + ".") or where.startswith(k + ".")]
+            if any(len(k) >= len(where) for k in related):
+                continue
+            for k in related:
+                del problems[k]
+            problems[where] = msg
+        raise ConfigError.several([(f"{source}: {k}", m) for k, m in problems.items()]) from None
     _check_schemes(cfg, source)
     if cfg.window.size is None and cfg.window.weights is None:
         raise ConfigError("required key is missing (or give window.weights)", where=f"{source}: window.size")

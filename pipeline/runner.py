@@ -61,25 +61,41 @@ class RunResult:
     blocks: int  #: blocks in the output
     seconds: float
     minimum: Any = None  #: over the blocks computed by this run, when it computed all of them
-    maximum: Any = None
+    maximum: Any = None  #: (several statistics: the first one's; all in ``ranges``)
     status: str = DONE
     computed: int = 0  #: blocks computed (and written) by this run
     skipped: int = 0  #: blocks already done by an earlier run (resume), not recomputed
     error: str | None = None  #: the one-line error, for status FAILED
+    #: statistic -> (min, max) of its results (the fill value excluded), like minimum/maximum
+    ranges: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    def set_range(self, stats: Sequence[str], lo: Any, hi: Any) -> None:
+        """Record an executor's range (values, or dicts statistic -> value)."""
+        if not isinstance(lo, Mapping):
+            lo, hi = {stats[0]: lo}, {stats[0]: hi}
+        self.ranges = {st: (lo.get(st), hi.get(st)) for st in stats if lo.get(st) is not None}
+        self.minimum, self.maximum = lo.get(stats[0]), hi.get(stats[0])
 
     def summary(self) -> str:
         where = io.describe(self.output, self.array)
         if self.status == UP_TO_DATE:
-            return f"{where} is up to date ({self.blocks} blocks, shape {self.shape}, dtype {self.dtype}); nothing to compute"
+            return f"{where} is up to date ({_blocks(self.blocks)}, shape {self.shape}, dtype {self.dtype}); nothing to compute"
         if self.status == FAILED:
-            return f"{where}: failed after computing {self.computed} blocks ({self.skipped + self.computed} of {self.blocks} done): {self.error}"
+            return f"{where}: failed after computing {_blocks(self.computed)} ({self.skipped + self.computed} of {self.blocks} done): {self.error}"
         mpix = math.prod(self.shape) / 1e6 * (self.computed / max(self.blocks, 1))
-        rng = f", values in [{self.minimum}, {self.maximum}]" if self.minimum is not None else ""
-        resumed = f" (resumed: {self.skipped} blocks were already done)" if self.skipped else ""
+        if len(self.ranges) > 1:
+            rng = "; values: " + ", ".join(f"{st} in [{lo}, {hi}]" for st, (lo, hi) in self.ranges.items())
+        else:
+            rng = f", values in [{self.minimum}, {self.maximum}]" if self.minimum is not None else ""
+        resumed = f" (resumed: {_blocks(self.skipped)} were already done)" if self.skipped else ""
         return (
             f"wrote {where}: shape {self.shape}, dtype {self.dtype}{rng}; "
-            f"{self.computed} blocks in {self.seconds:.2f} s ({mpix / max(self.seconds, 1e-9):.1f} Mpix/s){resumed}"
+            f"{_blocks(self.computed)} in {self.seconds:.2f} s ({mpix / max(self.seconds, 1e-9):.1f} Mpix/s){resumed}"
         )
+
+
+def _blocks(n: int) -> str:
+    return f"{n} block" if n == 1 else f"{n} blocks"
 
 
 def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prepared:
@@ -212,14 +228,15 @@ def block_regions(plan: Plan) -> Iterator[tuple[tuple[int, ...], tuple[slice, ..
         yield idx, tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, idx))
 
 
-def _range(block: np.ndarray) -> tuple[Any, Any]:
+def _range(block: np.ndarray, fill: Any = None) -> tuple[Any, Any]:
+    """The block's min and max over its results: NaN and the integer fill value (windows
+    without a valid pixel) excluded."""
+    if block.dtype.kind == "f":
+        block = block[~np.isnan(block)]
+    elif fill is not None and fill == fill:
+        block = block[block != fill]
     if block.size == 0:
         return None, None
-    if block.dtype.kind == "f":
-        finite = block[~np.isnan(block)]
-        if finite.size == 0:
-            return None, None
-        return finite.min().item(), finite.max().item()
     return block.min().item(), block.max().item()
 
 
@@ -228,17 +245,20 @@ def _write(
     plan: Plan | None = None,
 ) -> tuple[Any, Any]:
     """Write one block (several statistics: each one's array), then (only then) record it as
-    done; returns the (first statistic's) block's min and max, NaN ignored."""
+    done; returns the block's min and max (several statistics: dicts statistic -> value), NaN
+    and the fill value ignored."""
     if plan is not None and plan.multi:
         parts = ops.unpack(plan, block)
         for st in plan.stats:
             io.write_block(target[st], region, parts[st])
-        block = parts[plan.stats[0]]
-    else:
-        io.write_block(target, region, block)
+        ranges = {st: _range(parts[st], plan.fill_values.get(st)) for st in plan.stats}
+        if record is not None:
+            record(index)
+        return {st: r[0] for st, r in ranges.items()}, {st: r[1] for st, r in ranges.items()}
+    io.write_block(target, region, block)
     if record is not None:
         record(index)
-    return _range(block)
+    return _range(block, plan.fill_values.get(plan.stats[0]) if plan is not None else None)
 
 
 def _scheduler_kwargs(cfg: Config) -> dict[str, Any]:
@@ -443,6 +463,10 @@ def _execute_dask(
     return total, tally.lo, tally.hi
 
 
+def _merge(pick: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
+    return a if b is None else b if a is None else pick(a, b)
+
+
 class _Tally:
     """The value range and the progress over the blocks an executor has written."""
 
@@ -453,10 +477,13 @@ class _Tally:
         self.done = 0
 
     def add(self, bmin: Any, bmax: Any) -> None:
-        if bmin is None:  # an empty block
+        """Merge a block's range: values, or dicts statistic -> value (None: no result)."""
+        if isinstance(bmin, Mapping):
+            self.lo = {st: _merge(min, (self.lo or {}).get(st), v) for st, v in bmin.items()}
+            self.hi = {st: _merge(max, (self.hi or {}).get(st), v) for st, v in bmax.items()}
             return
-        self.lo = bmin if self.lo is None else min(self.lo, bmin)
-        self.hi = bmax if self.hi is None else max(self.hi, bmax)
+        self.lo = _merge(min, self.lo, bmin)
+        self.hi = _merge(max, self.hi, bmax)
 
     def advance(self, n: int) -> None:
         self.done += n
@@ -634,7 +661,7 @@ def _run_locked(
             exc.pipeline_result = result  # type: ignore[attr-defined]
         raise
     if result.skipped == 0:
-        result.minimum, result.maximum = lo, hi
+        result.set_range(plan.stats, lo, hi)
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -708,14 +735,14 @@ def _run_unmanaged(prep: Prepared, t0: float, progress: ProgressFn | None, overw
     for t in targets.values():
         io.update_state(t, complete=True)
     io.finalize(cfg.output.path, so)
-    return RunResult(
+    result = RunResult(
         output=cfg.output.path,
         array=", ".join(names.values()),
         shape=plan.out_shape,
         dtype=", ".join(str(plan.out_dtypes[st]) for st in plan.stats),
         blocks=blocks,
         seconds=time.perf_counter() - t0,
-        minimum=lo,
-        maximum=hi,
         computed=blocks,
     )
+    result.set_range(plan.stats, lo, hi)
+    return result
