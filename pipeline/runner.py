@@ -164,6 +164,8 @@ def _nodata(cfg: Config, arrays: Mapping[str, Any]) -> tuple[dict[str, Any], dic
             values[name] = value
             if value is not None:
                 source[name] = f"attribute {declared[1]}"
+            elif not (isinstance(declared[0], float) and declared[0] != declared[0]):  # NaN: always missing
+                source[name] = f"none (attribute {declared[1]} = {declared[0]} cannot occur in {arrays[name].dtype})"
     return values, source
 
 

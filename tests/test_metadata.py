@@ -138,6 +138,17 @@ def test_nodata_declared_by_attributes_is_skipped(tmp_path, attr):
         check(out[...], brute_window(a.astype(object), 3, "max", missing=missing), fill=out.fill_value)
 
 
+def test_declared_nodata_no_pixel_can_hold_is_ignored_and_said(tmp_path):
+    a = np.arange(30, dtype=np.uint8).reshape(5, 6)
+    g = zarr.open_group(tmp_path / "in.zarr", mode="w")
+    g.create_array("a", shape=a.shape, dtype=a.dtype, chunks=(5, 6), dimension_names=("y", "x"), attributes={"nodata": -9999})[...] = a
+    cfg = _config(tmp_path, {"a": {"path": str(tmp_path / "in.zarr"), "array": "a"}})
+    res = cli.invoke(app, ["validate", str(cfg)])
+    assert res.exit_code == 0 and "nodata none (attribute nodata = -9999 cannot occur in uint8)" in res.output, res.output
+    pipeline.run(str(cfg))
+    check(zarr.open_group(tmp_path / "out.zarr", mode="r")["result"][...], brute_window(a.astype(object), 3, "sum"))
+
+
 def test_zarr_fill_value_is_not_a_nodata_declaration(tmp_path):
     a = np.arange(30, dtype=np.uint8).reshape(5, 6)
     g = zarr.open_group(tmp_path / "in.zarr", mode="w")
