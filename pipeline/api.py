@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ops, runner
+from . import metadata, ops, runner
 from .errors import ConfigError, InputError
 from .plan import ArraySpec, make_plan
 
@@ -108,7 +108,7 @@ def window_reduce(
         result = _compute_numpy(plan, {n: data[n] for n in plan.expr.names})
 
     if template is not None:
-        result = {st: _wrap(r, template, plan) for st, r in result.items()}
+        result = {st: _wrap(r, template, plan, st) for st, r in result.items()}
     return result if plan.multi else result[plan.stats[0]]
 
 
@@ -141,7 +141,7 @@ def _compute_numpy(plan, arrays):
     return dict(zip(lazy, dask.compute(*lazy.values(), scheduler="sync")))
 
 
-def _wrap(result: Any, template: Any, plan) -> Any:
+def _wrap(result: Any, template: Any, plan, statistic: str) -> Any:
     import xarray as xr
 
     coords = {}
@@ -155,7 +155,15 @@ def _wrap(result: Any, template: Any, plan) -> Any:
                 i = plan.window_axes.index(ax)
                 index[dim] = slice(plan.lo[i], plan.in_shape[ax] - plan.hi[i])
         coords[name] = coord.isel(index) if index else coord
-    return xr.DataArray(result, dims=template.dims, coords=coords, attrs=dict(template.attrs))
+    # the template's attributes that stay true of the result (see pipeline.metadata); its
+    # grid_mapping where the coordinate it names is carried
+    attrs = metadata.output_attrs(
+        template.attrs, statistic=statistic, single_input=plan.expr.text.strip() in plan.expr.names, fill=None, dtype=result.dtype
+    )
+    gm = template.attrs.get("grid_mapping")
+    if isinstance(gm, str) and gm in coords:
+        attrs["grid_mapping"] = gm
+    return xr.DataArray(result, dims=template.dims, coords=coords, attrs=attrs)
 
 
 def run(config: str | os.PathLike[str] | Mapping[str, Any]) -> runner.RunResult:

@@ -216,3 +216,17 @@ def test_named_but_unrecognised_3d_needs_axes(tmp_path):
     _rgb(tmp_path, ("north", "east", "band"))
     res = cli.invoke(app, ["validate", str(_config(tmp_path, {"a": {"path": str(tmp_path / "in.zarr"), "array": "a"}}))])
     assert res.exit_code == 2 and "window.axes" in res.output and "'north', 'east', 'band'" in res.output, res.output
+
+
+def test_api_xarray_result_attributes_are_true_of_it():
+    xr = pytest.importorskip("xarray")
+    a = np.arange(30, dtype=np.uint8).reshape(5, 6)
+    attrs = {"_FillValue": 255, "scale_factor": 1.0, "STATISTICS_MEAN": 3.0, "units": "dn", "long_name": "red", "grid_mapping": "spatial_ref"}
+    x = xr.DataArray(a, dims=("y", "x"), coords={"spatial_ref": 0}, attrs=attrs)
+    out = pipeline.window_reduce("a", {"a": x}, size=3, reduce=["sum", "var"])
+    for st, units in (("sum", True), ("var", False)):
+        check(out[st].values, brute_window(a.astype(object) if st == "sum" else a.astype(np.float64), 3, st))
+        got = out[st].attrs
+        assert got.get("long_name") == "red" and got.get("grid_mapping") == "spatial_ref" and "spatial_ref" in out[st].coords
+        assert not {"_FillValue", "scale_factor", "STATISTICS_MEAN"} & set(got), got
+        assert ("units" in got) == units, (st, got)
