@@ -235,7 +235,7 @@ def _range(block: np.ndarray, fill: Any = None) -> tuple[Any, Any]:
     without a valid pixel) excluded."""
     if block.dtype.kind == "f":
         block = block[~np.isnan(block)]
-    elif fill is not None and fill == fill:
+    if fill is not None and fill == fill:
         block = block[block != fill]
     if block.size == 0:
         return None, None
