@@ -113,8 +113,9 @@ def window_reduce(
         A matrix of weights (the window is its shape): weighted sum and mean; min, max and count
         over its non-zero entries.
     axes
-        The window axes, as ints or dim names; by default the dims named ``y``/``x`` or else the
-        last axes.
+        The window axes, as ints or dim names; by default the dims named ``y``/``x`` (or
+        ``lat``/``lon``, ``latitude``/``longitude``, ``row``/``col``), else the two axes of a 2-D
+        input; a >=3-D input without such names needs ``axes`` (never a guess).
     nodata
         Input name -> its nodata value (those pixels are missing; NaN always is).  Every key
         must be an input name.

@@ -57,7 +57,7 @@ class Log:
             line = json.dumps({"time": now, "level": level, "event": event, "message": message, **fields}, default=str)
             stream = self.err
         else:
-            line = message if level == "info" else f"{level}: {message}"
+            line = message if level == "info" else "\n".join(f"{level}: {m}" for m in message.split("\n"))
             stream = self.out if event in ("done", "summary") else self.err
         print(line, file=stream, flush=True)
 
@@ -78,22 +78,40 @@ def expand_paths(patterns: Sequence[str | os.PathLike[str]]) -> list[str]:
 
 def _progress(log: Log, config: str) -> Callable[[int, int], None]:
     t0 = time.monotonic()
-    state = {"last": 0.0}
+    state: dict[str, Any] = {"last": 0.0, "base": None}
 
     def report(done: int, total: int) -> None:
         now = time.monotonic() - t0
+        if state["base"] is None:  # the rate is measured from the first report on (a resumed
+            state["base"] = (done, now)  # run starts with the blocks already done)
         if now < 2 or (now - state["last"] < 1 and done < total):
             return
         state["last"] = now
+        d0, s0 = state["base"]
+        eta = None
+        if done < total and done > d0:
+            eta = (now - s0) / (done - d0) * (total - done)
+        left = f", about {_duration(eta)} left" if eta is not None else ""
         log.event(
             "progress",
-            f"  {done}/{total} blocks ({100 * done / max(total, 1):.0f}%) in {now:.1f} s",
+            f"  {done}/{total} blocks ({100 * done / max(total, 1):.0f}%) in {now:.1f} s{left}",
             config=config,
             done=done,
             total=total,
+            **({"eta_seconds": round(eta, 1)} if eta is not None else {}),
         )
 
     return report
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``2 h 10 min``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
 
 
 def _notify(log: Log, config: str) -> Callable[[str], None]:
@@ -143,7 +161,8 @@ def run_one(
         if debug:
             raise
         part = getattr(exc, "pipeline_result", None)
-        return Record(config, "failed", int(exc.exit_code), seconds=time.perf_counter() - t0, error=str(exc), **_counts(part))
+        error = "\n".join(exc.lines)  # several config problems: one line each
+        return Record(config, "failed", int(exc.exit_code), seconds=time.perf_counter() - t0, error=error, **_counts(part))
     except Exception as exc:  # noqa: BLE001 - the batch boundary: one failure must not stop the rest
         if debug:
             raise

@@ -27,11 +27,36 @@ app = typer.Typer(
 _state = {"debug": False}
 
 
+def _plain_flags() -> None:
+    """Help without ``<bool>`` beside flags (typer 0.29 shows a type for every option), and an
+    option's ``metavar`` (``KEY=VALUE``) instead of its type (``<list[str]>``)."""
+    from typer.core import TyperArgument, TyperOption
+
+    for cls in (TyperOption, TyperArgument):
+        shown = getattr(cls, "display_type_rich", None)
+        if shown is None or getattr(shown, "_pipeline", False):
+            continue
+
+        def display_type_rich(self: Any, ctx: Any, _shown: Any = shown) -> str | None:
+            if getattr(self, "is_flag", False):
+                return None
+            if self.metavar is not None:
+                return None if isinstance(self, TyperArgument) else self.metavar
+            return _shown(self, ctx)
+
+        display_type_rich._pipeline = True  # type: ignore[attr-defined]
+        cls.display_type_rich = display_type_rich
+
+
+_plain_flags()
+
+
 def _fail(exc: BaseException) -> None:
     if _state["debug"]:
         raise exc
     if isinstance(exc, PipelineError):
-        typer.echo(f"error: {exc}", err=True)
+        for line in exc.lines:  # every problem, one line each
+            typer.echo(f"error: {line}", err=True)
         raise typer.Exit(int(exc.exit_code))
     typer.echo(f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", err=True)
     raise typer.Exit(int(ExitCode.FAILURE))
@@ -54,9 +79,20 @@ def _guard(fn, *args: Any, **kwargs: Any) -> Any:
         _fail(exc)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"pipeline {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
 ) -> None:
     _state["debug"] = debug
 
@@ -85,10 +121,10 @@ def _load(config: Path, scheduler: str | None) -> Any:
 def run(
     configs: Annotated[list[Path], typer.Argument(help="YAML run configs (globs are expanded).", show_default=False)],
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a config key: --set window.size=5 (repeatable).")
+        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override a config key: --set window.size=5 (repeatable).")
     ] = None,
     var: Annotated[
-        list[str] | None, typer.Option("--var", help="Define a ${NAME} template variable: --var NAME=VALUE (repeatable).")
+        list[str] | None, typer.Option("--var", metavar="NAME=VALUE", help="Define a ${NAME} template variable: --var NAME=VALUE (repeatable).")
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an output written by a different config (same as output.overwrite: true).")
@@ -165,8 +201,9 @@ def validate(
     config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)],
     scheduler: SchedulerOption = None,
 ) -> None:
-    """Check a config and its inputs without computing or writing anything; print the plan
-    (and, for compute.cluster, the job script that would be submitted)."""
+    """Check a config and its inputs without computing or writing anything; print the plan.
+
+    With compute.cluster, also print the job script that would be submitted."""
     from . import runner, runtime
 
     prep = _guard(runner.prepare, _guard(_load, config, scheduler))
@@ -174,7 +211,10 @@ def validate(
     typer.echo(f"config OK: {config}")
     for name, spec in prep.specs.items():
         used = "" if name in prep.plan.expr.names else "  (not used by op)"
-        typer.echo(f"input {name}: {spec.source} shape {spec.shape} {spec.dtype} chunks {spec.chunks}{used}")
+        nd = prep.plan.nodata.get(name)
+        source = prep.nodata_source.get(name)
+        nodata = f" nodata {nd} ({source})" if nd is not None else (f" nodata {source}" if source else "")
+        typer.echo(f"input {name}: {spec.source} shape {spec.shape} {spec.dtype} chunks {spec.chunks}{nodata}{used}")
     typer.echo(prep.plan.describe())
     typer.echo(f"output:        {cfg.output.path}:{cfg.output.array}" + (" (overwrite)" if cfg.output.overwrite else ""))
     typer.echo(f"scheduler:     {runtime.describe(cfg)}")
@@ -208,8 +248,10 @@ def bench(
     fast: Annotated[bool, typer.Option(help="A tiny smoke run (512², chunks 128, W 3 and 15).")] = False,
     keep: Annotated[bool, typer.Option(help="Keep generated data and outputs.")] = False,
 ) -> None:
-    """Benchmark this project against dask-image, xarray rolling and map_overlap + scipy on the
-    same Zarr pair, check every output against the exact result, print a table."""
+    """Benchmark against dask-image, xarray rolling and map_overlap + scipy; print a table.
+
+    Every contender runs on the same Zarr pair and every output is checked against the exact
+    result."""
     import json
 
     from . import bench as b

@@ -69,13 +69,26 @@ class InputSpec(_Model):
 
     path: Name
     array: Name | None = None  #: array inside the store; None when ``path`` is the array itself
-    nodata: StrictInt | float | None = None  #: pixels equal to this value are missing (NaN always is)
+    #: pixels equal to this value are missing (NaN always is); unset: what the input's attributes
+    #: declare (``_FillValue``, ``missing_value``, ``nodata``); ``null`` or ``none``: no nodata
+    nodata: StrictInt | float | Literal["none"] | None = None
     #: fsspec options for a URL path (``s3://``, ``gs://``, ...), e.g. ``{endpoint_url: ..., anon: true}``;
     #: credentials normally come from the environment or the usual config files, not from here
     storage_options: StorageOptions | None = None
 
     _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_array_path(v)))
     _path_ok = field_validator("path")(classmethod(lambda cls, v: _check_path(v)))
+
+    @property
+    def nodata_given(self) -> bool:
+        """Whether the config sets ``nodata`` (a value, or ``null``/``none`` to switch off the
+        nodata the input's attributes declare)."""
+        return "nodata" in self.model_fields_set
+
+    @property
+    def nodata_value(self) -> int | float | None:
+        """The configured nodata value (None: unset or switched off)."""
+        return None if self.nodata in (None, "none") else self.nodata
 
 
 Reducer = Literal["sum", "mean", "min", "max", "var", "std", "count"]
@@ -368,10 +381,18 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | 
     try:
         cfg = Config.model_validate(dict(data))
     except ValidationError as e:
-        errors = e.errors()
-        where, msg = _format_error(errors[0])
-        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-        raise ConfigError(msg + more, where=f"{source}: {where}") from None
+        problems: dict[str, str] = {}
+        for err in e.errors():
+            where, msg = _format_error(err)
+            # a union (``size: 3`` or ``[3, 5]``) reports each member's failure: keep one per
+            # key, the most specific (``window.size.0`` over ``window.size``)
+            related = [k for k in problems if k == where or k.startswith(where + ".") or where.startswith(k + ".")]
+            if any(len(k) >= len(where) for k in related):
+                continue
+            for k in related:
+                del problems[k]
+            problems[where] = msg
+        raise ConfigError.several([(f"{source}: {k}", m) for k, m in problems.items()]) from None
     _check_schemes(cfg, source)
     if cfg.window.size is None and cfg.window.weights is None:
         raise ConfigError("required key is missing (or give window.weights)", where=f"{source}: window.size")

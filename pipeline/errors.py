@@ -8,6 +8,7 @@ key, file or array.  Anything else escaping the library is an internal failure.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 
 class ExitCode(enum.IntEnum):
@@ -38,6 +39,19 @@ class PipelineError(ValueError):
         if not text.isprintable():  # one line, whatever a user's key or value contains
             text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
         super().__init__(text)
+        #: one line per problem (the CLI prints each); usually just the one
+        self.lines: tuple[str, ...] = (text,)
+
+    @classmethod
+    def several(cls, problems: Sequence[tuple[str | None, str]]) -> PipelineError:
+        """One error for several ``(where, message)`` problems: the first is its ``where`` and
+        ``message``, ``lines`` holds every problem on its own line, and ``str()`` joins them
+        with ``"; "`` (still one line, for logs and the Python API)."""
+        first = cls(problems[0][1], where=problems[0][0])
+        if len(problems) > 1:
+            first.lines = tuple(str(cls(m, where=w)) for w, m in problems)
+            first.args = ("; ".join(first.lines),)
+        return first
 
 
 class ConfigError(PipelineError):

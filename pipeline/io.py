@@ -69,6 +69,37 @@ def _remote_exists(path: str, storage_options: Mapping[str, Any] | None, where: 
         raise InputError(f"cannot open {path}: {e.__class__.__name__}: {e}", where=where) from None
 
 
+#: File signatures of formats users point at instead of a Zarr store.
+_SIGNATURES = (
+    ((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), "a TIFF/GeoTIFF file"),
+    ((b"\x89PNG",), "a PNG image"),
+    ((b"\xff\xd8\xff",), "a JPEG image"),
+    ((b"\x89HDF",), "an HDF5/NetCDF-4 file"),
+    ((b"CDF\x01", b"CDF\x02"), "a NetCDF file"),
+    ((b"PK\x03\x04",), "a zip file (unzip a zipped Zarr store first)"),
+)
+_CONVERT = "convert it to Zarr first (README: 'Getting your data into Zarr')"
+
+
+def check_zarr_path(path: str, where: str) -> None:
+    """Refuse a local path that is not a Zarr store, saying what it is: a TIFF, PNG, JPEG,
+    HDF5/NetCDF or zip file, another file, or a folder without Zarr metadata."""
+    if not _is_local(path):
+        return
+    p = Path(_local(path))
+    subject = "" if where == path else f"{path} "
+    if p.is_file():
+        try:
+            with open(p, "rb") as f:
+                head = f.read(8)
+        except OSError:
+            head = b""
+        what = next((name for sigs, name in _SIGNATURES if head.startswith(sigs)), "a file")
+        raise InputError(f"{subject}is {what}, not a Zarr store (a folder with zarr.json); {_CONVERT}", where=where)
+    if p.is_dir() and not any((p / m).exists() for m in ("zarr.json", ".zgroup", ".zarray")):
+        raise InputError(f"{subject}is a folder without zarr.json, not a Zarr store; {_CONVERT}", where=where)
+
+
 def open_input(
     path: str, array: str | None, *, where: str, storage_options: Mapping[str, Any] | None = None
 ) -> zarr.Array:
@@ -77,6 +108,7 @@ def open_input(
     if _is_local(path):
         if not os.path.exists(_local(path)):
             raise InputError(f"store {path} does not exist", where=where)
+        check_zarr_path(path, where)
     elif not _remote_exists(path, storage_options, where):
         raise InputError(f"store {path} does not exist", where=where)
     store = _store(path, storage_options)
@@ -149,6 +181,24 @@ def input_coords(
     return coords
 
 
+def scalar_variable(
+    path: str, array: str | None, name: str, storage_options: Mapping[str, Any] | None = None
+) -> tuple[Any, dict[str, Any]] | None:
+    """A 0-D array ``name`` beside an input array (a CF grid mapping such as rioxarray's
+    ``spatial_ref``, which holds the CRS and GeoTransform in its attributes): (value,
+    attributes), or None when there is none."""
+    parent = array.rsplit("/", 1)[0] if array and "/" in array else ""
+    try:
+        group = zarr.open_group(**_store(path, storage_options), mode="r", path=parent)
+        node = group.get(name)
+    except Exception:
+        return None
+    if not isinstance(node, zarr.Array) or node.ndim != 0:
+        return None
+    attrs = {k: v for k, v in node.attrs.items() if k not in ("_ARRAY_DIMENSIONS", "_FillValue")}
+    return np.asarray(node[()]), attrs
+
+
 def output_exists(path: str, array: str, storage_options: Mapping[str, Any] | None = None) -> bool:
     try:
         group = zarr.open_group(**_store(path, storage_options), mode="r")
@@ -208,8 +258,11 @@ def create_output(
     fill_value: Any = 0,
     overwrite: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    scalars: Mapping[str, tuple[Any, Mapping[str, Any]]] | None = None,
 ) -> zarr.Array:
-    """Create the output group (if needed), its coordinate arrays, and the (empty) result array."""
+    """Create the output group (if needed), its coordinate arrays, its 0-D variables
+    (``scalars``: name -> (value, attributes), e.g. the CRS variable ``spatial_ref``), and the
+    (empty) result array."""
     try:
         group = zarr.open_group(**_store(path, storage_options), mode="a")
     except OSError as e:
@@ -226,6 +279,12 @@ def create_output(
             dim, shape=values.shape, dtype=values.dtype, chunks=values.shape, dimension_names=(dim,), overwrite=True
         )
         c[...] = values
+    for name, (value, attrs_) in (scalars or {}).items():
+        if name == array:
+            continue
+        value = np.asarray(value)
+        c = group.create_array(name, shape=(), dtype=value.dtype, dimension_names=(), attributes=dict(attrs_), overwrite=True)
+        c[()] = value
     return group.create_array(
         array,
         shape=tuple(shape),
@@ -408,6 +467,7 @@ def describe_store(path: str, storage_options: Mapping[str, Any] | None = None) 
     if _is_local(path):
         if not os.path.exists(_local(path)):
             raise InputError(f"store {path} does not exist", where=path)
+        check_zarr_path(path, path)
     elif not _remote_exists(path, storage_options, path):
         raise InputError(f"store {path} does not exist", where=path)
     try:

@@ -12,20 +12,10 @@ Nothing here imports xarray unless xarray objects are passed.
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import InputError
-
-#: attrs that describe the input values, not window statistics of them
-VALUE_ATTRS = frozenset({
-    "valid_min", "valid_max", "valid_range", "actual_range", "actual_min", "actual_max",
-    "_FillValue", "missing_value", "scale_factor", "add_offset", "nodata", "flag_values",
-    "flag_meanings", "flag_masks", "STATISTICS_MINIMUM", "STATISTICS_MAXIMUM", "STATISTICS_MEAN",
-    "STATISTICS_STDDEV", "STATISTICS_VALID_PERCENT", "statistics",
-})
-
 
 def is_xarray(x: Any) -> bool:
     return type(x).__module__.startswith("xarray") and hasattr(x, "dims")
@@ -113,43 +103,20 @@ def _how(a: Any, b: Any) -> str:
         return ""
 
 
-def _linear(op: str) -> bool:
-    """Whether ``op`` only adds and subtracts inputs and constants (so it keeps their units)."""
-    try:
-        tree = ast.parse(op.strip(), mode="eval")
-    except SyntaxError:  # pragma: no cover - the plan parsed it already
-        return False
-    for node in ast.walk(tree):
-        if isinstance(node, ast.BinOp) and not isinstance(node.op, (ast.Add, ast.Sub)):
-            return False
-        if isinstance(node, ast.UnaryOp) and not isinstance(node.op, (ast.UAdd, ast.USub)):
-            return False
-        if not isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.Load,
-                                 ast.operator, ast.unaryop)):
-            return False
-    return True
-
-
 def result_attrs(op: str, names: Sequence[str], inputs: Mapping[str, Any], stat: str) -> dict[str, Any]:
-    """The attrs that stay true of a window ``stat`` of ``op``: for a bare input name, its attrs
-    less those describing its values (valid_range, _FillValue, scale_factor, statistics, ...);
-    for an expression, the attrs every used xarray input shares.  ``units`` are kept for sum,
-    mean, min, max and std of a bare name or of sums and differences of inputs with the same
-    units, and dropped for var (squared units) and count (a number of pixels)."""
+    """The attrs that stay true of a window ``stat`` of ``op``: those every used xarray input
+    shares, filtered by :func:`pipeline.metadata.output_attrs` (the same rule as the CLI's
+    outputs: nothing about the inputs' values or encoding; ``units`` where still true)."""
+    from . import metadata
+
     labelled = [inputs[n] for n in names if is_xarray(inputs[n])]
     if not labelled:
         return {}
     attrs = dict(labelled[0].attrs)
     for x in labelled[1:]:
         attrs = {k: v for k, v in attrs.items() if k in x.attrs and _same(x.attrs[k], v)}
-    attrs = {k: v for k, v in attrs.items() if k not in VALUE_ATTRS}
-    bare = op.strip() in names
-    if not bare:
-        attrs = {k: v for k, v in attrs.items() if k == "units"} if _linear(op) else {}
-    if stat in ("var", "count"):
-        for k in ("units", "standard_name"):
-            attrs.pop(k, None)
-    return attrs
+    return metadata.output_attrs(attrs, statistic=stat, same_units=metadata.same_units(op, names),
+                                 bare=op.strip() in names, fill=None, dtype=None)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -190,5 +157,9 @@ def wrap(result: Any, plan: Any, dims: Sequence[str], names: Sequence[str], inpu
                     i = plan.window_axes.index(ax)
                     index[d] = slice(plan.lo[i], plan.in_shape[ax] - plan.hi[i])
             coords[cname] = coord.isel(index) if index else coord
+    attrs = result_attrs(op, names, inputs, stat)
+    gm = next((inputs[n].attrs.get("grid_mapping") for n in names if is_xarray(inputs[n])), None)
+    if isinstance(gm, str) and gm in coords:  # the CRS variable is carried: keep the reference
+        attrs["grid_mapping"] = gm
     return xr.DataArray(result, dims=tuple(dims), coords=coords, name=result_name(op, names, inputs, stat),
-                        attrs=result_attrs(op, names, inputs, stat))
+                        attrs=attrs)

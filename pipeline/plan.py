@@ -209,27 +209,54 @@ def _window(size: int | Sequence[int], ndim: int, nwin: int | None = None) -> tu
     return axes, sizes
 
 
+#: Dimension-name pairs recognised as the image's (row, column) axes, compared in lower case.
+SPATIAL_PAIRS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"), ("row", "col"), ("rows", "cols"))
+
+
+def spatial_axes(dims: Sequence[str] | None) -> tuple[int, int] | None:
+    """The (row, column) axes named by a pair of :data:`SPATIAL_PAIRS`, or None."""
+    if not dims:
+        return None
+    lower = [str(d).lower() for d in dims]
+    for row, col in SPATIAL_PAIRS:
+        if row in lower and col in lower:
+            return lower.index(row), lower.index(col)
+    return None
+
+
 def window_axes(
-    axes: Sequence[int | str] | None, ndim: int, dims: Sequence[str] | None, nwin: int
+    axes: Sequence[int | str] | None, ndim: int, dims: Sequence[str] | None, nwin: int, *, key: str = "window.axes"
 ) -> tuple[int, ...]:
-    """The window axes: ``axes`` (names or ints) if given; else the axes named ``y`` and ``x``
-    when the dimension names have both; else the last ``nwin`` axes."""
+    """The window axes: ``axes`` (names or ints) if given; else the axes named as a pair of
+    :data:`SPATIAL_PAIRS` (``y``/``x``, ``lat``/``lon``, ...); else, for 1-D and 2-D inputs, the
+    last ``nwin`` axes.  A >=3-D input without such names is refused (naming ``key``): a
+    ``(rows, cols, 3)`` image and a ``(bands, rows, cols)`` stack look alike, and a window over
+    the wrong axes would be silently wrong."""
     if axes is None:
-        if nwin == 2 and dims and "y" in dims and "x" in dims:
-            return (list(dims).index("y"), list(dims).index("x"))
-        return tuple(range(ndim - nwin, ndim))
+        pair = spatial_axes(dims)
+        if pair is not None and nwin <= 2:
+            return pair if nwin == 2 else pair[1:]
+        if ndim <= 2:
+            return tuple(range(ndim - nwin, ndim))
+        named = f"dimensions {list(dims)}" if dims else "unnamed dimensions"
+        raise ConfigError(
+            f"cannot tell which axes of a {ndim}-D input the window runs over ({named}); "
+            f"set {key} to the two image axes, e.g. [0, 1] for (rows, cols, bands) or [1, 2] for (bands, rows, cols)"
+            + ("" if dims else ", or name the dimensions y and x"),
+            where=key,
+        )
     out = []
     for a in axes:
         if isinstance(a, str):
             if not dims or a not in dims:
-                raise ConfigError(f"no dimension named {a!r} (dimensions: {list(dims) if dims else 'unnamed'})", where="window.axes")
+                raise ConfigError(f"no dimension named {a!r} (dimensions: {list(dims) if dims else 'unnamed'})", where=key)
             out.append(list(dims).index(a))
         else:
             if not -ndim <= int(a) < ndim:
-                raise ConfigError(f"axis {a} is out of range for {ndim}-D inputs", where="window.axes")
+                raise ConfigError(f"axis {a} is out of range for {ndim}-D inputs", where=key)
             out.append(int(a) % ndim)
     if len(set(out)) != len(out):
-        raise ConfigError(f"window axes must differ, got {list(axes)}", where="window.axes")
+        raise ConfigError(f"window axes must differ, got {list(axes)}", where=key)
     return tuple(out)
 
 
@@ -588,7 +615,7 @@ def make_plan(
         in_chunks.append(grid)
         depth.append(h if len(grid) > 1 else 0)
 
-    dims = ref.dims if ref.dims and len(ref.dims) == ndim else _default_dims(ndim)
+    dims = ref.dims if ref.dims and len(ref.dims) == ndim else _default_dims(ndim, axes_t)
     first = stats[0]
     return Plan(
         expr=expr,
@@ -624,7 +651,16 @@ def make_plan(
     )
 
 
-def _default_dims(ndim: int) -> tuple[str, ...]:
-    base = ("y", "x") if ndim >= 2 else ("x",)
-    extra = tuple(f"dim_{i}" for i in range(ndim - len(base)))
-    return extra + base
+def _default_dims(ndim: int, window: Sequence[int] = ()) -> tuple[str, ...]:
+    """Names for unnamed dimensions: ``y`` and ``x`` for the window axes (``x`` alone for a 1-D
+    window), ``dim_0``, ``dim_1``, ... for the others."""
+    window = tuple(window) or tuple(range(max(0, ndim - 2), ndim))
+    spatial = dict(zip(window, ("y", "x") if len(window) == 2 else ("x",)))
+    names, k = [], 0
+    for ax in range(ndim):
+        if ax in spatial:
+            names.append(spatial[ax])
+        else:
+            names.append(f"dim_{k}")
+            k += 1
+    return tuple(names)

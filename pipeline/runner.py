@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import io, ledger, ops, runtime
+from . import io, ledger, metadata, ops, runtime
 from .config import Config, load_config
 from .errors import LockedError, OutputError, WriteError
 from .halo import HaloReader, strip_order
@@ -39,7 +39,11 @@ class Prepared:
     specs: dict[str, ArraySpec]
     plan: Plan
     coords: dict[str, Any] = field(default_factory=dict)  #: output dim -> 1-D coordinate array (lazy)
-    attrs: dict[str, Any] = field(default_factory=dict)  #: attributes carried over from the inputs
+    attrs: dict[str, Any] = field(default_factory=dict)  #: attributes common to the used inputs
+    #: per input: where its nodata comes from ("config", "attribute _FillValue", "off", ...), if any
+    nodata_source: dict[str, str] = field(default_factory=dict)
+    #: the inputs' grid-mapping (CRS) variable, carried to the output: (name, value, attributes)
+    grid_mapping: tuple[str, Any, dict[str, Any]] | None = None
 
 
 #: RunResult.status values (also used by batch reports)
@@ -57,25 +61,41 @@ class RunResult:
     blocks: int  #: blocks in the output
     seconds: float
     minimum: Any = None  #: over the blocks computed by this run, when it computed all of them
-    maximum: Any = None
+    maximum: Any = None  #: (several statistics: the first one's; all in ``ranges``)
     status: str = DONE
     computed: int = 0  #: blocks computed (and written) by this run
     skipped: int = 0  #: blocks already done by an earlier run (resume), not recomputed
     error: str | None = None  #: the one-line error, for status FAILED
+    #: statistic -> (min, max) of its results (the fill value excluded), like minimum/maximum
+    ranges: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    def set_range(self, stats: Sequence[str], lo: Any, hi: Any) -> None:
+        """Record an executor's range (values, or dicts statistic -> value)."""
+        if not isinstance(lo, Mapping):
+            lo, hi = {stats[0]: lo}, {stats[0]: hi}
+        self.ranges = {st: (lo.get(st), hi.get(st)) for st in stats if lo.get(st) is not None}
+        self.minimum, self.maximum = lo.get(stats[0]), hi.get(stats[0])
 
     def summary(self) -> str:
         where = io.describe(self.output, self.array)
         if self.status == UP_TO_DATE:
-            return f"{where} is up to date ({self.blocks} blocks, shape {self.shape}, dtype {self.dtype}); nothing to compute"
+            return f"{where} is up to date ({_blocks(self.blocks)}, shape {self.shape}, dtype {self.dtype}); nothing to compute"
         if self.status == FAILED:
-            return f"{where}: failed after computing {self.computed} blocks ({self.skipped + self.computed} of {self.blocks} done): {self.error}"
+            return f"{where}: failed after computing {_blocks(self.computed)} ({self.skipped + self.computed} of {self.blocks} done): {self.error}"
         mpix = math.prod(self.shape) / 1e6 * (self.computed / max(self.blocks, 1))
-        rng = f", values in [{self.minimum}, {self.maximum}]" if self.minimum is not None else ""
-        resumed = f" (resumed: {self.skipped} blocks were already done)" if self.skipped else ""
+        if len(self.ranges) > 1:
+            rng = "; values: " + ", ".join(f"{st} in [{lo}, {hi}]" for st, (lo, hi) in self.ranges.items())
+        else:
+            rng = f", values in [{self.minimum}, {self.maximum}]" if self.minimum is not None else ""
+        resumed = f" (resumed: {_blocks(self.skipped)} were already done)" if self.skipped else ""
         return (
             f"wrote {where}: shape {self.shape}, dtype {self.dtype}{rng}; "
-            f"{self.computed} blocks in {self.seconds:.2f} s ({mpix / max(self.seconds, 1e-9):.1f} Mpix/s){resumed}"
+            f"{_blocks(self.computed)} in {self.seconds:.2f} s ({mpix / max(self.seconds, 1e-9):.1f} Mpix/s){resumed}"
         )
+
+
+def _blocks(n: int) -> str:
+    return f"{n} block" if n == 1 else f"{n} blocks"
 
 
 def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prepared:
@@ -89,6 +109,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         zarrs[name] = arr
         specs[name] = io.spec_of(name, arr, io.describe(spec.path, spec.array))
         check_inputs([specs[name]])  # dtype, emptiness: named by store and array
+    nodata, nodata_source = _nodata(cfg, zarrs)
     plan = make_plan(
         cfg.op,
         specs,
@@ -100,7 +121,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         shape=cfg.window.shape,
         weights=cfg.window.weights,
         axes=cfg.window.axes,
-        nodata={n: s.nodata for n, s in cfg.inputs.items()},
+        nodata=nodata,
         dtype=cfg.output.dtype,
         fill_value=cfg.output.fill_value,
     )
@@ -112,7 +133,40 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     if specs[first].dims:
         spec = cfg.inputs[first]
         coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape, spec.storage_options)
-    return Prepared(config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=_common_attrs(used))
+    attrs = _common_attrs(used)
+    gm = attrs.get("grid_mapping")
+    spec = cfg.inputs[first]
+    grid_mapping = io.scalar_variable(spec.path, spec.array, gm, spec.storage_options) if isinstance(gm, str) else None
+    return Prepared(
+        config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=attrs,
+        nodata_source={n: v for n, v in nodata_source.items() if n in plan.expr.names},
+        grid_mapping=(gm, *grid_mapping) if grid_mapping is not None else None,
+    )
+
+
+def _nodata(cfg: Config, arrays: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each input's nodata: the config's ``nodata`` when set (``null``/``none``: off), else what
+    the input's attributes declare (see :func:`metadata.declared_nodata`); and where it comes
+    from.  A declared value no pixel can hold (255.5 on integers, 300 on uint8) is ignored."""
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for name, spec in cfg.inputs.items():
+        declared = metadata.declared_nodata(arrays[name].attrs)
+        if spec.nodata_given:
+            values[name] = spec.nodata_value
+            if values[name] is not None:
+                source[name] = "config"
+            elif declared is not None:
+                source[name] = f"off (attribute {declared[1]} = {declared[0]} ignored)"
+            continue
+        if declared is not None:
+            value = metadata.usable_nodata(declared[0], arrays[name].dtype)
+            values[name] = value
+            if value is not None:
+                source[name] = f"attribute {declared[1]}"
+            elif not (isinstance(declared[0], float) and declared[0] != declared[0]):  # NaN: always missing
+                source[name] = f"none (attribute {declared[1]} = {declared[0]} cannot occur in {arrays[name].dtype})"
+    return values, source
 
 
 def _common_attrs(arrays: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,7 +177,7 @@ def _common_attrs(arrays: Mapping[str, Any]) -> dict[str, Any]:
         common = {k: v for k, v in common.items() if k in d and d[k] == v}
     common.pop("_ARRAY_DIMENSIONS", None)
     common.pop("pipeline", None)
-    return common
+    return common  # filtered per output by metadata.output_attrs
 
 
 def provenance(prep: Prepared) -> dict[str, Any]:
@@ -176,14 +230,15 @@ def block_regions(plan: Plan) -> Iterator[tuple[tuple[int, ...], tuple[slice, ..
         yield idx, tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, idx))
 
 
-def _range(block: np.ndarray) -> tuple[Any, Any]:
+def _range(block: np.ndarray, fill: Any = None) -> tuple[Any, Any]:
+    """The block's min and max over its results: NaN and the integer fill value (windows
+    without a valid pixel) excluded."""
+    if block.dtype.kind == "f":
+        block = block[~np.isnan(block)]
+    if fill is not None and fill == fill:
+        block = block[block != fill]
     if block.size == 0:
         return None, None
-    if block.dtype.kind == "f":
-        finite = block[~np.isnan(block)]
-        if finite.size == 0:
-            return None, None
-        return finite.min().item(), finite.max().item()
     return block.min().item(), block.max().item()
 
 
@@ -192,17 +247,20 @@ def _write(
     plan: Plan | None = None,
 ) -> tuple[Any, Any]:
     """Write one block (several statistics: each one's array), then (only then) record it as
-    done; returns the (first statistic's) block's min and max, NaN ignored."""
+    done; returns the block's min and max (several statistics: dicts statistic -> value), NaN
+    and the fill value ignored."""
     if plan is not None and plan.multi:
         parts = ops.unpack(plan, block)
         for st in plan.stats:
             io.write_block(target[st], region, parts[st])
-        block = parts[plan.stats[0]]
-    else:
-        io.write_block(target, region, block)
+        ranges = {st: _range(parts[st], plan.fill_values.get(st)) for st in plan.stats}
+        if record is not None:
+            record(index)
+        return {st: r[0] for st, r in ranges.items()}, {st: r[1] for st, r in ranges.items()}
+    io.write_block(target, region, block)
     if record is not None:
         record(index)
-    return _range(block)
+    return _range(block, plan.fill_values.get(plan.stats[0]) if plan is not None else None)
 
 
 def _scheduler_kwargs(cfg: Config) -> dict[str, Any]:
@@ -407,6 +465,10 @@ def _execute_dask(
     return total, tally.lo, tally.hi
 
 
+def _merge(pick: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
+    return a if b is None else b if a is None else pick(a, b)
+
+
 class _Tally:
     """The value range and the progress over the blocks an executor has written."""
 
@@ -417,10 +479,13 @@ class _Tally:
         self.done = 0
 
     def add(self, bmin: Any, bmax: Any) -> None:
-        if bmin is None:  # an empty block
+        """Merge a block's range: values, or dicts statistic -> value (None: no result)."""
+        if isinstance(bmin, Mapping):
+            self.lo = {st: _merge(min, (self.lo or {}).get(st), v) for st, v in bmin.items()}
+            self.hi = {st: _merge(max, (self.hi or {}).get(st), v) for st, v in bmax.items()}
             return
-        self.lo = bmin if self.lo is None else min(self.lo, bmin)
-        self.hi = bmax if self.hi is None else max(self.hi, bmax)
+        self.lo = _merge(min, self.lo, bmin)
+        self.hi = _merge(max, self.hi, bmax)
 
     def advance(self, n: int) -> None:
         self.done += n
@@ -463,6 +528,9 @@ def fingerprint_doc(prep: Prepared) -> dict[str, Any]:
             n: io.input_identity(a, prep.config.inputs[n].path, prep.config.inputs[n].array) for n, a in prep.arrays.items()
         },
         "grid": _grid(plan),
+        # nodata taken from attributes or switched off: not visible in the config dump
+        **({"nodata": {n: [plan.nodata.get(n), src] for n, src in prep.nodata_source.items()}}
+           if any(src != "config" for src in prep.nodata_source.values()) else {}),
     }
 
 
@@ -595,7 +663,7 @@ def _run_locked(
             exc.pipeline_result = result  # type: ignore[attr-defined]
         raise
     if result.skipped == 0:
-        result.minimum, result.maximum = lo, hi
+        result.set_range(plan.stats, lo, hi)
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -612,11 +680,30 @@ def _create_outputs(prep: Prepared, names: Mapping[str, str], state: Mapping[str
     """Create the output array of each statistic, its ``pipeline`` attribute holding ``state``."""
     cfg, plan = prep.config, prep.plan
     targets = {}
+    gm = prep.grid_mapping
+    scalars = {}
+    if gm is not None:
+        name_gm, value, gm_attrs = gm
+        gm_attrs = dict(gm_attrs)
+        if plan.boundary == "valid" and "GeoTransform" in gm_attrs and len(plan.window_axes) == 2:
+            shifted = metadata.shifted_geotransform(gm_attrs["GeoTransform"], plan.lo)
+            if shifted is None:
+                gm_attrs.pop("GeoTransform")
+            else:
+                gm_attrs["GeoTransform"] = shifted
+        scalars[name_gm] = (value, gm_attrs)
     for st, name in names.items():
         fill = plan.fill_values.get(st)
-        attrs = {**prep.attrs, "pipeline": {**provenance(prep), "statistic": st, **state}}
-        if fill is not None:
-            attrs["fill_value"] = "NaN" if fill != fill else fill  # windows without a valid pixel
+        attrs = metadata.output_attrs(
+            prep.attrs,
+            statistic=st,
+            same_units=metadata.same_units(plan.expr.text, plan.expr.names),
+            bare=plan.expr.text.strip() in plan.expr.names,
+            fill=fill,
+            dtype=plan.out_dtypes[st],
+            grid_mapping=gm[0] if gm is not None else None,
+        )
+        attrs["pipeline"] = {**provenance(prep), "statistic": st, **state}
         targets[st] = io.create_output(
             cfg.output.path,
             name,
@@ -626,6 +713,7 @@ def _create_outputs(prep: Prepared, names: Mapping[str, str], state: Mapping[str
             dims=plan.dims,
             attrs=attrs,
             coords=_out_coords(prep),
+            scalars=scalars,
             fill_value=fill if fill is not None else 0,
             overwrite=overwrite,
             storage_options=cfg.output.storage_options,
@@ -650,14 +738,14 @@ def _run_unmanaged(prep: Prepared, t0: float, progress: ProgressFn | None, overw
     for t in targets.values():
         io.update_state(t, complete=True)
     io.finalize(cfg.output.path, so)
-    return RunResult(
+    result = RunResult(
         output=cfg.output.path,
         array=", ".join(names.values()),
         shape=plan.out_shape,
         dtype=", ".join(str(plan.out_dtypes[st]) for st in plan.stats),
         blocks=blocks,
         seconds=time.perf_counter() - t0,
-        minimum=lo,
-        maximum=hi,
         computed=blocks,
     )
+    result.set_range(plan.stats, lo, hi)
+    return result

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import io, ledger
+from .errors import InputError
 from .lock import OutputLock
 
 
@@ -121,5 +122,8 @@ def _mark(path: str, array: str, state: dict[str, Any], grid: dict[str, Any], ke
 
 def verify(path: str, *, array: str | None = None, mark: bool = True) -> list[ArrayReport]:
     """Verify one array of a store, or every array in it."""
-    names = [array] if array is not None else io.list_arrays(path)
+    found = io.list_arrays(path)
+    if array is not None and array not in found and "/" not in array:  # (nested paths: opened below)
+        raise InputError(f"no array {array!r} in {path} (arrays there: {', '.join(found) or 'none'})", where="--array")
+    names = [array] if array is not None else found
     return [verify_array(path, name, mark=mark) for name in names]

@@ -294,7 +294,7 @@ def test_band_stack_with_broadcast_mask():
     stack = rng.integers(0, 1000, size=(4, 12, 10)).astype(np.uint16)
     mask = rng.random((12, 10)) < 0.8
     out = pipeline.window_reduce("where(m, s, 0)", {"s": da.from_array(stack, chunks=(1, 5, 4)), "m": mask},
-                                 size=3, reduce=["sum", "max"], chunks=5)
+                                 size=3, reduce=["sum", "max"], chunks=5, axes=[1, 2])
     field = np.where(mask, stack.astype(object), 0)
     for st in ("sum", "max"):
         got = out[st].compute()

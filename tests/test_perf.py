@@ -231,7 +231,7 @@ def test_direct_executor_matches_brute_force(tmp_path, shape, ca, cb, w, chunks,
     cfg = {
         "inputs": {"a": {"path": str(tmp_path / "in.zarr"), "array": "a"}, "b": {"path": str(tmp_path / "in.zarr"), "array": "b"}},
         "op": "a**2 - b**2",
-        "window": {"size": w},
+        "window": {"size": w, **({"axes": [1, 2]} if len(shape) == 3 else {})},  # unnamed 3-D: axes needed
         "output": {"path": str(tmp_path / "out.zarr")},
         "compute": {"scheduler": scheduler, "chunks": chunks, "workers": 2},
     }
