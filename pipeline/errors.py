@@ -18,6 +18,7 @@ class ExitCode(enum.IntEnum):
     USER_ERROR = 2  #: bad config, bad input, refused output: nothing was written
     LOCKED = 3  #: another run holds the output's lock
     INTERRUPTED = 4  #: stopped by SIGTERM/SIGINT; what was done is kept, a rerun resumes
+    NOT_READY = 5  #: an input is not ready yet (marker file absent, chunks still arriving): retry later
 
 
 class PipelineError(Exception):
@@ -60,3 +61,10 @@ class WriteError(PipelineError):
     """Writing the output failed (disk full, quota): what was done is kept, a rerun resumes."""
 
     exit_code = ExitCode.FAILURE
+
+
+class NotReadyError(PipelineError):
+    """An input is not ready yet (its ``ready_marker`` is absent, or it has unstored chunks under
+    ``unstored_chunks: not-ready``): nothing was written; a later retry may succeed."""
+
+    exit_code = ExitCode.NOT_READY
