@@ -230,7 +230,8 @@ def run_one(
         cfg = load_config(config, overrides=overrides, variables=values)
         if overwrite:
             cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"overwrite": True})})
-        found = readiness.check(cfg)
+        readiness.check_markers(cfg)  # before the inputs are opened: a delivery not started has no store
+        found = readiness.check(cfg, runner.prepare(cfg).arrays)  # the config and inputs first, then their chunks
         if found:
             unstored = {r.name: len(r.unstored) for r in found}
         for r in found:

@@ -368,23 +368,26 @@ def entrypoint(argv: list[str] | None = None) -> int:
     if not _json_requested(argv):
         app(args=argv, prog_name="pipeline")
         return 0
-    import click
+    try:
+        from typer._click import exceptions as click_exc  # typer >= 0.20 carries its own click
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions as click_exc
 
     try:
         code = app(args=argv, prog_name="pipeline", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+    except click_exc.UsageError as exc:
         from . import batch
 
         info = batch.BatchInfo.new()
         log = batch.Log("json", context={"batch": info.id, "host": info.host})
         log.event("error", f"usage: {exc.format_message()}", level="error", exit_code=int(ExitCode.USER_ERROR))
         sys.exit(int(ExitCode.USER_ERROR))
-    except click.exceptions.Exit as exc:
+    except click_exc.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click_exc.Abort:
         sys.exit(int(ExitCode.INTERRUPTED))
     sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    entrypoint()

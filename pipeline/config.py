@@ -289,12 +289,10 @@ def _protect_templates(text: str) -> tuple[str, Any]:
     found: list[str] = []
 
     def hide(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$$"
-        found.append(m.group(0))
+        found.append(m.group(0))  # ``$$`` too: ``$${X}`` must not leave a bare ``{`` behind
         return f"{prefix}{len(found) - 1}z"
 
-    hidden = _VAR.sub(hide, text)
+    hidden = re.sub(r"\$\$(?:\{[^}\n]*\})?|\$\{[^}\n]*\}", hide, text)
     token = re.compile(re.escape(prefix) + r"(\d+)z")
 
     def restore(data: Any) -> Any:

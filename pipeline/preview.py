@@ -33,8 +33,9 @@ class Preview:
 def preview(cfg: Config, *, overwrite: bool | None = None) -> Preview:
     """The verdict for ``cfg``.  User errors (bad input, not ready) are raised as in a run; an
     output that a run would refuse or find locked is a verdict (``refused`` / ``locked``)."""
-    unstored = readiness.check(cfg)
+    readiness.check_markers(cfg)
     prep = runner.prepare(cfg)
+    unstored = readiness.check(cfg, prep.arrays)
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
     out = Preview("new", "the output does not exist yet: every block would be computed", prep, unstored)
     path, array = cfg.output.path, cfg.output.array

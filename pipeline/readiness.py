@@ -17,7 +17,7 @@ input is not ready (exit 5), whatever its chunks.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,16 +80,14 @@ def check_markers(cfg: Config) -> None:
             raise NotReadyError(f"not ready: its ready marker {spec.ready_marker} does not exist yet; retry later", where=f"inputs.{name}")
 
 
-def check(cfg: Config, names: Sequence[str] | None = None) -> list[InputReadiness]:
-    """Check every input (or ``names``): ready markers, then unstored chunks by each input's
-    ``unstored_chunks`` rule.  Returns the inputs that have unstored chunks (rule ``warn``);
-    raises NotReadyError (exit 5) or InputError (exit 2) as the rules say."""
-    check_markers(cfg)
+def check(cfg: Config, arrays: Mapping[str, Any]) -> list[InputReadiness]:
+    """Check the unstored chunks of the opened input ``arrays`` (name -> zarr array: those the
+    expression uses) by each input's ``unstored_chunks`` rule (after :func:`check_markers`).
+    Returns the inputs that have unstored chunks (rule ``warn``); raises NotReadyError (exit 5)
+    or InputError (exit 2) as the rules say."""
     found = []
-    for name, spec in cfg.inputs.items():
-        if names is not None and name not in names:
-            continue
-        arr = io.open_input(spec.path, spec.array, where=f"inputs.{name}", storage_options=spec.storage_options)
+    for name, arr in arrays.items():
+        spec = cfg.inputs[name]
         total, missing = unstored_chunks(arr)
         if not missing:
             continue
