@@ -393,3 +393,32 @@ def test_report_retention_latest_and_metrics(site):
     assert f"pipeline_run_blocks_computed{label} 4" in prom and f"pipeline_run_blocks_skipped{label} 0" in prom
     assert f"pipeline_run_exit_code{label} 0" in prom and any(l.startswith("pipeline_batch_exit_code{") and l.endswith(" 0") for l in prom)
     assert all(l.startswith("#") or len(l.rsplit(" ", 1)) == 2 for l in prom)
+
+
+def test_prefect_flow_with_variables_date_and_report(site, monkeypatch):
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
+    root, refs = site
+    monkeypatch.setenv("PREFECT_HOME", str(root / "prefect-home"))
+    pytest.importorskip("prefect")
+    from prefect.testing.utilities import prefect_test_harness
+
+    sys.path.insert(0, str(WORKFLOWS / "prefect"))
+    try:
+        import flow as prefect_flow
+    finally:
+        sys.path.pop(0)
+    import datetime as dt
+
+    yesterday = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
+    day_inputs(root, yesterday)
+    cfg = str(root / "configs" / "day.yaml")
+    with prefect_test_harness(server_startup_timeout=180):
+        prefect_flow.main([cfg, "--var", f"DATE={DAYS[0]},{DAYS[1]}", "--report", str(root / "r1.json")])
+        prefect_flow.main([cfg, "--date-var", "DATE", "--report", str(root / "r2.json")])
+    for d in DAYS[:2]:
+        np.testing.assert_array_equal(out_of(root, d), refs[d])
+    a = zarr.open_group(root / "in" / yesterday / "pair.zarr", mode="r")
+    np.testing.assert_array_equal(out_of(root, yesterday), expected(a["a"][...], a["b"][...]))
+    r1, r2 = (json.loads((root / f"r{i}.json").read_text()) for i in (1, 2))
+    assert [r["variables"] for r in r1["runs"]] == [{"DATE": DAYS[0]}, {"DATE": DAYS[1]}] and r1["exit_code"] == 0
+    assert r2["runs"][0]["variables"] == {"DATE": yesterday} and r2["runs"][0]["status"] == "done"
