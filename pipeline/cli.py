@@ -81,15 +81,6 @@ SchedulerOption = Annotated[
 ]
 
 
-def _load(config: Path, scheduler: str | None) -> Any:
-    """The config as given (a path), or loaded with ``--scheduler`` applied."""
-    if scheduler is None:
-        return config
-    from .config import load_config, with_scheduler
-
-    return with_scheduler(load_config(config), scheduler)
-
-
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="Override a config key: --set window.size=5 (repeatable).")
 ]
