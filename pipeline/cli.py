@@ -127,7 +127,17 @@ def _json_warnings(log: Any) -> None:
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
         log.event("warning", f"{category.__name__}: {message}", level="warning")
 
+    _state["showwarning"] = warnings.showwarning
     warnings.showwarning = show
+
+
+def _teardown() -> None:
+    """Forget the command's log; put Python's warning printer back (in-process callers, tests)."""
+    import warnings
+
+    _state.pop("log", None)
+    if "showwarning" in _state:
+        warnings.showwarning = _state.pop("showwarning")
 
 
 @app.command()
@@ -204,7 +214,7 @@ def run(
         code = _guard(go)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        _state.pop("log", None)
+        _teardown()
     raise typer.Exit(code)
 
 
@@ -284,7 +294,7 @@ def validate(
     try:
         code = _guard(go)
     finally:
-        _state.pop("log", None)
+        _teardown()
     raise typer.Exit(code)
 
 

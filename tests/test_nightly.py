@@ -422,3 +422,17 @@ def test_prefect_flow_with_variables_date_and_report(site, monkeypatch):
     r1, r2 = (json.loads((root / f"r{i}.json").read_text()) for i in (1, 2))
     assert [r["variables"] for r in r1["runs"]] == [{"DATE": DAYS[0]}, {"DATE": DAYS[1]}] and r1["exit_code"] == 0
     assert r2["runs"][0]["variables"] == {"DATE": yesterday} and r2["runs"][0]["status"] == "done"
+
+
+def test_locked_output_is_its_own_status_in_the_report(site):
+    root, refs = site
+    d0, d1 = DAYS[:2]
+    out0 = root / "out" / f"{d0}.zarr"
+    report = root / "r.json"
+    with OutputLock(ledger.sidecar(out0) / "lock", "another run"):
+        res = cli.invoke(app, ["run", "-q", str(root / "configs" / "day.yaml"), "--var", f"DATE={d0},{d1}", "--report", str(report)])
+    assert res.exit_code == ExitCode.LOCKED == 3, res.output
+    runs = json.loads(report.read_text())["runs"]
+    assert [(r["status"], r["exit_code"]) for r in runs] == [("locked", 3), ("done", 0)]
+    assert "being written by another run" in runs[0]["error"]
+    np.testing.assert_array_equal(out_of(root, d1), refs[d1])
