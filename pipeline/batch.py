@@ -511,7 +511,7 @@ def run_batch(
     items = [(c, dict(vs)) for vs in (var_sets or ({},)) for c in paths]
     records: list[Record] = []
     one = preview_one if dry_run else run_one
-    kwargs: dict[str, Any] = {"detail": detail} if dry_run else {}
+    kwargs: dict[str, Any] = {"detail": detail or dry_run} if dry_run else {}
     for n, (config, vs) in enumerate(items):
         try:
             rec = one(config, overrides=overrides, variables=variables, overwrite=overwrite, log=log, debug=debug, batch_vars=vs, **kwargs)

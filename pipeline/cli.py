@@ -194,6 +194,8 @@ def run(
             var_sets=var_sets,
             dry_run=dry_run,
         )
+        late: list[str] = []  # a signal now must not cost the report: note it, finish, exit 4
+        signal.signal(signal.SIGTERM, lambda signum, frame: late.append(signal.Signals(signum).name))
         code = batch.batch_exit_code(records)
         if len(records) > 1:
             log.event("summary", batch.summary_table(records), exit_code=code)
@@ -207,6 +209,9 @@ def run(
         except PipelineError as exc:  # the runs are done; say so on the log stream, in its format
             log.event("error", str(exc), level="error", exit_code=int(exc.exit_code))
             return code or int(exc.exit_code)
+        if late and not code:
+            log.event("error", f"interrupted by {late[0]} after the last run; the report is complete", level="error")
+            return int(ExitCode.INTERRUPTED)
         return code
 
     previous = signal.signal(signal.SIGTERM, _interrupt)  # before the (slow) imports
