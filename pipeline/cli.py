@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False}
 
 
 def _plain_flags() -> None:
@@ -56,10 +56,19 @@ def _fail(exc: BaseException) -> None:
         raise exc
     if isinstance(exc, PipelineError):
         for line in exc.lines:  # every problem, one line each
-            typer.echo(f"error: {line}", err=True)
+            _say(f"error: {line}", int(exc.exit_code))
         raise typer.Exit(int(exc.exit_code))
-    typer.echo(f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+    _say(f"internal error: {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", int(ExitCode.FAILURE))
     raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _say(message: str, code: int) -> None:
+    """A final error line: a JSON event when the command logs JSON, else text on stderr."""
+    log = _state.get("log")
+    if log is not None and log.fmt == "json":
+        log.event("error", message, level="error", exit_code=code)
+    else:
+        typer.echo(message, err=True)
 
 
 def _guard(fn, *args: Any, **kwargs: Any) -> Any:
@@ -73,7 +82,7 @@ def _guard(fn, *args: Any, **kwargs: Any) -> Any:
         res = getattr(exc, "pipeline_result", None)
         kept = f"; {res.skipped + res.computed} of {res.blocks} blocks are done and kept" if res is not None else ""
         why = f" by {exc.args[0]}" if exc.args else ""
-        typer.echo(f"interrupted{why}{kept}; rerun the same config to resume", err=True)
+        _say(f"interrupted{why}{kept}; rerun the same config to resume", int(ExitCode.INTERRUPTED))
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as exc:  # noqa: BLE001 - the CLI boundary
         _fail(exc)
@@ -108,62 +117,147 @@ SchedulerOption = Annotated[
 ]
 
 
-def _load(config: Path, scheduler: str | None) -> Any:
-    """The config as given (a path), or loaded with ``--scheduler`` applied."""
-    if scheduler is None:
-        return config
-    from .config import load_config, with_scheduler
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override a config key: --set window.size=5 (repeatable).")
+]
+VarOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--var",
+        metavar="NAME=VALUE",
+        help="Define a ${NAME} template variable: --var NAME=VALUE (repeatable, one per name). A comma-separated "
+        "list (--var DATE=2026-11-20,2026-11-21) runs the batch once per value; several lists: every combination.",
+    ),
+]
+VarsFromOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--vars-from",
+        metavar="FILE.csv",
+        help="CSV file: a header row of variable names, then one row of values per batch item (combined with --var lists).",
+    ),
+]
+LogFormatOption = Annotated[str, typer.Option("--log-format", help="text (default) or json lines on stderr.")]
 
-    return with_scheduler(load_config(config), scheduler)
+
+def _batch_setup(
+    log_format: str, quiet: bool, var: list[str] | None, vars_from: Path | None, set_: list[str] | None, scheduler: str | None
+) -> tuple[Any, Any, dict[str, str], list[dict[str, str]], list[str]]:
+    """Log (with the batch id and host on every JSON line), batch info, environment variables,
+    the sets of batch variables and the overrides of a ``run`` or ``validate``."""
+    from . import batch
+    from .config import scheduler_overrides
+
+    info = batch.BatchInfo.new()
+    log = batch.Log(log_format, quiet=quiet, context={"batch": info.id, "host": info.host})
+    _state["log"] = log  # errors from here on are logged in its format
+    if log.fmt == "json":
+        _json_warnings(log)
+    var_sets = batch.variable_sets(var or (), vars_from)
+    overrides = list(set_ or ()) + scheduler_overrides(scheduler)
+    return log, info, dict(os.environ), var_sets, overrides
+
+
+def _json_warnings(log: Any) -> None:
+    """Python warnings as JSON log events, so that every line on stderr stays JSON."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
+        log.event("warning", f"{category.__name__}: {message}", level="warning")
+
+    _state["showwarning"] = warnings.showwarning
+    warnings.showwarning = show
+
+
+def _teardown() -> None:
+    """Forget the command's log; put Python's warning printer back (in-process callers, tests)."""
+    import warnings
+
+    _state.pop("log", None)
+    if "showwarning" in _state:
+        warnings.showwarning = _state.pop("showwarning")
 
 
 @app.command()
 def run(
     configs: Annotated[list[Path], typer.Argument(help="YAML run configs (globs are expanded).", show_default=False)],
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override a config key: --set window.size=5 (repeatable).")
-    ] = None,
-    var: Annotated[
-        list[str] | None, typer.Option("--var", metavar="NAME=VALUE", help="Define a ${NAME} template variable: --var NAME=VALUE (repeatable).")
-    ] = None,
+    set_: SetOption = None,
+    var: VarOption = None,
+    vars_from: VarsFromOption = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an output written by a different config (same as output.overwrite: true).")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Compute and write nothing: print per config the plan and the verdict (new, up-to-date, "
+            "would-resume, would-replace, refused, locked, not-ready).",
+        ),
+    ] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Write a JSON record per config to this file.")] = None,
-    log_format: Annotated[str, typer.Option("--log-format", help="text (default) or json lines on stderr.")] = "text",
+    keep_reports: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-reports",
+            min=1,
+            help="With --report: also write latest.json beside it and keep only the newest N pipeline-*.json reports there.",
+        ),
+    ] = None,
+    metrics: Annotated[
+        Path | None, typer.Option("--metrics", help="Write Prometheus textfile metrics (per config: duration, pixels, blocks, exit code) here.")
+    ] = None,
+    log_format: LogFormatOption = "text",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     scheduler: SchedulerOption = None,
 ) -> None:
     """Run configs: read the inputs, compute the window reduction, write the output Zarr.
 
-    Several configs run one after another; one failure does not stop the rest, and the exit code
-    is non-zero if any failed.  A rerun of the same config resumes an interrupted run, or does
-    nothing if the output is complete ("up to date").  SIGTERM/SIGINT stop cleanly (exit code 4)."""
+    Several configs (and several --var values) run one after another; one failure does not stop
+    the rest, and the exit code is non-zero if any failed.  A rerun of the same config resumes an
+    interrupted run, or does nothing if the output is complete ("up to date").  SIGTERM/SIGINT
+    stop cleanly (exit code 4).  An input that is not ready yet gives exit code 5."""
 
     def go() -> int:
         from . import batch
-        from .config import parse_assignment, scheduler_overrides
 
-        log = batch.Log(log_format, quiet=quiet)
-        variables = dict(os.environ)
-        for text in var or ():
-            name, value = parse_assignment(text, option="--var")
-            variables[name] = value
-        overrides = list(set_ or ()) + scheduler_overrides(scheduler)
+        log, info, variables, var_sets, overrides = _batch_setup(log_format, quiet, var, vars_from, set_, scheduler)
         records = batch.run_batch(
-            configs, overrides=overrides, variables=variables, overwrite=overwrite, log=log, debug=_state["debug"]
+            configs,
+            overrides=overrides,
+            variables=variables,
+            overwrite=overwrite,
+            log=log,
+            debug=_state["debug"],
+            var_sets=var_sets,
+            dry_run=dry_run,
         )
-        if report is not None:
-            batch.write_report(report, records)
+        late: list[str] = []  # a signal now must not cost the report: note it, finish, exit 4
+        signal.signal(signal.SIGTERM, lambda signum, frame: late.append(signal.Signals(signum).name))
+        code = batch.batch_exit_code(records)
         if len(records) > 1:
-            log.event("summary", batch.summary_table(records), exit_code=batch.batch_exit_code(records))
-        return batch.batch_exit_code(records)
+            log.event("summary", batch.summary_table(records), exit_code=code)
+        try:
+            if report is not None:
+                batch.write_report(report, records, info, dry_run=dry_run)
+                if keep_reports is not None:
+                    batch.publish_report(report, keep_reports)
+            if metrics is not None and not dry_run:
+                batch.write_metrics(metrics, records, info)
+        except PipelineError as exc:  # the runs are done; say so on the log stream, in its format
+            log.event("error", str(exc), level="error", exit_code=int(exc.exit_code))
+            return code or int(exc.exit_code)
+        if late and not code:
+            log.event("error", f"interrupted by {late[0]} after the last run; the report is complete", level="error")
+            return int(ExitCode.INTERRUPTED)
+        return code
 
     previous = signal.signal(signal.SIGTERM, _interrupt)  # before the (slow) imports
     try:
         code = _guard(go)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _teardown()
     raise typer.Exit(code)
 
 
@@ -198,30 +292,55 @@ def verify(
 
 @app.command()
 def validate(
-    config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)],
+    configs: Annotated[list[Path], typer.Argument(help="YAML run configs (globs are expanded).", show_default=False)],
+    set_: SetOption = None,
+    var: VarOption = None,
+    vars_from: VarsFromOption = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Judge the output as run --overwrite would.")] = False,
+    log_format: LogFormatOption = "text",
     scheduler: SchedulerOption = None,
 ) -> None:
-    """Check a config and its inputs without computing or writing anything; print the plan.
+    """Check configs and their inputs without computing or writing anything; print the plan.
 
-    With compute.cluster, also print the job script that would be submitted."""
-    from . import runner, runtime
+    Per config: the plan, unstored input chunks, and what a run would do with the output (new,
+    up-to-date, would-resume, would-replace, refused, locked, not-ready); for compute.cluster also
+    the job script that would be submitted.  Exit code: what the run would end with before
+    computing."""
+    from . import batch, runtime
 
-    prep = _guard(runner.prepare, _guard(_load, config, scheduler))
-    cfg = prep.config
-    typer.echo(f"config OK: {config}")
-    for name, spec in prep.specs.items():
-        used = "" if name in prep.plan.expr.names else "  (not used by op)"
-        nd = prep.plan.nodata.get(name)
-        source = prep.nodata_source.get(name)
-        nodata = f" nodata {nd} ({source})" if nd is not None else (f" nodata {source}" if source else "")
-        typer.echo(f"input {name}: {spec.source} shape {spec.shape} {spec.dtype} chunks {spec.chunks}{nodata}{used}")
-    typer.echo(prep.plan.describe())
-    typer.echo(f"output:        {cfg.output.path}:{cfg.output.array}" + (" (overwrite)" if cfg.output.overwrite else ""))
-    typer.echo(f"scheduler:     {runtime.describe(cfg)}")
-    if cfg.compute.cluster is not None:
-        script = _guard(runtime.job_script, cfg)
-        typer.echo(f"job script ({cfg.compute.cluster.kind}, not submitted; the scheduler address is filled in at run time):")
-        typer.echo(script.rstrip("\n"))
+    def go() -> int:
+        log, _, variables, var_sets, overrides = _batch_setup(log_format, False, var, vars_from, set_, scheduler)
+        records = batch.run_batch(
+            configs,
+            overrides=overrides,
+            variables=variables,
+            overwrite=overwrite,
+            log=log,
+            debug=_state["debug"],
+            var_sets=var_sets,
+            dry_run=True,
+            detail=True,
+        )
+        for rec in records:
+            cfg = getattr(rec, "config_obj", None)
+            if cfg is not None and cfg.compute.cluster is not None:
+                script = runtime.job_script(cfg)
+                log.event(
+                    "verdict",
+                    f"job script ({cfg.compute.cluster.kind}, not submitted; the scheduler address is filled in at run time):\n"
+                    + script.rstrip("\n"),
+                    config=rec.config,
+                )
+        code = batch.batch_exit_code(records)
+        if len(records) > 1:
+            log.event("summary", batch.summary_table(records), exit_code=code)
+        return code
+
+    try:
+        code = _guard(go)
+    finally:
+        _teardown()
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -283,9 +402,40 @@ def bench(
         typer.echo(f"wrote {json_out}")
 
 
-def entrypoint() -> None:  # pragma: no cover - console script
-    app()
+def _json_requested(argv: list[str]) -> bool:
+    for i, arg in enumerate(argv):
+        if arg == "--log-format=json" or (arg == "--log-format" and argv[i + 1 : i + 2] == ["json"]):
+            return True
+    return False
+
+
+def entrypoint(argv: list[str] | None = None) -> int:
+    """The console script.  With ``--log-format json``, a usage error (unknown option, missing
+    argument) is one JSON line too, so that every line on the log stream parses."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not _json_requested(argv):
+        app(args=argv, prog_name="pipeline")
+        return 0
+    try:
+        from typer._click import exceptions as click_exc  # typer >= 0.20 carries its own click
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions as click_exc
+
+    try:
+        code = app(args=argv, prog_name="pipeline", standalone_mode=False)
+    except click_exc.UsageError as exc:
+        from . import batch
+
+        info = batch.BatchInfo.new()
+        log = batch.Log("json", context={"batch": info.id, "host": info.host})
+        log.event("error", f"usage: {exc.format_message()}", level="error", exit_code=int(ExitCode.USER_ERROR))
+        sys.exit(int(ExitCode.USER_ERROR))
+    except click_exc.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click_exc.Abort:
+        sys.exit(int(ExitCode.INTERRUPTED))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    entrypoint()

@@ -75,9 +75,17 @@ class InputSpec(_Model):
     #: fsspec options for a URL path (``s3://``, ``gs://``, ...), e.g. ``{endpoint_url: ..., anon: true}``;
     #: credentials normally come from the environment or the usual config files, not from here
     storage_options: StorageOptions | None = None
+    #: chunks of the input that are not stored (read as the array's fill value): ``warn`` (report
+    #: count and first keys, run anyway), ``error`` (refuse, exit 2) or ``not-ready`` (the delivery
+    #: is still arriving: exit 5 so that a scheduler retries later)
+    unstored_chunks: Literal["warn", "error", "not-ready"] = "warn"
+    #: a file the delivery writes last (e.g. ``../in/${DATE}/_SUCCESS``); while it does not exist
+    #: the input is not ready (exit 5).  Relative paths resolve against the config's folder.
+    ready_marker: Name | None = None
 
     _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_array_path(v)))
     _path_ok = field_validator("path")(classmethod(lambda cls, v: _check_path(v)))
+    _marker_ok = field_validator("ready_marker")(classmethod(lambda cls, v: v if v is None else _check_path(v)))
 
     @property
     def nodata_given(self) -> bool:
@@ -263,8 +271,9 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError("config file not found", where=str(p)) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config file ({e.__class__.__name__}: {e})", where=str(p)) from None
+    text, restore = _protect_templates(text)
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
+        data = restore(yaml.load(text, Loader=_StrictLoader))  # noqa: S506 - _StrictLoader is a SafeLoader
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -277,6 +286,38 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if _expanded_size(data) > MAX_VALUES:
         raise ConfigError(f"the config expands to more than {MAX_VALUES} values (YAML aliases used as a bomb?)", where=str(p))
     return data
+
+
+def _protect_templates(text: str) -> tuple[str, Any]:
+    """``${NAME}`` templates replaced by plain-word placeholders before YAML parsing, so that
+    ``{path: ../in/${DATE}/a.zarr}`` (a flow mapping, where ``{`` is special) parses like the quoted
+    form; the returned function puts the templates back into the parsed strings (keys and values),
+    where :func:`expand_variables` substitutes them.  Placeholders never span a line, so YAML
+    error lines are unchanged."""
+    if "${" not in text:
+        return text, lambda data: data
+    prefix = "pipelinetemplate"
+    while prefix in text:
+        prefix += "x"
+    found: list[str] = []
+
+    def hide(m: re.Match[str]) -> str:
+        found.append(m.group(0))  # ``$$`` too: ``$${X}`` must not leave a bare ``{`` behind
+        return f"{prefix}{len(found) - 1}z"
+
+    hidden = re.sub(r"\$\$(?:\{[^}\n]*\})?|\$\{[^}\n]*\}", hide, text)
+    token = re.compile(re.escape(prefix) + r"(\d+)z")
+
+    def restore(data: Any) -> Any:
+        if isinstance(data, dict):
+            return {restore(k): restore(v) for k, v in data.items()}
+        if isinstance(data, list):
+            return [restore(v) for v in data]
+        if isinstance(data, str) and prefix in data:
+            return token.sub(lambda m: found[int(m.group(1))], data)
+        return data
+
+    return hidden, restore
 
 
 #: A config holds a few dozen values; YAML aliases can make a small file expand to billions.
@@ -397,7 +438,12 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | 
     if cfg.window.size is None and cfg.window.weights is None:
         raise ConfigError("required key is missing (or give window.weights)", where=f"{source}: window.size")
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    inputs = {k: v.model_copy(update={"path": _resolve(v.path, base)}) for k, v in cfg.inputs.items()}
+    inputs = {
+        k: v.model_copy(
+            update={"path": _resolve(v.path, base), "ready_marker": None if v.ready_marker is None else _resolve(v.ready_marker, base)}
+        )
+        for k, v in cfg.inputs.items()
+    }
     output = cfg.output.model_copy(update={"path": _resolve(cfg.output.path, base)})
     compute = cfg.compute
     if compute.security is not None:
@@ -543,7 +589,9 @@ def load_config(
     variables: Mapping[str, str] | None = None,
 ) -> Config:
     """Load a config from a YAML file path or a mapping (relative paths: against the file's folder
-    or, for a mapping, the current directory).
+    or, for a mapping, the current directory).  A config reached through a symlink resolves
+    against the folder holding the link (one template linked into each day's folder reads that
+    day's files), not the link's target.
 
     ``overrides`` are ``dotted.key=value`` strings applied first; then ``${NAME}`` templates are
     expanded from ``variables`` (default: the environment)."""
@@ -552,7 +600,7 @@ def load_config(
         data, base, source = config, None, "config"
     else:
         p = Path(config)
-        data, base, source = load_yaml(p), p.resolve().parent, str(p)
+        data, base, source = load_yaml(p), Path(os.path.abspath(p)).parent, str(p)
     if overrides:
         data = apply_overrides(data, overrides, source=source)
     data = expand_variables(data, env, source=source)

@@ -19,6 +19,11 @@ class ExitCode(enum.IntEnum):
     USER_ERROR = 2  #: bad config, bad input, refused output: nothing was written
     LOCKED = 3  #: another run holds the output's lock
     INTERRUPTED = 4  #: stopped by SIGTERM/SIGINT; what was done is kept, a rerun resumes
+    NOT_READY = 5  #: an input is not ready yet (marker file absent, chunks still arriving): retry later
+
+
+#: at most this many problems of one config are listed (then a count of the rest)
+MAX_PROBLEMS = 12
 
 
 class PipelineError(ValueError):
@@ -49,7 +54,10 @@ class PipelineError(ValueError):
         with ``"; "`` (still one line, for logs and the Python API)."""
         first = cls(problems[0][1], where=problems[0][0])
         if len(problems) > 1:
-            first.lines = tuple(str(cls(m, where=w)) for w, m in problems)
+            shown = [str(cls(m, where=w)) for w, m in problems[:MAX_PROBLEMS]]
+            if len(problems) > MAX_PROBLEMS:
+                shown.append(f"... and {len(problems) - MAX_PROBLEMS} more problems")
+            first.lines = tuple(shown)
             first.args = ("; ".join(first.lines),)
         return first
 
@@ -81,3 +89,10 @@ class WriteError(PipelineError):
     """Writing the output failed (disk full, quota): what was done is kept, a rerun resumes."""
 
     exit_code = ExitCode.FAILURE
+
+
+class NotReadyError(PipelineError):
+    """An input is not ready yet (its ``ready_marker`` is absent, or it has unstored chunks under
+    ``unstored_chunks: not-ready``): nothing was written; a later retry may succeed."""
+
+    exit_code = ExitCode.NOT_READY

@@ -31,6 +31,9 @@ class ArrayReport:
     stored: int = 0  #: chunks read and decoded
     damaged: list[tuple[str, str]] = field(default_factory=list)  #: (chunk key, reason)
     missing: list[str] = field(default_factory=list)
+    #: chunks not stored of an array not written by pipeline (an input): they read as the fill
+    #: value, which zarr allows (so not a fault by itself) but a half-delivered input looks the same
+    unstored: list[str] = field(default_factory=list)
     complete: bool | None = None  #: pipeline.complete, None for arrays not written by pipeline
     marked: int = 0  #: blocks dropped from the ledger, to be recomputed by a rerun
 
@@ -47,9 +50,18 @@ class ArrayReport:
         ]
         out += [f"  damaged {self.array}/{key}: {why}" for key, why in self.damaged]
         out += [f"  missing {self.array}/{key}" for key in self.missing]
+        if self.unstored:
+            out[0] += f"; {len(self.unstored)} not stored (read as the fill value: an input still arriving, or sparse)"
+            out += [f"  not stored {self.array}/{key}" for key in self.unstored[:SHOWN_UNSTORED]]
+            if len(self.unstored) > SHOWN_UNSTORED:
+                out.append(f"  ... and {len(self.unstored) - SHOWN_UNSTORED} more")
         if self.marked:
             out.append(f"  {self.marked} blocks marked for recomputation: rerun the config to repair")
         return out
+
+
+#: unstored keys listed by ``verify`` per array
+SHOWN_UNSTORED = 20
 
 
 def _check(arr: Any, coords: tuple[int, ...]) -> str | None:
@@ -84,6 +96,8 @@ def verify_array(path: str, array: str, *, mark: bool = True, workers: int | Non
         for b in found[0].done():
             expected.update(ledger.block_chunks(grid, b))
     report.missing = sorted(keys[c] for c in expected if keys[c] not in stored)
+    if state is None:
+        report.unstored = [keys[c] for c in everything if keys[c] not in stored]
 
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
         reasons = list(pool.map(lambda c: _check(arr, c), present))
