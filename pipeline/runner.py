@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import io, ledger, ops, runtime
+from . import io, ledger, ops, runtime, safety
 from .config import Config, load_config
 from .errors import LockedError, OutputError, WriteError
 from .halo import HaloReader, strip_order
@@ -107,12 +108,26 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     used = {n: zarrs[n] for n in plan.expr.names}
     io.check_not_overlapping(cfg.output.path, {n: cfg.inputs[n].path for n in plan.expr.names}, cfg.output.array)
     io.check_output_target(cfg.output.path)
+    _check_local_output(cfg, plan)
     first = plan.expr.names[0]
     coords = {}
     if specs[first].dims:
         spec = cfg.inputs[first]
         coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape, spec.storage_options)
     return Prepared(config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=_common_attrs(used))
+
+
+def _check_local_output(cfg: Config, plan: Plan) -> None:
+    """Where a local output writes or deletes (the sidecar folder with the lock and ledgers, the
+    output arrays' folders with their chunks, the coordinate arrays) holds no symlink, and the
+    sidecar overlaps no input (a store named ``out.zarr.pipeline`` or a symlink to one)."""
+    if not io.is_local(cfg.output.path):
+        return
+    store = Path(io.local_path(cfg.output.path))
+    inputs = {f"inputs.{n}": io.local_path(s.path) for n, s in cfg.inputs.items() if io.is_local(s.path)}
+    names = list(output_names(plan, cfg.output.array).values())
+    safety.check_sidecar(ledger.sidecar(store), [cfg.output.array], inputs)
+    safety.check_tree(store, names + [d for d in (plan.dims or ()) if d not in names])
 
 
 def _common_attrs(arrays: Mapping[str, Any]) -> dict[str, Any]:

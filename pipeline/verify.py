@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import io, ledger
+from . import io, ledger, safety
+from .errors import OutputError
 from .lock import OutputLock
 
 
@@ -75,7 +76,7 @@ def verify_array(path: str, array: str, *, mark: bool = True, workers: int | Non
     found = None
     local = io.is_local(path)
     if state is not None and local and state.get("fingerprint"):
-        found = ledger.find(io.local_path(path), state.get("ledger", array), state["fingerprint"])
+        found = ledger.find(io.local_path(path), ledger_name(array, state), state["fingerprint"])
     expected: set[tuple[int, ...]] = set()
     if state is not None and report.complete:
         expected = set(everything)
@@ -95,10 +96,26 @@ def verify_array(path: str, array: str, *, mark: bool = True, workers: int | Non
     return report
 
 
+def ledger_name(array: str, state: dict[str, Any]) -> str:
+    """The ledger an output array's blocks are recorded in: the array's own name, or for several
+    statistics (arrays ``<name>_<stat>``) the shared ``<name>``.  The metadata's ``ledger`` key is
+    accepted only when it is one of these (metadata is input, never a path to trust)."""
+    name = state.get("ledger", array)
+    stat = state.get("statistic")
+    if name == array or (isinstance(name, str) and isinstance(stat, str) and array == f"{name}_{stat}"):
+        return safety.check_name(name, f"{array}: pipeline.ledger")
+    raise OutputError(
+        f"the output's pipeline attribute names the ledger {str(name)[:80]!r}, which is not this array's; "
+        "refusing to use it (metadata is not trusted as a path)",
+        where=array,
+    )
+
+
 def _mark(path: str, array: str, state: dict[str, Any], grid: dict[str, Any], keys: dict, report: ArrayReport) -> int:
     """Drop the blocks holding bad chunks from the ledger; mark the output incomplete."""
     store = io.local_path(path)
-    name = state.get("ledger", array)  # several statistics' arrays share one ledger
+    name = ledger_name(array, state)
+    safety.check_sidecar(ledger.sidecar(store), [name], {})
     bad_keys = {k for k, _ in report.damaged} | set(report.missing)
     bad_blocks = {ledger.chunk_block(grid, c) for c, k in keys.items() if k in bad_keys}
     with OutputLock(ledger.sidecar(store) / "lock", io.describe(path, array)):

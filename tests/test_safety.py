@@ -1,0 +1,200 @@
+"""Data safety (issue 11): the tool deletes or replaces only what it created itself inside the
+output it was asked to write; metadata is never a path to trust; symlinks are not followed.
+
+Every test reproduces an attack or accident from the security review and checks what must still
+exist afterwards (a victim folder, an input array's values) against the values written first."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from reference import brute_window_sum
+
+cli = CliRunner()
+
+A = np.arange(16 * 16, dtype=np.uint8).reshape(16, 16) % 7
+B = (np.arange(16 * 16, dtype=np.uint8).reshape(16, 16) * 3) % 5
+
+
+def make_input(path: Path, coords: bool = False) -> Path:
+    g = zarr.open_group(path, mode="w")
+    for name, arr in (("a", A), ("b", B)):
+        g.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=(8, 8), dimension_names=("y", "x"))[...] = arr
+    if coords:
+        for dim in ("y", "x"):
+            g.create_array(dim, shape=(16,), dtype="float64", chunks=(16,), dimension_names=(dim,))[...] = np.arange(16) * 0.5
+    return path
+
+
+def write_config(root: Path, name: str = "c.yaml", *, inp: str = "in.zarr", out: str = "out.zarr", array: str = "result", op: str = "a + b", **extra) -> Path:
+    cfg = {
+        "inputs": {"a": {"path": inp, "array": "a"}, "b": {"path": inp, "array": "b"}},
+        "op": op,
+        "window": {"size": 3, "boundary": "shrink"},
+        "output": {"path": out, "array": array},
+        "compute": {"chunks": 8, "scheduler": "threads"},
+    }
+    cfg.update(extra)
+    p = root / name
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def expected(op: str = "a + b") -> np.ndarray:
+    img = {"a + b": A.astype(np.int64) + B, "a - b": A.astype(np.int64) - B}[op]
+    return brute_window_sum(img, 3, boundary="shrink")
+
+
+def run(*args: str):
+    return cli.invoke(app, list(args))
+
+
+def one_line(res) -> str:
+    lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.output, res.output
+    return lines[0]
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_input(tmp_path / "in.zarr")
+    return tmp_path
+
+
+# -- item 1: verify must not take a path from metadata -------------------------------------------
+
+
+@pytest.mark.parametrize("planted", ["ABS", "../../victim", "result/../../../victim"])
+def test_verify_ignores_ledger_path_planted_in_metadata(root, planted):
+    victim = root / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    cfg = write_config(root)
+    assert run("run", "-q", str(cfg)).exit_code == 0
+    shutil.rmtree(root / "out.zarr.pipeline")
+    meta_path = root / "out.zarr" / "result" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["pipeline"]["ledger"] = str(victim) if planted == "ABS" else planted
+    meta_path.write_text(json.dumps(meta))
+    os.unlink(root / "out.zarr" / "result" / "c" / "0" / "0")
+
+    res = run("verify", str(root / "out.zarr"))
+    assert res.exit_code == 2
+    assert "ledger" in one_line(res)
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert sorted(os.listdir(victim)) == ["precious.txt"]
+
+
+def test_verify_refuses_fingerprint_planted_as_path(root):
+    victim = root / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    cfg = write_config(root)
+    assert run("run", "-q", str(cfg)).exit_code == 0
+    meta_path = root / "out.zarr" / "result" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["pipeline"]["fingerprint"] = "../../../victim"
+    meta_path.write_text(json.dumps(meta))
+    os.unlink(root / "out.zarr" / "result" / "c" / "0" / "0")
+    res = run("verify", str(root / "out.zarr"))
+    assert res.exit_code == 2, res.output
+    assert "fingerprint" in one_line(res)
+    assert sorted(os.listdir(victim)) == ["precious.txt"]
+
+
+def test_verify_still_marks_and_rerun_repairs(root):
+    """The legitimate path still works: a lost chunk is found, marked, and a rerun repairs it."""
+    cfg = write_config(root)
+    assert run("run", "-q", str(cfg)).exit_code == 0
+    shutil.rmtree(root / "out.zarr.pipeline")
+    os.unlink(root / "out.zarr" / "result" / "c" / "0" / "0")
+    res = run("verify", str(root / "out.zarr"))
+    assert res.exit_code != 0 and "1 missing" in res.output
+    assert run("run", "-q", str(cfg)).exit_code == 0
+    np.testing.assert_array_equal(zarr.open_array(root / "out.zarr", path="result")[...], expected())
+
+
+# -- item 2: the sidecar folder --------------------------------------------------------------------
+
+
+def test_sidecar_symlink_to_input_is_refused(root):
+    """(a) ``o.zarr.pipeline -> in.zarr`` with output array ``a``: the input's ``a`` survived."""
+    os.symlink("in.zarr", root / "o.zarr.pipeline")
+    cfg = write_config(root, out="o.zarr", array="a")
+    res = run("run", str(cfg))
+    assert res.exit_code == 2
+    assert "o.zarr.pipeline" in one_line(res)
+    np.testing.assert_array_equal(zarr.open_array(root / "in.zarr", path="a")[...], A)
+
+
+def test_input_store_named_like_the_sidecar_is_refused(root):
+    """(b) an input store that *is* ``o.zarr.pipeline`` (no symlink)."""
+    make_input(root / "o.zarr.pipeline")
+    cfg = write_config(root, inp="o.zarr.pipeline", out="o.zarr", array="a")
+    res = run("run", str(cfg))
+    assert res.exit_code == 2
+    assert "overlaps input store" in one_line(res)
+    np.testing.assert_array_equal(zarr.open_array(root / "o.zarr.pipeline", path="a")[...], A)
+
+
+def test_sidecar_symlink_elsewhere_is_refused(root):
+    """(c) ``out/s.zarr.pipeline -> ../victim``: nothing deleted or written into ``victim``."""
+    victim = root / "victim"
+    (victim / "result").mkdir(parents=True)
+    (victim / "result" / "precious.txt").write_text("keep me")
+    (root / "out").mkdir()
+    os.symlink("../victim", root / "out" / "s.zarr.pipeline")
+    cfg = write_config(root, out="out/s.zarr")
+    res = run("run", str(cfg))
+    assert res.exit_code == 2
+    assert "symlink" in one_line(res)
+    assert tree(victim) == {"result/precious.txt": b"keep me"}
+
+
+def test_ledger_folder_symlink_is_refused(root):
+    victim = root / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    (root / "out.zarr.pipeline").mkdir()
+    os.symlink(victim, root / "out.zarr.pipeline" / "result")
+    res = run("run", str(write_config(root)))
+    assert res.exit_code == 2 and "symlink" in one_line(res)
+    assert tree(victim) == {"precious.txt": b"keep me"}
+
+
+# -- item 3: symlinks inside the output store ------------------------------------------------------
+
+
+@pytest.mark.parametrize("link", ["chunk", "row"])
+def test_symlinked_chunk_inside_output_is_refused(root, link):
+    cfg = write_config(root)
+    assert run("run", "-q", str(cfg)).exit_code == 0
+    before = tree(root / "in.zarr")
+    # a different config over the same output (overwrite), whose chunk points into the input
+    chunk_dir = root / "out.zarr" / "result" / "c"
+    if link == "chunk":
+        os.unlink(chunk_dir / "0" / "0")
+        os.symlink(os.path.relpath(root / "in.zarr" / "a" / "c" / "0" / "0", chunk_dir / "0"), chunk_dir / "0" / "0")
+    else:
+        shutil.rmtree(chunk_dir / "1")
+        os.symlink(os.path.relpath(root / "in.zarr" / "a" / "c" / "1", chunk_dir), chunk_dir / "1")
+    cfg2 = write_config(root, "c2.yaml", op="a - b", output={"path": "out.zarr", "array": "result", "overwrite": True})
+    res = run("run", str(cfg2))
+    assert res.exit_code == 2
+    assert "symlink" in one_line(res)
+    assert tree(root / "in.zarr") == before
