@@ -20,6 +20,8 @@ from typing import Any
 
 from . import io, ledger, safety
 from .errors import OutputError
+
+STAGED = ".pipeline-new"  #: pipeline.runner.STAGED (not imported: verify stays free of the runner)
 from .lock import OutputLock
 
 
@@ -102,6 +104,8 @@ def ledger_name(array: str, state: dict[str, Any]) -> str:
     accepted only when it is one of these (metadata is input, never a path to trust)."""
     name = state.get("ledger", array)
     stat = state.get("statistic")
+    if array.endswith(STAGED):  # a replacement not yet swapped in (see pipeline.runner._swap)
+        array = array[: -len(STAGED)]
     if name == array or (isinstance(name, str) and isinstance(stat, str) and array == f"{name}_{stat}"):
         return safety.check_name(name, f"{array}: pipeline.ledger")
     raise OutputError(

@@ -198,3 +198,80 @@ def test_symlinked_chunk_inside_output_is_refused(root, link):
     assert res.exit_code == 2
     assert "symlink" in one_line(res)
     assert tree(root / "in.zarr") == before
+
+
+# -- item 4: coordinate arrays ---------------------------------------------------------------------
+
+
+def test_user_coordinate_array_is_not_replaced(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_input(tmp_path / "in.zarr", coords=True)
+    g = zarr.open_group(tmp_path / "out.zarr", mode="w")
+    mine = g.create_array("y", shape=(3,), dtype="int32", chunks=(3,), attributes={"owner": "me"})
+    mine[...] = [7, 8, 9]
+    res = run("run", str(write_config(tmp_path)))
+    assert res.exit_code == 2
+    assert "out.zarr:y" in one_line(res)
+    y = zarr.open_array(tmp_path / "out.zarr", path="y")
+    assert y[...].tolist() == [7, 8, 9] and y.attrs["owner"] == "me"
+    assert "result" not in zarr.open_group(tmp_path / "out.zarr", mode="r")
+    # even --overwrite does not replace an array the tool did not write
+    res = run("run", "--overwrite", str(write_config(tmp_path)))
+    assert res.exit_code == 2 and zarr.open_array(tmp_path / "out.zarr", path="y")[...].tolist() == [7, 8, 9]
+
+
+def test_equal_coordinate_array_is_kept_and_run_succeeds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_input(tmp_path / "in.zarr", coords=True)
+    g = zarr.open_group(tmp_path / "out.zarr", mode="w")
+    g.create_array("y", shape=(16,), dtype="float64", chunks=(16,), attributes={"units": "m"})[...] = np.arange(16) * 0.5
+    assert run("run", "-q", str(write_config(tmp_path))).exit_code == 0
+    y = zarr.open_array(tmp_path / "out.zarr", path="y")
+    assert y.attrs["units"] == "m"  # not rewritten
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "out.zarr", path="result")[...], expected())
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "out.zarr", path="x")[...], np.arange(16) * 0.5)
+
+
+# -- item 6: --overwrite keeps the old output until the new one is complete ------------------------
+
+
+def _corrupt_chunk(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:5])  # truncated: fails to decode
+
+
+def test_overwrite_keeps_old_output_when_new_run_fails(root):
+    cfg = write_config(root)
+    assert run("run", "-q", str(cfg)).exit_code == 0
+    good = zarr.open_array(root / "out.zarr", path="result")[...]
+    np.testing.assert_array_equal(good, expected())
+    _corrupt_chunk(root / "in.zarr" / "b" / "c" / "1" / "1")  # the night's input got damaged
+
+    res = run("run", str(cfg))
+    assert res.exit_code == 2
+    line = one_line(res)
+    assert "input b" in line and "config" not in line.split("written by")[1].split(";")[0]
+
+    res = run("run", "--overwrite", str(cfg))
+    assert res.exit_code != 0 and "c/1/1" in res.output
+    # the good output is intact and still says complete
+    arr = zarr.open_array(root / "out.zarr", path="result")
+    np.testing.assert_array_equal(arr[...], good)
+    assert arr.attrs["pipeline"]["complete"] is True
+    with zarr.config.set({"default_zarr_format": 3}):
+        import xarray as xr
+
+        np.testing.assert_array_equal(xr.open_zarr(root / "out.zarr")["result"].values, good)
+
+
+def test_overwrite_replaces_when_new_run_completes(root):
+    cfg = write_config(root)
+    assert run("run", "-q", str(cfg)).exit_code == 0
+    cfg2 = write_config(root, "c2.yaml", op="a - b")
+    res = run("run", str(cfg2))
+    assert res.exit_code == 2 and "a different config" in one_line(res)
+    assert run("run", "-q", "--overwrite", str(cfg2)).exit_code == 0
+    np.testing.assert_array_equal(zarr.open_array(root / "out.zarr", path="result")[...], expected("a - b"))
+    names = sorted(zarr.open_group(root / "out.zarr", mode="r").array_keys())
+    assert names == ["result"]
+    assert run("run", str(cfg2)).exit_code == 0  # up to date
+    assert run("verify", str(root / "out.zarr")).exit_code == 0
