@@ -8,6 +8,7 @@ exit code.  Log lines go to stderr as text or as JSON lines (``--log-format json
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import glob
 import json
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import safety
 from .errors import ConfigError, ExitCode, PipelineError
 
 
@@ -220,13 +222,30 @@ def write_report(path: str | os.PathLike[str], records: Sequence[Record]) -> Non
         "runs": [asdict(r) for r in records],
     }
     p = Path(path)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, p)
+        safety.atomic_write(p, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
     except OSError as e:
         raise ConfigError(f"cannot write the report: {e.strerror or e}", where=str(p)) from None
+
+
+def check_report(report: str | os.PathLike[str], configs: Sequence[str | os.PathLike[str]]) -> None:
+    """Refuse, before any run, a report path that is a config, an input or an output of one
+    (read as far as each config loads), or whose folder is not writable."""
+    from . import io
+    from .config import load_config
+
+    protected: dict[str, str] = {}
+    for config in expand_paths(configs):
+        protected[f"config {config}"] = str(config)
+        with contextlib.suppress(Exception):  # a bad config is reported by its own run
+            cfg = load_config(config)
+            for name, spec in cfg.inputs.items():
+                if io.is_local(spec.path):
+                    protected[f"inputs.{name} of {config}"] = io.local_path(spec.path)
+            if io.is_local(cfg.output.path):
+                protected[f"the output of {config}"] = io.local_path(cfg.output.path)
+    safety.check_report_path(report, protected)
 
 
 def run_batch(

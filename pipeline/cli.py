@@ -114,6 +114,8 @@ def run(
             name, value = parse_assignment(text, option="--var")
             variables[name] = value
         overrides = list(set_ or ()) + scheduler_overrides(scheduler)
+        if report is not None:
+            batch.check_report(report, configs)  # before any run writes its output
         records = batch.run_batch(
             configs, overrides=overrides, variables=variables, overwrite=overwrite, log=log, debug=_state["debug"]
         )

@@ -550,7 +550,8 @@ def _run_locked(
         if any(st.get("fingerprint") != fp for st in present) or len(present) < len(states):
             if not overwrite:
                 raise OutputError(
-                    f"{where} already exists and was written by {_what_changed(doc, present)}; "
+                    f"{where} already exists and was written by a different config, inputs or version "
+                    f"({_what_changed(doc, present)}); "
                     "pass --overwrite (or set output.overwrite: true) to replace it "
                     "(the old array is kept until the new one is complete)",
                     where="output.path",
@@ -683,27 +684,25 @@ def _parts(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _what_changed(doc: Mapping[str, Any], present: Sequence[Mapping[str, Any]]) -> str:
-    """'a different config', 'different data in input a', ... for the refusal message."""
+    """What differs from the run that wrote the existing output, for the refusal message."""
     old = next((st.get("parts") for st in present if isinstance(st.get("parts"), dict)), None)
     if not any(st for st in present):
-        return "something else (it has no pipeline attribute)"
+        return "it has no pipeline attribute: not written by pipeline"
     if old is None:
-        return "a different config, inputs or version"
+        return "written by an older pipeline: the changed part is not recorded"
     new = _parts(doc)
     what = []
     if old.get("version") != new["version"]:
-        what.append(f"version {str(old.get('version'))[:40]} (now {new['version']})")
+        what.append(f"pipeline version was {str(old.get('version'))[:40]}, now {new['version']}")
     if old.get("config") != new["config"]:
-        what.append("a different config")
+        what.append("the config changed")
     old_inputs = old.get("inputs") if isinstance(old.get("inputs"), dict) else {}
     changed = [n for n in new["inputs"] if old_inputs.get(n) != new["inputs"][n]]
     if changed:
-        what.append("different data or metadata in input " + ", ".join(changed))
-    elif set(old_inputs) != set(new["inputs"]):
-        what.append("different inputs")
+        what.append("the data or metadata of input " + ", ".join(changed) + " changed")
     if not what and old.get("grid") != new["grid"]:
-        what.append("a different output grid")
-    return "; ".join(what) or "a different config, inputs or version"
+        what.append("the output grid changed")
+    return "; ".join(what) or "some of its statistics' arrays are missing"
 
 
 def _create_outputs(

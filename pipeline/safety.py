@@ -10,6 +10,7 @@ Every check raises :class:`~pipeline.errors.OutputError` with a one-line message
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -98,3 +99,40 @@ def check_tree(store: Path, arrays: Iterable[str], what: str = "output.path") ->
                 p = os.path.join(dirpath, n)
                 if os.path.islink(p):
                     raise OutputError(f"{p} is a symlink inside the output store; refusing to write through it", where=what)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``path`` atomically: a new temp file in the same folder (``tempfile.mkstemp``:
+    ``O_CREAT | O_EXCL``, so a planted symlink is never followed), then ``os.replace`` (which
+    replaces a symlink at ``path`` itself, not what it points to).  Raises OSError."""
+    import tempfile
+
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def check_report_path(report: str | os.PathLike[str], protected: Mapping[str, str]) -> None:
+    """Before any run: the report's folder is writable, and the report is none of ``protected``
+    (label -> local path: the configs, their inputs and outputs), nor inside one of them."""
+    p = Path(report)
+    what = "--report"
+    target = p.resolve()
+    for label, path in protected.items():
+        q = Path(path).resolve()
+        if target == q or q in target.parents:
+            raise OutputError(f"the report {report} would overwrite {label} ({path}); choose another report path", where=what)
+    if p.is_dir():
+        raise OutputError(f"the report {report} is a folder", where=what)
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the report's folders are created when it is written
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write the report {report}: folder {folder} is not writable", where=what)

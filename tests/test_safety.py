@@ -249,7 +249,7 @@ def test_overwrite_keeps_old_output_when_new_run_fails(root):
     res = run("run", str(cfg))
     assert res.exit_code == 2
     line = one_line(res)
-    assert "input b" in line and "config" not in line.split("written by")[1].split(";")[0]
+    assert "(the data or metadata of input b changed)" in line
 
     res = run("run", "--overwrite", str(cfg))
     assert res.exit_code != 0 and "c/1/1" in res.output
@@ -268,10 +268,132 @@ def test_overwrite_replaces_when_new_run_completes(root):
     assert run("run", "-q", str(cfg)).exit_code == 0
     cfg2 = write_config(root, "c2.yaml", op="a - b")
     res = run("run", str(cfg2))
-    assert res.exit_code == 2 and "a different config" in one_line(res)
+    assert res.exit_code == 2 and "(the config changed)" in one_line(res)
     assert run("run", "-q", "--overwrite", str(cfg2)).exit_code == 0
     np.testing.assert_array_equal(zarr.open_array(root / "out.zarr", path="result")[...], expected("a - b"))
     names = sorted(zarr.open_group(root / "out.zarr", mode="r").array_keys())
     assert names == ["result"]
     assert run("run", str(cfg2)).exit_code == 0  # up to date
     assert run("verify", str(root / "out.zarr")).exit_code == 0
+
+
+# -- item 5: temp files and the batch report -------------------------------------------------------
+
+
+def test_report_path_that_is_the_config_is_refused_before_running(root):
+    cfg = write_config(root, "k2.yaml")
+    text = cfg.read_text()
+    res = run("run", "-q", "--report", str(cfg), str(cfg))
+    assert res.exit_code == 2 and "k2.yaml" in one_line(res)
+    assert cfg.read_text() == text
+    assert not (root / "out.zarr").exists()  # refused before any run wrote anything
+
+
+def test_report_path_inside_an_input_is_refused(root):
+    cfg = write_config(root)
+    before = tree(root / "in.zarr")
+    res = run("run", "-q", "--report", str(root / "in.zarr" / "zarr.json"), str(cfg))
+    assert res.exit_code == 2 and "inputs.a" in one_line(res)
+    assert tree(root / "in.zarr") == before and not (root / "out.zarr").exists()
+
+
+def test_unwritable_report_folder_is_found_before_running(root):
+    (root / "afile").write_text("x")
+    res = run("run", "-q", "--report", str(root / "afile" / "r.json"), str(write_config(root)))
+    assert res.exit_code == 2 and "not writable" in one_line(res)
+    assert not (root / "out.zarr").exists()
+
+
+def test_report_temp_file_does_not_follow_a_planted_symlink(root):
+    victim = root / "victim.txt"
+    victim.write_text("keep me")
+    os.symlink(victim, root / f".r.json.{os.getpid()}.tmp")
+    res = run("run", "-q", "--report", str(root / "r.json"), str(write_config(root)))
+    assert res.exit_code == 0, res.output
+    assert victim.read_text() == "keep me"
+    assert json.loads((root / "r.json").read_text())["runs"][0]["status"] == "done"
+
+
+def _cache(monkeypatch, folder: Path):
+    from pipeline import compiled
+
+    monkeypatch.setenv("PIPELINE_CACHE_DIR", str(folder))
+    monkeypatch.setattr(compiled, "_loaded", {})
+    return compiled
+
+
+def _kernel_case():
+    import hashlib
+
+    from pipeline.expr import parse_expression
+
+    expr = parse_expression("a * 7 - b", {"a": np.dtype("uint8"), "b": np.dtype("int16")})
+    arrays = {"a": np.arange(256, dtype=np.uint8), "b": np.arange(-128, 128, dtype=np.int16)}
+    ref = arrays["a"].astype(np.int64) * 7 - arrays["b"]
+    return expr, arrays, ref, hashlib.sha256
+
+
+def test_kernel_cache_temp_file_does_not_follow_a_planted_symlink(tmp_path, monkeypatch):
+    compiled = _cache(monkeypatch, tmp_path)
+    expr, arrays, ref, sha = _kernel_case()
+    (tmp_path / "kernels").mkdir(mode=0o700)
+    digest = sha(compiled.source(expr).encode()).hexdigest()[:20]
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    os.symlink(victim, tmp_path / "kernels" / f"expr_{digest}.{os.getpid()}.tmp")
+    np.testing.assert_array_equal(compiled.pointwise(expr)(arrays), ref)
+    assert victim.read_text() == "keep me"
+
+
+# -- item 8: the kernel cache is private; planted or corrupt entries never run ---------------------
+
+
+def test_kernel_cache_writable_by_others_is_not_used(tmp_path, monkeypatch):
+    compiled = _cache(monkeypatch, tmp_path)
+    expr, arrays, ref, _ = _kernel_case()
+    (tmp_path / "kernels").mkdir()
+    os.chmod(tmp_path / "kernels", 0o777)
+    np.testing.assert_array_equal(compiled.pointwise(expr)(arrays), ref)
+    assert os.listdir(tmp_path / "kernels") == []  # compiled in memory, nothing read or written there
+
+
+def test_kernel_cache_is_created_private(tmp_path, monkeypatch):
+    compiled = _cache(monkeypatch, tmp_path / "c")
+    expr, arrays, ref, _ = _kernel_case()
+    np.testing.assert_array_equal(compiled.pointwise(expr)(arrays), ref)
+    assert (os.stat(tmp_path / "c" / "kernels").st_mode & 0o777) == 0o700
+    assert list((tmp_path / "c" / "kernels").glob("expr_*.py"))
+
+
+def test_planted_pyc_is_not_run(tmp_path, monkeypatch):
+    import importlib.util
+    import py_compile
+
+    compiled = _cache(monkeypatch, tmp_path)
+    expr, arrays, ref, sha = _kernel_case()
+    text = compiled.source(expr)
+    folder = tmp_path / "kernels"
+    folder.mkdir(mode=0o700)
+    path = folder / f"expr_{sha(text.encode()).hexdigest()[:20]}.py"
+    marker = tmp_path / "pwned"
+    evil = f"open({str(marker)!r}, 'w').write('x')\n"
+    evil += "#" * (len(text.encode()) - len(evil.encode()) - 1) + "\n"
+    path.write_text(evil)
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    py_compile.compile(str(path), cfile=importlib.util.cache_from_source(str(path)), doraise=True)
+    path.write_text(text)  # same size and mtime: the planted .pyc matches the real source
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    np.testing.assert_array_equal(compiled.pointwise(expr)(arrays), ref)
+    assert not marker.exists()
+
+
+def test_corrupt_numba_cache_entry_is_recompiled(tmp_path, monkeypatch):
+    compiled = _cache(monkeypatch, tmp_path)
+    expr, arrays, ref, _ = _kernel_case()
+    np.testing.assert_array_equal(compiled.pointwise(expr)(arrays), ref)
+    entries = list((tmp_path / "kernels" / "__pycache__").glob("*.nbi"))
+    assert entries
+    for p in entries:
+        p.write_bytes(b"\x80\x04garbage")
+    monkeypatch.setattr(compiled, "_loaded", {})
+    np.testing.assert_array_equal(compiled.pointwise(expr)(arrays), ref)
