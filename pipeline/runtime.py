@@ -404,8 +404,13 @@ def _local_cluster(cfg: Config) -> Iterator[Any]:
         "dashboard_address": "127.0.0.1:0",  # loopback, any free port
         "memory_limit": c.memory_limit if c.memory_limit is not None else "auto",
     }
-    if sec is not None:
-        kw.update(security=sec, protocol="tls://")
+    if sec is None:
+        # temporary credentials, in memory only: without them any local process (any user on a
+        # shared machine) could connect to the loopback port and run code in the workers
+        from distributed.security import Security
+
+        sec = Security.temporary()
+    kw.update(security=sec, protocol="tls://")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Port 8787 is already in use" and similar
         cluster = LocalCluster(**kw)
