@@ -268,6 +268,8 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 #: A config holds a few dozen values; YAML aliases can make a small file expand to billions.
 MAX_VALUES = 100_000
+#: A string counts as one value per this many characters (so at most ~10 MB of text expands).
+CHARS_PER_VALUE = 100
 
 
 def _expanded_size(data: Any) -> int:
@@ -276,6 +278,8 @@ def _expanded_size(data: Any) -> int:
     memo: dict[int, int] = {}
 
     def size(node: Any, depth: int = 0) -> int:
+        if isinstance(node, str):  # long strings count too: `$$` text repeated by aliases
+            return 1 + len(node) // CHARS_PER_VALUE
         if not isinstance(node, (dict, list)):
             return 1
         key = id(node)
@@ -534,5 +538,7 @@ def load_config(
         data, base, source = load_yaml(p), p.resolve().parent, str(p)
     if overrides:
         data = apply_overrides(data, overrides, source=source)
+    if _expanded_size(data) > MAX_VALUES:  # before any copy or expansion (a --set value or a mapping)
+        raise ConfigError(f"the config expands to more than {MAX_VALUES} values (YAML aliases used as a bomb?)", where=source)
     data = expand_variables(data, env, source=source)
     return parse_config(data, base_dir=base, source=source)

@@ -1,0 +1,108 @@
+"""Hostile or careless input (issue 11 items 9-11): validate stays cheap on hostile metadata, every
+bad input is a one-line user error (exit 2), and paths and names are read the way the config says.
+
+Memory-bound reproductions run ``pipeline`` in a subprocess under ``resource.setrlimit``
+(RLIMIT_AS), so that the old behaviour (growing until the OOM killer) fails the test quickly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+from typer.testing import CliRunner
+
+from pipeline import config as config_mod
+from pipeline.cli import app
+from pipeline.errors import ConfigError
+
+cli = CliRunner()
+LIMIT = 4 * 2**30  # address space for the subprocesses: imports fit, a 2**30-entry list does not
+
+
+def limited(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({0}, {0})); "
+        "from pipeline.cli import entrypoint; sys.argv = ['pipeline'] + sys.argv[1:]; entrypoint()"
+    ).format(LIMIT)
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def small_input(path: Path, shape=(16, 16), chunks=(8, 8)) -> None:
+    g = zarr.open_group(path, mode="w")
+    g.create_array("a", shape=shape, dtype="uint8", chunks=chunks, dimension_names=("y", "x"))
+
+
+def cfg_file(root: Path, **extra) -> Path:
+    cfg = {"inputs": {"a": {"path": "in.zarr", "array": "a"}}, "op": "a", "window": {"size": 3}, "output": {"path": "out.zarr"}}
+    for k, v in extra.items():
+        cfg[k] = v
+    p = root / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+# -- item 9 ----------------------------------------------------------------------------------------
+
+
+def test_validate_refuses_a_huge_declared_shape_cheaply(tmp_path):
+    small_input(tmp_path / "in.zarr")
+    meta = tmp_path / "in.zarr" / "a" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["shape"] = [2**40, 2**40]
+    meta.write_text(json.dumps(doc))
+    res = limited("validate", str(cfg_file(tmp_path)), cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr[-2000:]
+    assert "compute.chunks" in res.stdout + res.stderr and "blocks" in res.stdout + res.stderr
+
+
+def test_validate_refuses_a_huge_disk_window_cheaply(tmp_path):
+    small_input(tmp_path / "in.zarr")
+    res = limited("validate", str(cfg_file(tmp_path, window={"size": 16385, "shape": "disk"})), cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr[-2000:]
+    assert "window.size" in res.stdout + res.stderr
+
+
+def test_disk_window_at_the_limit_still_plans():
+    from pipeline.plan import ArraySpec, disk_footprint, make_plan
+
+    spec = {"a": ArraySpec(name="a", shape=(16, 16), dtype=np.dtype("uint8"))}
+    plan = make_plan("a", spec, size=9, shape="disk")
+    assert np.array_equal(np.array(plan.footprint), disk_footprint((9, 9)))
+
+
+def test_task_larger_than_the_machine_is_refused_for_threads(tmp_path, monkeypatch):
+    from pipeline import runtime
+
+    monkeypatch.chdir(tmp_path)
+    small_input(tmp_path / "in.zarr", shape=(512, 512), chunks=(512, 512))
+    monkeypatch.setattr(runtime, "machine_memory", lambda: 2**20)  # a 1 MiB machine
+    res = cli.invoke(app, ["run", str(cfg_file(tmp_path, compute={"chunks": 512, "scheduler": "threads"}))])
+    assert res.exit_code == 2, res.output
+    assert "this machine has 1.00 MiB" in res.output and "compute.chunks" in res.output
+    assert not (tmp_path / "out.zarr" / "result").exists()
+
+
+def test_dollar_dollar_alias_expansion_is_bounded(tmp_path):
+    text = "x0: &a0 '" + "$$" * 2000 + "'\n"
+    for i in range(1, 6):
+        text += f"x{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n"
+    text += "op: a\ninputs: {a: {path: in.zarr}}\nwindow: {size: 3}\noutput: {path: o.zarr}\n"
+    p = tmp_path / "bomb.yaml"
+    p.write_text(text)
+    assert len(text) < 10_000
+    with pytest.raises(ConfigError, match="expands to more than"):
+        config_mod.load_config(p)
+
+
+def test_alias_bomb_through_set_is_bounded(tmp_path):
+    p = cfg_file(tmp_path)
+    value = "[&a '" + "x" * 5000 + "', " + ", ".join(["*a"] * 5000) + "]"
+    with pytest.raises(ConfigError, match="expands to more than"):
+        config_mod.load_config(p, overrides=[f"op={value}"])
