@@ -173,6 +173,7 @@ def validate(
 
     prep = _guard(runner.prepare, _guard(_load, config, scheduler))
     cfg = prep.config
+    _guard(runtime.resolve, cfg)  # what run refuses (e.g. compute.scheduler with compute.cluster)
     typer.echo(f"config OK: {config}")
     for name, spec in prep.specs.items():
         used = "" if name in prep.plan.expr.names else "  (not used by op)"
@@ -221,12 +222,12 @@ def bench(
     crops = {}
     for item in peer_size:
         key, _, value = item.partition("=")
-        crops[key] = int(value)
+        crops[key] = _guard(_int_list, value, "--peer-size")[0]
     results = _guard(
         b.run_bench,
         size=size,
         chunk=chunk,
-        windows=[int(w) for w in windows.split(",")],
+        windows=_guard(_int_list, windows, "--windows"),
         threads=threads,
         workdir=str(workdir),
         store=store,
@@ -241,6 +242,19 @@ def bench(
     if json_out is not None:
         json_out.write_text(json.dumps(results, indent=2))
         typer.echo(f"wrote {json_out}")
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    """``3,63`` as [3, 63]; anything else a one-line user error naming the option."""
+    from .errors import ConfigError
+
+    try:
+        values = [int(w) for w in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"expected positive integers separated by commas, got {text[:60]!r}", where=option) from None
+    if not values or any(v < 1 for v in values):
+        raise ConfigError(f"expected positive integers separated by commas, got {text[:60]!r}", where=option)
+    return values
 
 
 def entrypoint() -> None:  # pragma: no cover - console script

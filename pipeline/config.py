@@ -90,6 +90,8 @@ class WindowSpec(_Model):
     reduce: Reducer | Annotated[list[Reducer], Field(min_length=1)] = "sum"
     boundary: Boundary = "shrink"
     cval: StrictInt | float = 0  #: the value outside the image for boundary 'constant'
+
+    _cval_ok = field_validator("cval", mode="before")(classmethod(lambda cls, v: _check_number(v)))
     shape: Literal["rect", "disk"] = "rect"
     weights: Annotated[list[Annotated[list[Weight], Field(min_length=1)]], Field(min_length=1)] | None = None
     axes: tuple[StrictInt | Name, StrictInt | Name] | tuple[StrictInt | Name] | None = None
@@ -122,8 +124,30 @@ class OutputSpec(_Model):
     fill_value: StrictInt | float | None = None  #: integer outputs: value of windows with no valid pixel
     storage_options: StorageOptions | None = None  #: fsspec options for a URL path (see InputSpec)
 
-    _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_array_path(v)))
+    _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_output_array(_check_array_path(v))))
     _path_ok = field_validator("path")(classmethod(lambda cls, v: _check_path(v)))
+    _fill_ok = field_validator("fill_value", mode="before")(classmethod(lambda cls, v: _check_number(v)))
+
+
+#: Names an output array cannot take: the store's own metadata files, and the sidecar's lock files
+#: and the suffixes of a replacement in progress (``pipeline.runner.STAGED``/``RETIRED``).
+_STORE_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
+_SIDECAR_FILES = ("lock", "lock.guard")
+_RESERVED_SUFFIXES = (".pipeline-new", ".pipeline-old")
+
+
+def _check_output_array(v: str) -> str:
+    parts = v.strip("/").split("/")
+    if any(p in _STORE_FILES for p in parts) or parts[0] in _SIDECAR_FILES or v.endswith(_RESERVED_SUFFIXES):
+        raise ValueError(f"{v!r} collides with a file of the store or of its .pipeline folder; choose another array name")
+    return v
+
+
+def _check_number(v: Any) -> Any:
+    """Integers beyond 64 bits (a 4,000-digit hex literal) are refused, not overflowed."""
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**64:
+        raise ValueError(f"an integer of {v.bit_length()} bits does not fit in 64 bits")
+    return v
 
 
 #: local schedulers; anything else is ``local-cluster`` or a scheduler address
@@ -148,9 +172,11 @@ def _check_bytes(value: str | int) -> str | int:
 
     if isinstance(value, str) and value != "auto":
         try:
-            parse_bytes(value)
-        except (ValueError, TypeError):
+            n = parse_bytes(value)
+        except (ValueError, TypeError, OverflowError):
             raise ValueError("must be a size such as 4GiB or 500MB, or auto") from None
+        if not 0 < n < 2**63:
+            raise ValueError("must be a size such as 4GiB or 500MB, or auto")
     return value
 
 
@@ -259,11 +285,25 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"invalid YAML: {what}", where=f"{p}{line}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid YAML: {' '.join(str(e).split())}", where=str(p)) from None
+    except (RecursionError, TypeError, ValueError, OverflowError, MemoryError) as e:
+        raise ConfigError(f"invalid YAML: {_hostile(e)}", where=str(p)) from None
     if not isinstance(data, dict):
         raise ConfigError("the config must be a mapping of keys (inputs, op, window, output, ...)", where=str(p))
     if _expanded_size(data) > MAX_VALUES:
         raise ConfigError(f"the config expands to more than {MAX_VALUES} values (YAML aliases used as a bomb?)", where=str(p))
     return data
+
+
+def _hostile(e: BaseException) -> str:
+    """What a YAML document that is valid YAML but no config (nested 20,000 deep, a list as a
+    mapping key, a 5,000-digit number) did, in words."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    if isinstance(e, TypeError):
+        return "a mapping key must be a plain value (not a list or mapping)"
+    if isinstance(e, MemoryError):
+        return "too large"
+    return "a number too large to read" if "digits" in str(e) or isinstance(e, OverflowError) else str(e).splitlines()[0][:100]
 
 
 #: A config holds a few dozen values; YAML aliases can make a small file expand to billions.
@@ -342,7 +382,10 @@ def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
     msg = err["msg"]
     if "input" in err and err["type"] not in ("missing",):
         got = err["input"]
-        shown = _short_repr.repr(got)  # bounded: a YAML alias bomb must not be expanded here
+        if isinstance(got, int) and not isinstance(got, bool) and got.bit_length() > 200:
+            shown = f"an integer of {got.bit_length()} bits"  # repr of a 5,000-digit int raises
+        else:
+            shown = _short_repr.repr(got)  # bounded: a YAML alias bomb must not be expanded here
         if len(shown) > 60:
             shown = shown[:57] + "..."
         msg = f"{msg} (got {shown})"
@@ -465,6 +508,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str], *, source
             value = yaml.load(raw, Loader=_StrictLoader) if raw.strip() else ""  # noqa: S506 - safe loader
         except yaml.YAMLError as e:
             raise ConfigError(f"cannot parse the value of {dotted}: {str(e).splitlines()[0]}", where="--set") from None
+        except (RecursionError, TypeError, ValueError, OverflowError, MemoryError) as e:
+            raise ConfigError(f"cannot parse the value of {dotted}: {_hostile(e)}", where="--set") from None
         node: dict[str, Any] = out
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -513,7 +558,7 @@ def expand_variables(data: Any, variables: Mapping[str, str], *, source: str = "
         value = lookup(whole.group(1))
         try:
             parsed = yaml.load(value, Loader=_StrictLoader) if value.strip() else value  # noqa: S506 - safe loader
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError, TypeError, ValueError, OverflowError):
             return value
         return parsed if isinstance(parsed, (str, int, float, bool)) else value
     return _VAR.sub(lambda m: "$" if m.group(0) == "$$" else lookup(m.group(1)), data)

@@ -106,3 +106,60 @@ def test_alias_bomb_through_set_is_bounded(tmp_path):
     value = "[&a '" + "x" * 5000 + "', " + ", ".join(["*a"] * 5000) + "]"
     with pytest.raises(ConfigError, match="expands to more than"):
         config_mod.load_config(p, overrides=[f"op={value}"])
+
+
+# -- item 10: every hostile input is a one-line user error, exit 2 ---------------------------------
+
+BASE = "inputs: {a: {path: in.zarr, array: a}}\noutput: {path: out.zarr}\n"
+
+
+@pytest.mark.parametrize(
+    "text,fragments",
+    [
+        (BASE + "op: a + -((-2)**63)\nwindow: {size: 3}\n", ["op:", "does not fit in 64 bits"]),
+        (BASE + "op: a\nwindow: {size: 3}\n? [x, y]\n: 1\n", ["invalid YAML", "mapping key"]),
+        (BASE + "window: {size: 3}\nop: " + "[" * 20000 + "]" * 20000 + "\n", ["invalid YAML", "nested too deeply"]),
+        (BASE + "op: a\nwindow: {size: " + "9" * 5000 + "}\n", ["invalid YAML", "number too large"]),
+        (BASE + "op: a\nwindow: {size: 0x" + "f" * 5000 + "}\n", ["window.size", "20000 bits"]),
+        (BASE + "op: a\nwindow: {size: 3, boundary: constant, cval: 0x" + "f" * 4000 + "}\n", ["window.cval", "64 bits"]),
+        (BASE + "op: a\nwindow: {size: 3}\ncompute: {scheduler: local-cluster, memory_limit: '1e999GB'}\n", ["compute.memory_limit"]),
+        ("inputs: {a: {path: in.zarr, array: a}}\nop: a\nwindow: {size: 3}\noutput: {path: out.zarr, array: zarr.json}\n", ["output.array", "collides"]),
+        ("inputs: {a: {path: in.zarr, array: a}}\nop: a\nwindow: {size: 3}\noutput: {path: out.zarr, array: lock}\n", ["output.array", "collides"]),
+        ("inputs: {a: {path: in.zarr, array: a}}\nop: a\nwindow: {size: 3}\noutput: {path: out.zarr, array: r.pipeline-new}\n", ["output.array"]),
+        (
+            BASE + "op: a\nwindow: {size: 3}\ncompute: {scheduler: threads, cluster: {kind: slurm, jobs: 1, cores: 1, memory: 1GB}}\n",
+            ["compute.scheduler", "compute.cluster"],
+        ),
+    ],
+)
+def test_hostile_config_is_one_line_exit_2(tmp_path, monkeypatch, text, fragments):
+    monkeypatch.chdir(tmp_path)
+    small_input(tmp_path / "in.zarr")
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    for cmd in ("validate", "run"):
+        res = cli.invoke(app, [cmd, str(p)])
+        lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
+        assert res.exit_code == 2, (cmd, res.output[-500:])
+        assert len(lines) == 1 and "Traceback" not in res.output and "internal error" not in res.output, res.output[-500:]
+        for f in fragments:
+            assert f in lines[0], (f, lines[0])
+        assert not (tmp_path / "out.zarr").exists() and not (tmp_path / "out.zarr.pipeline").exists()
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["bench", "--windows", "a,b"], "--windows"),
+        (["run", "--set", "op=" + "[" * 20000 + "]" * 20000, "CFG"], "nested too deeply"),
+        (["run", "--set", "window.size=" + "9" * 5000, "CFG"], "number too large"),
+    ],
+)
+def test_hostile_option_is_one_line_exit_2(tmp_path, monkeypatch, args, fragment):
+    monkeypatch.chdir(tmp_path)
+    small_input(tmp_path / "in.zarr")
+    cfg = cfg_file(tmp_path)
+    res = cli.invoke(app, [str(cfg) if a == "CFG" else a for a in args])
+    lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and fragment in lines[0], res.output[-500:]
+    assert not (tmp_path / "out.zarr").exists() and not (tmp_path / "bench-data").exists()
