@@ -153,7 +153,9 @@ def verify(
     all good; 1: damage or missing chunks found.
     """
     from . import verify as verify_mod
+    from .config import check_url
 
+    _guard(check_url, str(path), "path")
     reports = _guard(verify_mod.verify, path, array=array, mark=not no_mark)
     for rep in reports:
         for line in rep.lines():
@@ -191,7 +193,9 @@ def validate(
 def info(path: Annotated[str, typer.Argument(help="A Zarr store (group or array).", show_default=False)]) -> None:
     """Shape, dtype, chunks, codecs and attributes of the arrays in a Zarr store."""
     from . import io
+    from .config import check_url
 
+    _guard(check_url, path, "path")
     typer.echo(_guard(io.describe_store, path))
 
 

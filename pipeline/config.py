@@ -14,6 +14,7 @@ import os
 import re
 import reprlib
 import typing
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -241,6 +242,9 @@ class Config(_Model):
         for name in v:
             if not name.isidentifier() or keyword.iskeyword(name):
                 raise ValueError(f"input name {name!r} must be a Python-style identifier (used in op)")
+            plain = unicodedata.normalize("NFKC", name)
+            if plain != name:  # op's names are read NFKC-normalised: 'ａ' in op means 'a'
+                raise ValueError(f"input name {name!r} reads as {plain!r} in op (Unicode NFKC); write {plain!r}")
         return v
 
 
@@ -397,6 +401,8 @@ def _is_url(path: str) -> bool:
 
 
 def _resolve(path: str, base: Path) -> str:
+    if path.startswith("file://") and not path[len("file://") :].startswith("/"):
+        return "file://" + _resolve(path[len("file://") :], base)  # relative: against the config's folder
     if _is_url(path):
         return path
     p = Path(os.path.expanduser(path))
@@ -461,19 +467,24 @@ def _check_schemes(cfg: Config, source: str) -> None:
     ``http(s)`` only for inputs."""
     paths = [(f"inputs.{k}.path", v.path, False) for k, v in cfg.inputs.items()] + [("output.path", cfg.output.path, True)]
     for key, path, is_output in paths:
-        m = _SCHEME.match(path)
-        if m is None:
-            continue
-        scheme = m.group(1).lower()
-        if scheme not in ALLOWED_SCHEMES:
-            raise ConfigError(
-                f"URL scheme {scheme!r} is not allowed (allowed: local paths, {', '.join(s + '://' for s in sorted(ALLOWED_SCHEMES))})",
-                where=f"{source}: {key}",
-            )
-        if not path[m.end() :].startswith("//"):
-            raise ConfigError(f"malformed URL {path!r} (expected {scheme}://...)", where=f"{source}: {key}")
-        if is_output and scheme in READ_ONLY_SCHEMES:
-            raise ConfigError(f"{scheme}:// is read-only; the output must be a local path or a writable store", where=f"{source}: {key}")
+        check_url(path, f"{source}: {key}", output=is_output)
+
+
+def check_url(path: str, where: str, *, output: bool = False) -> None:
+    """The URL policy for one store path (configs, ``pipeline info`` and ``verify`` alike)."""
+    m = _SCHEME.match(path)
+    if m is None:
+        return
+    scheme = m.group(1).lower()
+    if scheme not in ALLOWED_SCHEMES:
+        raise ConfigError(
+            f"URL scheme {scheme!r} is not allowed (allowed: local paths, {', '.join(s + '://' for s in sorted(ALLOWED_SCHEMES))})",
+            where=where,
+        )
+    if not path[m.end() :].startswith("//"):
+        raise ConfigError(f"malformed URL {path!r} (expected {scheme}://...)", where=where)
+    if output and scheme in READ_ONLY_SCHEMES:
+        raise ConfigError(f"{scheme}:// is read-only; the output must be a local path or a writable store", where=where)
 
 
 # --------------------------------------------------------------------------------------------

@@ -163,3 +163,50 @@ def test_hostile_option_is_one_line_exit_2(tmp_path, monkeypatch, args, fragment
     lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
     assert res.exit_code == 2 and len(lines) == 1 and fragment in lines[0], res.output[-500:]
     assert not (tmp_path / "out.zarr").exists() and not (tmp_path / "bench-data").exists()
+
+
+# -- item 11 ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cmd", ["info", "verify"])
+@pytest.mark.parametrize("url", ["ftp://example.invalid/x.zarr", "javascript:alert(1)"])
+def test_info_and_verify_obey_the_url_policy(cmd, url, monkeypatch):
+    import fsspec
+
+    def no_network(*a, **k):  # the old code went to the network (fsspec) before refusing
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(fsspec, "filesystem", no_network)
+    res = cli.invoke(app, [cmd, url])
+    lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "is not allowed" in lines[0] and "Traceback" not in res.output
+
+
+def test_input_name_that_is_not_nfkc_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    small_input(tmp_path / "in.zarr")
+    g = zarr.open_group(tmp_path / "in.zarr", mode="a")
+    g.create_array("b", shape=(16, 16), dtype="uint8", chunks=(8, 8))[...] = 5
+    p = cfg_file(tmp_path, inputs={"a": {"path": "in.zarr", "array": "a"}, "\uff41": {"path": "in.zarr", "array": "b"}}, op="\uff41")
+    res = cli.invoke(app, ["run", str(p)])
+    assert res.exit_code == 2 and "NFKC" in res.output, res.output
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_relative_file_url_output_resolves_against_the_config_folder(tmp_path, monkeypatch):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    small_input(conf / "in.zarr")
+    zarr.open_array(conf / "in.zarr", path="a", mode="a")[...] = np.arange(256, dtype=np.uint8).reshape(16, 16) % 3
+    p = cfg_file(conf, output={"path": "file://out.zarr"})
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    res = cli.invoke(app, ["run", "-q", str(p)])
+    assert res.exit_code == 0, res.output
+    assert (conf / "out.zarr" / "result").is_dir() and not (elsewhere / "out.zarr").exists()
+    from reference import brute_window_sum
+
+    got = zarr.open_array(conf / "out.zarr", path="result")[...]
+    np.testing.assert_array_equal(got, brute_window_sum(np.arange(256).reshape(16, 16) % 3, 3))
