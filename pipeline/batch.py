@@ -229,7 +229,13 @@ def write_report(path: str | os.PathLike[str], records: Sequence[Record]) -> Non
         raise ConfigError(f"cannot write the report: {e.strerror or e}", where=str(p)) from None
 
 
-def check_report(report: str | os.PathLike[str], configs: Sequence[str | os.PathLike[str]]) -> None:
+def check_report(
+    report: str | os.PathLike[str],
+    configs: Sequence[str | os.PathLike[str]],
+    *,
+    overrides: Sequence[str] = (),
+    variables: Mapping[str, str] | None = None,
+) -> None:
     """Refuse, before any run, a report path that is a config, an input or an output of one
     (read as far as each config loads), or whose folder is not writable."""
     from . import io
@@ -239,7 +245,7 @@ def check_report(report: str | os.PathLike[str], configs: Sequence[str | os.Path
     for config in expand_paths(configs):
         protected[f"config {config}"] = str(config)
         with contextlib.suppress(Exception):  # a bad config is reported by its own run
-            cfg = load_config(config)
+            cfg = load_config(config, overrides=overrides, variables=variables)
             for name, spec in cfg.inputs.items():
                 if io.is_local(spec.path):
                     protected[f"inputs.{name} of {config}"] = io.local_path(spec.path)

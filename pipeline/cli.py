@@ -115,7 +115,7 @@ def run(
             variables[name] = value
         overrides = list(set_ or ()) + scheduler_overrides(scheduler)
         if report is not None:
-            batch.check_report(report, configs)  # before any run writes its output
+            batch.check_report(report, configs, overrides=overrides, variables=variables)  # before any run writes
         records = batch.run_batch(
             configs, overrides=overrides, variables=variables, overwrite=overwrite, log=log, debug=_state["debug"]
         )

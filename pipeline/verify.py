@@ -21,6 +21,7 @@ from typing import Any
 from . import io, ledger, safety
 from .errors import OutputError
 
+MAX_CHUNKS = 10_000_000  #: chunks ``verify`` lists at most (pipeline.plan.MAX_BLOCKS blocks hold fewer)
 STAGED = ".pipeline-new"  #: pipeline.runner.STAGED (not imported: verify stays free of the runner)
 from .lock import OutputLock
 
@@ -68,6 +69,11 @@ def verify_array(path: str, array: str, *, mark: bool = True, workers: int | Non
     state = dict(state) if isinstance(state, dict) else None
     report = ArrayReport(store=path, array=array, complete=None if state is None else bool(state.get("complete")))
     grid_shape = io.chunk_grid(arr)
+    n = 1
+    for k in grid_shape:
+        n *= k
+    if n > MAX_CHUNKS:  # a hostile zarr.json (shape 2**40 x 2**40) must not build a huge list
+        raise OutputError(f"{n:,} chunks in the grid, more than {MAX_CHUNKS:,}; not a pipeline output", where=io.describe(path, array))
     everything = list(itertools.product(*(range(n) for n in grid_shape)))
     report.chunks = len(everything)
     stored = io.stored_chunk_keys(arr)

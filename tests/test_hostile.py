@@ -210,3 +210,14 @@ def test_relative_file_url_output_resolves_against_the_config_folder(tmp_path, m
 
     got = zarr.open_array(conf / "out.zarr", path="result")[...]
     np.testing.assert_array_equal(got, brute_window_sum(np.arange(256).reshape(16, 16) % 3, 3))
+
+
+def test_verify_refuses_a_huge_declared_output_grid(tmp_path):
+    small_input(tmp_path / "o.zarr")
+    meta = tmp_path / "o.zarr" / "a" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["shape"] = [2**40, 2**40]
+    meta.write_text(json.dumps(doc))
+    res = limited("verify", str(tmp_path / "o.zarr"), cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr[-2000:]
+    assert "chunks in the grid" in res.stdout + res.stderr
