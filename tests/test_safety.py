@@ -397,3 +397,17 @@ def test_corrupt_numba_cache_entry_is_recompiled(tmp_path, monkeypatch):
         p.write_bytes(b"\x80\x04garbage")
     monkeypatch.setattr(compiled, "_loaded", {})
     np.testing.assert_array_equal(compiled.pointwise(expr)(arrays), ref)
+
+
+def test_overwrite_swaps_every_statistic(root):
+    cfg = write_config(root, window={"size": 3, "boundary": "shrink", "reduce": ["sum", "max"]})
+    assert run("run", "-q", str(cfg)).exit_code == 0
+    cfg2 = write_config(root, "c2.yaml", op="a - b", window={"size": 3, "boundary": "shrink", "reduce": ["sum", "max"]})
+    assert run("run", "-q", "--overwrite", str(cfg2)).exit_code == 0
+    g = zarr.open_group(root / "out.zarr", mode="r")
+    assert sorted(g.array_keys()) == ["result_max", "result_sum", "x", "y"] or sorted(g.array_keys()) == ["result_max", "result_sum"]
+    np.testing.assert_array_equal(g["result_sum"][...], expected("a - b"))
+    img = A.astype(np.int64) - B
+    ref_max = np.array([[img[max(0, i - 1) : i + 2, max(0, j - 1) : j + 2].max() for j in range(16)] for i in range(16)])
+    np.testing.assert_array_equal(g["result_max"][...], ref_max)
+    assert run("run", str(cfg2)).exit_code == 0 and run("verify", str(root / "out.zarr")).exit_code == 0
