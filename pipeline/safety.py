@@ -94,11 +94,19 @@ def check_tree(store: Path, arrays: Iterable[str], what: str = "output.path") ->
         top = store / name
         if not top.is_dir():
             continue
-        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-            for n in dirnames + filenames:
-                p = os.path.join(dirpath, n)
-                if os.path.islink(p):
-                    raise OutputError(f"{p} is a symlink inside the output store; refusing to write through it", where=what)
+        _no_links_below(str(top), what)
+
+
+def _no_links_below(folder: str, what: str) -> None:
+    """Refuse any symlink below ``folder`` (``scandir``'s entry types: no extra ``stat`` per chunk)."""
+    stack = [folder]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                if entry.is_symlink():
+                    raise OutputError(f"{entry.path} is a symlink inside the output store; refusing to write through it", where=what)
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
