@@ -175,7 +175,10 @@ def validate(
 
     prep = _guard(runner.prepare, _guard(_load, config, scheduler))
     cfg = prep.config
-    _guard(runtime.resolve, cfg)  # what run refuses (e.g. compute.scheduler with compute.cluster)
+    mode = _guard(runtime.resolve, cfg)  # what run refuses (e.g. compute.scheduler with compute.cluster)
+    if mode in runtime.LOCAL_SCHEDULERS:  # a task larger than this machine: refused here as by run
+        workers = 1 if mode == "synchronous" else cfg.compute.workers or os.cpu_count() or 1
+        _guard(runtime.check_local_memory, prep.plan.task_bytes, workers, lambda m: typer.echo(m, err=True))
     typer.echo(f"config OK: {config}")
     for name, spec in prep.specs.items():
         used = "" if name in prep.plan.expr.names else "  (not used by op)"

@@ -83,10 +83,11 @@ def test_task_larger_than_the_machine_is_refused_for_threads(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     small_input(tmp_path / "in.zarr", shape=(512, 512), chunks=(512, 512))
     monkeypatch.setattr(runtime, "machine_memory", lambda: 2**20)  # a 1 MiB machine
-    res = cli.invoke(app, ["run", str(cfg_file(tmp_path, compute={"chunks": 512, "scheduler": "threads"}))])
-    assert res.exit_code == 2, res.output
-    assert "this machine has 1.00 MiB" in res.output and "compute.chunks" in res.output
-    assert not (tmp_path / "out.zarr" / "result").exists()
+    for cmd in ("validate", "run"):
+        res = cli.invoke(app, [cmd, str(cfg_file(tmp_path, compute={"chunks": 512, "scheduler": "threads"}))])
+        assert res.exit_code == 2, res.output
+        assert "this machine has 1.00 MiB" in res.output and "compute.chunks" in res.output
+        assert not (tmp_path / "out.zarr" / "result").exists()
 
 
 def test_dollar_dollar_alias_expansion_is_bounded(tmp_path):
