@@ -14,6 +14,7 @@ the batch id and host) for shippers.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import glob
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import safety
 from .errors import ConfigError, ExitCode, LockedError, NotReadyError, PipelineError
 
 
@@ -443,11 +445,9 @@ def write_report(
 
 def _write_atomic(path: str | os.PathLike[str], text: str, *, what: str) -> None:
     p = Path(path)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, p)
+        safety.atomic_write(p, text.encode("utf-8"))
     except OSError as e:
         raise ConfigError(f"cannot write {what}: {e.strerror or e}", where=str(p)) from None
 
@@ -511,6 +511,31 @@ def metrics_text(records: Sequence[Record], info: BatchInfo | None = None) -> st
 def write_metrics(path: str | os.PathLike[str], records: Sequence[Record], info: BatchInfo | None = None) -> None:
     """:func:`metrics_text`, written atomically (the textfile collector must never read half a file)."""
     _write_atomic(path, metrics_text(records, info), what="the metrics")
+
+
+def check_report(
+    report: str | os.PathLike[str],
+    configs: Sequence[str | os.PathLike[str]],
+    *,
+    overrides: Sequence[str] = (),
+    variables: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse, before any run, a report path that is a config, an input or an output of one
+    (read as far as each config loads), or whose folder is not writable."""
+    from . import io
+    from .config import load_config
+
+    protected: dict[str, str] = {}
+    for config in expand_paths(configs):
+        protected[f"config {config}"] = str(config)
+        with contextlib.suppress(Exception):  # a bad config is reported by its own run
+            cfg = load_config(config, overrides=overrides, variables=variables)
+            for name, spec in cfg.inputs.items():
+                if io.is_local(spec.path):
+                    protected[f"inputs.{name} of {config}"] = io.local_path(spec.path)
+            if io.is_local(cfg.output.path):
+                protected[f"the output of {config}"] = io.local_path(cfg.output.path)
+    safety.check_report_path(report, protected)
 
 
 def run_batch(

@@ -222,6 +222,8 @@ def run(
         from . import batch
 
         log, info, variables, var_sets, overrides = _batch_setup(log_format, quiet, var, vars_from, set_, scheduler)
+        if report is not None:
+            batch.check_report(report, configs, overrides=overrides, variables=variables)  # before any run writes
         records = batch.run_batch(
             configs,
             overrides=overrides,
@@ -281,7 +283,9 @@ def verify(
     all good; 1: damage or missing chunks found.
     """
     from . import verify as verify_mod
+    from .config import check_url
 
+    _guard(check_url, str(path), "path")
     reports = _guard(verify_mod.verify, path, array=array, mark=not no_mark)
     for rep in reports:
         for line in rep.lines():
@@ -347,7 +351,9 @@ def validate(
 def info(path: Annotated[str, typer.Argument(help="A Zarr store (group or array).", show_default=False)]) -> None:
     """Shape, dtype, chunks, codecs and attributes of the arrays in a Zarr store."""
     from . import io
+    from .config import check_url
 
+    _guard(check_url, path, "path")
     typer.echo(_guard(io.describe_store, path))
 
 
@@ -380,12 +386,12 @@ def bench(
     crops = {}
     for item in peer_size:
         key, _, value = item.partition("=")
-        crops[key] = int(value)
+        crops[key] = _guard(_int_list, value, "--peer-size")[0]
     results = _guard(
         b.run_bench,
         size=size,
         chunk=chunk,
-        windows=[int(w) for w in windows.split(",")],
+        windows=_guard(_int_list, windows, "--windows"),
         threads=threads,
         workdir=str(workdir),
         store=store,
@@ -400,6 +406,19 @@ def bench(
     if json_out is not None:
         json_out.write_text(json.dumps(results, indent=2))
         typer.echo(f"wrote {json_out}")
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    """``3,63`` as [3, 63]; anything else a one-line user error naming the option."""
+    from .errors import ConfigError
+
+    try:
+        values = [int(w) for w in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"expected positive integers separated by commas, got {text[:60]!r}", where=option) from None
+    if not values or any(v < 1 for v in values):
+        raise ConfigError(f"expected positive integers separated by commas, got {text[:60]!r}", where=option)
+    return values
 
 
 def _json_requested(argv: list[str]) -> bool:

@@ -24,17 +24,18 @@ of compiling it again (about 0.2 s); without a writable folder it is compiled in
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
+import stat
 import sys
 import threading
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from . import expr as E
-from . import fastsum
+from . import fastsum, safety
 
 Evaluator = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
@@ -171,32 +172,76 @@ _loaded: dict[str, Callable] = {}
 _sources: dict[int, tuple[object, str | None]] = {}
 
 
-def _load(text: str) -> Callable:
+def private_folder() -> Path | None:
+    """The kernel cache folder, made private (mode 0700) to this user, or None when it cannot be
+    trusted: not ours, a symlink, or writable by others (anyone able to plant a file there could
+    run code in our process through numba's pickled cache).  A folder that is ours and only
+    readable by others is tightened to 0700."""
+    folder = cache_dir() / "kernels"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for d in (folder, folder / "__pycache__"):
+            try:
+                st = os.lstat(d)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+                return None
+            if st.st_mode & 0o077:
+                os.chmod(d, 0o700)
+    except OSError:
+        return None
+    return folder
+
+
+def _in_memory(text: str, digest: str) -> Callable:
+    module_ns: dict = {}
+    exec(compile(text.replace("cache=True", "cache=False"), f"<pipeline expr {digest}>", "exec"), module_ns)  # noqa: S102 - generated from templates only
+    return module_ns["evaluate"]
+
+
+def _load(text: str, *, cached: bool = True) -> Callable:
     digest = hashlib.sha256(text.encode()).hexdigest()[:20]
     with _lock:
         fn = _loaded.get(digest)
         if fn is not None:
             return fn
+        folder = private_folder() if cached else None
         try:
-            folder = cache_dir() / "kernels"
-            folder.mkdir(parents=True, exist_ok=True)
+            if folder is None:
+                raise OSError("no private cache folder")
             path = folder / f"expr_{digest}.py"
-            if not path.exists() or path.read_text() != text:
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(text)
-                os.replace(tmp, path)
-            spec = importlib.util.spec_from_file_location(f"pipeline_expr_{digest}", path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module  # numba's cache finds the module's globals by name
-            spec.loader.exec_module(module)
-        except OSError:  # no writable cache folder: compile in memory, uncached
-            module_ns: dict = {}
-            exec(compile(text.replace("cache=True", "cache=False"), f"<pipeline expr {digest}>", "exec"), module_ns)  # noqa: S102 - generated from templates only
-            fn = module_ns["evaluate"]
+            if path.is_symlink() or not path.is_file() or path.read_text() != text:
+                safety.atomic_write(path, text.encode())
+            # compiled from the text itself, never from a .pyc (a planted one would run); numba's
+            # cache needs the file on disk (its index is stamped with the file's mtime and size)
+            module = types.ModuleType(f"pipeline_expr_{digest}")
+            module.__file__ = str(path)
+            sys.modules[module.__name__] = module  # numba's cache finds the module's globals by name
+            exec(compile(text, str(path), "exec"), module.__dict__)  # noqa: S102 - generated from templates only
+        except OSError:  # no private writable cache folder: compile in memory, uncached
+            fn = _in_memory(text, digest)
         else:
             fn = module.evaluate
         _loaded[digest] = fn
         return fn
+
+
+def _call(text: str, *args: np.ndarray) -> None:
+    """Run the compiled loop; an entry of numba's cache that fails to load (a corrupt or
+    truncated ``.nbi``/``.nbc``: UnpicklingError, EOFError, ...) is ignored and the loop compiled
+    again in memory."""
+    fn = _load(text)
+    try:
+        fn(*args)
+    except Exception:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:20]
+        with _lock:
+            _loaded.pop(digest, None)
+        fresh = _load(text, cached=False)
+        if fresh is fn:
+            raise
+        fresh(*args)
 
 
 def pointwise(expression: E.Expr) -> Evaluator | None:
@@ -223,7 +268,7 @@ def pointwise(expression: E.Expr) -> Evaluator | None:
         xs = [np.ascontiguousarray(arrays[n]) for n in names]
         out = np.empty(xs[0].shape, dtype=dtype)
         if out.size:
-            _load(text)(out.reshape(-1), *(x.reshape(-1) for x in xs))
+            _call(text, out.reshape(-1), *(x.reshape(-1) for x in xs))
         return out
 
     return run

@@ -14,6 +14,7 @@ import os
 import re
 import reprlib
 import typing
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -111,6 +112,8 @@ class WindowSpec(_Model):
     reduce: Reducer | Annotated[list[Reducer], Field(min_length=1)] = "sum"
     boundary: Boundary = "shrink"
     cval: StrictInt | float = 0  #: the value outside the image for boundary 'constant'
+
+    _cval_ok = field_validator("cval", mode="before")(classmethod(lambda cls, v: _check_number(v)))
     shape: Literal["rect", "disk"] = "rect"
     weights: Annotated[list[Annotated[list[Weight], Field(min_length=1)]], Field(min_length=1)] | None = None
     axes: tuple[StrictInt | Name, StrictInt | Name] | tuple[StrictInt | Name] | None = None
@@ -143,8 +146,30 @@ class OutputSpec(_Model):
     fill_value: StrictInt | float | None = None  #: integer outputs: value of windows with no valid pixel
     storage_options: StorageOptions | None = None  #: fsspec options for a URL path (see InputSpec)
 
-    _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_array_path(v)))
+    _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_output_array(_check_array_path(v))))
     _path_ok = field_validator("path")(classmethod(lambda cls, v: _check_path(v)))
+    _fill_ok = field_validator("fill_value", mode="before")(classmethod(lambda cls, v: _check_number(v)))
+
+
+#: Names an output array cannot take: the store's own metadata files, and the sidecar's lock files
+#: and the suffixes of a replacement in progress (``pipeline.runner.STAGED``/``RETIRED``).
+_STORE_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
+_SIDECAR_FILES = ("lock", "lock.guard")
+_RESERVED_SUFFIXES = (".pipeline-new", ".pipeline-old")
+
+
+def _check_output_array(v: str) -> str:
+    parts = v.strip("/").split("/")
+    if any(p in _STORE_FILES for p in parts) or parts[0] in _SIDECAR_FILES or v.endswith(_RESERVED_SUFFIXES):
+        raise ValueError(f"{v!r} collides with a file of the store or of its .pipeline folder; choose another array name")
+    return v
+
+
+def _check_number(v: Any) -> Any:
+    """Integers beyond 64 bits (a 4,000-digit hex literal) are refused, not overflowed."""
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**64:
+        raise ValueError(f"an integer of {v.bit_length()} bits does not fit in 64 bits")
+    return v
 
 
 #: local schedulers; anything else is ``local-cluster`` or a scheduler address
@@ -169,9 +194,11 @@ def _check_bytes(value: str | int) -> str | int:
 
     if isinstance(value, str) and value != "auto":
         try:
-            parse_bytes(value)
-        except (ValueError, TypeError):
+            n = parse_bytes(value)
+        except (ValueError, TypeError, OverflowError):
             raise ValueError("must be a size such as 4GiB or 500MB, or auto") from None
+        if not 0 < n < 2**63:
+            raise ValueError("must be a size such as 4GiB or 500MB, or auto")
     return value
 
 
@@ -236,6 +263,9 @@ class Config(_Model):
         for name in v:
             if not name.isidentifier() or keyword.iskeyword(name):
                 raise ValueError(f"input name {name!r} must be a Python-style identifier (used in op)")
+            plain = unicodedata.normalize("NFKC", name)
+            if plain != name:  # op's names are read NFKC-normalised: 'ａ' in op means 'a'
+                raise ValueError(f"input name {name!r} reads as {plain!r} in op (Unicode NFKC); write {plain!r}")
         return v
 
 
@@ -281,6 +311,8 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"invalid YAML: {what}", where=f"{p}{line}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid YAML: {' '.join(str(e).split())}", where=str(p)) from None
+    except (RecursionError, TypeError, ValueError, OverflowError, MemoryError) as e:
+        raise ConfigError(f"invalid YAML: {_hostile(e)}", where=str(p)) from None
     if not isinstance(data, dict):
         raise ConfigError("the config must be a mapping of keys (inputs, op, window, output, ...)", where=str(p))
     if _expanded_size(data) > MAX_VALUES:
@@ -320,8 +352,22 @@ def _protect_templates(text: str) -> tuple[str, Any]:
     return hidden, restore
 
 
+def _hostile(e: BaseException) -> str:
+    """What a YAML document that is valid YAML but no config (nested 20,000 deep, a list as a
+    mapping key, a 5,000-digit number) did, in words."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    if isinstance(e, TypeError):
+        return "a mapping key must be a plain value (not a list or mapping)"
+    if isinstance(e, MemoryError):
+        return "too large"
+    return "a number too large to read" if "digits" in str(e) or isinstance(e, OverflowError) else str(e).splitlines()[0][:100]
+
+
 #: A config holds a few dozen values; YAML aliases can make a small file expand to billions.
 MAX_VALUES = 100_000
+#: A string counts as one value per this many characters (so at most ~10 MB of text expands).
+CHARS_PER_VALUE = 100
 
 
 def _expanded_size(data: Any) -> int:
@@ -330,6 +376,8 @@ def _expanded_size(data: Any) -> int:
     memo: dict[int, int] = {}
 
     def size(node: Any, depth: int = 0) -> int:
+        if isinstance(node, str):  # long strings count too: `$$` text repeated by aliases
+            return 1 + len(node) // CHARS_PER_VALUE
         if not isinstance(node, (dict, list)):
             return 1
         key = id(node)
@@ -392,7 +440,10 @@ def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
     msg = err["msg"]
     if "input" in err and err["type"] not in ("missing",):
         got = err["input"]
-        shown = _short_repr.repr(got)  # bounded: a YAML alias bomb must not be expanded here
+        if isinstance(got, int) and not isinstance(got, bool) and got.bit_length() > 200:
+            shown = f"an integer of {got.bit_length()} bits"  # repr of a 5,000-digit int raises
+        else:
+            shown = _short_repr.repr(got)  # bounded: a YAML alias bomb must not be expanded here
         if len(shown) > 60:
             shown = shown[:57] + "..."
         msg = f"{msg} (got {shown})"
@@ -404,6 +455,8 @@ def _is_url(path: str) -> bool:
 
 
 def _resolve(path: str, base: Path) -> str:
+    if path.startswith("file://") and not path[len("file://") :].startswith("/"):
+        return "file://" + _resolve(path[len("file://") :], base)  # relative: against the config's folder
     if _is_url(path):
         return path
     p = Path(os.path.expanduser(path))
@@ -481,19 +534,24 @@ def _check_schemes(cfg: Config, source: str) -> None:
     ``http(s)`` only for inputs."""
     paths = [(f"inputs.{k}.path", v.path, False) for k, v in cfg.inputs.items()] + [("output.path", cfg.output.path, True)]
     for key, path, is_output in paths:
-        m = _SCHEME.match(path)
-        if m is None:
-            continue
-        scheme = m.group(1).lower()
-        if scheme not in ALLOWED_SCHEMES:
-            raise ConfigError(
-                f"URL scheme {scheme!r} is not allowed (allowed: local paths, {', '.join(s + '://' for s in sorted(ALLOWED_SCHEMES))})",
-                where=f"{source}: {key}",
-            )
-        if not path[m.end() :].startswith("//"):
-            raise ConfigError(f"malformed URL {path!r} (expected {scheme}://...)", where=f"{source}: {key}")
-        if is_output and scheme in READ_ONLY_SCHEMES:
-            raise ConfigError(f"{scheme}:// is read-only; the output must be a local path or a writable store", where=f"{source}: {key}")
+        check_url(path, f"{source}: {key}", output=is_output)
+
+
+def check_url(path: str, where: str, *, output: bool = False) -> None:
+    """The URL policy for one store path (configs, ``pipeline info`` and ``verify`` alike)."""
+    m = _SCHEME.match(path)
+    if m is None:
+        return
+    scheme = m.group(1).lower()
+    if scheme not in ALLOWED_SCHEMES:
+        raise ConfigError(
+            f"URL scheme {scheme!r} is not allowed (allowed: local paths, {', '.join(s + '://' for s in sorted(ALLOWED_SCHEMES))})",
+            where=where,
+        )
+    if not path[m.end() :].startswith("//"):
+        raise ConfigError(f"malformed URL {path!r} (expected {scheme}://...)", where=where)
+    if output and scheme in READ_ONLY_SCHEMES:
+        raise ConfigError(f"{scheme}:// is read-only; the output must be a local path or a writable store", where=where)
 
 
 # --------------------------------------------------------------------------------------------
@@ -528,6 +586,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str], *, source
             value = yaml.load(raw, Loader=_StrictLoader) if raw.strip() else ""  # noqa: S506 - safe loader
         except yaml.YAMLError as e:
             raise ConfigError(f"cannot parse the value of {dotted}: {str(e).splitlines()[0]}", where="--set") from None
+        except (RecursionError, TypeError, ValueError, OverflowError, MemoryError) as e:
+            raise ConfigError(f"cannot parse the value of {dotted}: {_hostile(e)}", where="--set") from None
         node: dict[str, Any] = out
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -576,7 +636,7 @@ def expand_variables(data: Any, variables: Mapping[str, str], *, source: str = "
         value = lookup(whole.group(1))
         try:
             parsed = yaml.load(value, Loader=_StrictLoader) if value.strip() else value  # noqa: S506 - safe loader
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError, TypeError, ValueError, OverflowError):
             return value
         return parsed if isinstance(parsed, (str, int, float, bool)) else value
     return _VAR.sub(lambda m: "$" if m.group(0) == "$$" else lookup(m.group(1)), data)
@@ -603,5 +663,7 @@ def load_config(
         data, base, source = load_yaml(p), Path(os.path.abspath(p)).parent, str(p)
     if overrides:
         data = apply_overrides(data, overrides, source=source)
+    if _expanded_size(data) > MAX_VALUES:  # before any copy or expansion (a --set value or a mapping)
+        raise ConfigError(f"the config expands to more than {MAX_VALUES} values (YAML aliases used as a bomb?)", where=source)
     data = expand_variables(data, env, source=source)
     return parse_config(data, base_dir=base, source=source)

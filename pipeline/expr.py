@@ -233,7 +233,8 @@ class _Const(_Node):
             self.value = np.bool_(value)
         elif isinstance(value, int):
             dtype = _fit(value, value)
-            assert dtype is not None
+            if dtype is None:  # e.g. -((-2)**63): each literal fits, the folded value does not
+                raise _err(f"the integer value {value} does not fit in 64 bits")
             self._typed("i", dtype, (value, value))
             self.value = dtype.type(value)
         else:

@@ -271,20 +271,8 @@ def create_output(
         raise OutputError(f"cannot create Zarr group at {path}: {e}", where="output.path") from None
     except Exception as e:
         raise OutputError(f"cannot create Zarr group at {path}: {e}", where="output.path") from None
-    for dim, values in coords.items():
-        if dim == array:
-            continue
-        values = np.asarray(values)
-        c = group.create_array(
-            dim, shape=values.shape, dtype=values.dtype, chunks=values.shape, dimension_names=(dim,), overwrite=True
-        )
-        c[...] = values
-    for name, (value, attrs_) in (scalars or {}).items():
-        if name == array:
-            continue
-        value = np.asarray(value)
-        c = group.create_array(name, shape=(), dtype=value.dtype, dimension_names=(), attributes=dict(attrs_), overwrite=True)
-        c[()] = value
+    write_coords(group, {d: v for d, v in coords.items() if d != array}, overwrite=overwrite, path=path)
+    write_scalars(group, {n: v for n, v in (scalars or {}).items() if n != array}, overwrite=overwrite, path=path)
     return group.create_array(
         array,
         shape=tuple(shape),
@@ -297,6 +285,85 @@ def create_output(
         overwrite=overwrite,
         config=_OUTPUT_CONFIG,
     )
+
+
+#: The attribute marking a coordinate array as written by pipeline (only those are ever replaced).
+COORD_MARK = "pipeline_coordinate"
+
+
+def _coord_conflict(group: zarr.Group, dim: str, values: np.ndarray, overwrite: bool, path: str) -> bool:
+    """Whether the coordinate ``dim`` must be (re)written: False when the group already holds it
+    with these values.  Refuses to replace an array the tool did not write, or without
+    ``overwrite`` one it did."""
+    if dim not in group:
+        return True
+    node = group[dim]
+    if isinstance(node, zarr.Array) and node.shape == values.shape and node.dtype == values.dtype:
+        if np.array_equal(node[...], values, equal_nan=values.dtype.kind in "fc"):
+            return False
+    where = describe(path, dim)
+    if not (isinstance(node, zarr.Array) and node.attrs.get(COORD_MARK)):
+        raise OutputError(
+            f"{where} already exists, differs from the inputs' {dim!r} coordinate and was not written by pipeline; "
+            "refusing to replace it: choose another output path",
+            where="output.path",
+        )
+    if not overwrite:
+        raise OutputError(
+            f"{where} differs from the inputs' {dim!r} coordinate; pass --overwrite (or set output.overwrite: true) to replace it",
+            where="output.path",
+        )
+    return True
+
+
+def check_coords(path: str, coords: Mapping[str, np.ndarray], *, overwrite: bool) -> list[str]:
+    """The coordinates that must be (re)written into an existing local output group; raises
+    (see :func:`_coord_conflict`) before anything is written."""
+    try:
+        group = zarr.open_group(store=_local(path), mode="r", use_consolidated=False)
+    except Exception:
+        return list(coords)
+    return [d for d, v in coords.items() if _coord_conflict(group, d, np.asarray(v), overwrite, path)]
+
+
+def write_coords(group: zarr.Group, coords: Mapping[str, np.ndarray], *, overwrite: bool, path: str) -> None:
+    """Write the 1-D coordinate arrays, marked as the tool's own; an existing equal one is kept."""
+    for dim, values in coords.items():
+        values = np.asarray(values)
+        if not _coord_conflict(group, dim, values, overwrite, path):
+            continue
+        c = group.create_array(
+            dim, shape=values.shape, dtype=values.dtype, chunks=values.shape, dimension_names=(dim,),
+            attributes={COORD_MARK: True}, overwrite=True,
+        )
+        c[...] = values
+
+
+def write_scalars(group: zarr.Group, scalars: Mapping[str, tuple[Any, Mapping[str, Any]]], *, overwrite: bool, path: str) -> None:
+    """Write the 0-D variables (``name -> (value, attributes)``, e.g. the CRS variable
+    ``spatial_ref``), marked as the tool's own; an existing one with equal value and attributes
+    is kept, one the tool did not write is never replaced."""
+    for name, (value, attrs) in scalars.items():
+        value = np.asarray(value)
+        attrs = {**attrs, COORD_MARK: True}
+        if name in group:
+            node = group[name]
+            if isinstance(node, zarr.Array) and node.shape == () and dict(node.attrs) == attrs and np.array_equal(node[()], value):
+                continue
+            where = describe(path, name)
+            if not (isinstance(node, zarr.Array) and node.attrs.get(COORD_MARK)):
+                raise OutputError(
+                    f"{where} already exists, differs from the inputs' {name!r} variable and was not written by pipeline; "
+                    "refusing to replace it: choose another output path",
+                    where="output.path",
+                )
+            if not overwrite:
+                raise OutputError(
+                    f"{where} differs from the inputs' {name!r} variable; pass --overwrite (or set output.overwrite: true) to replace it",
+                    where="output.path",
+                )
+        c = group.create_array(name, shape=(), dtype=value.dtype, dimension_names=(), attributes=attrs, overwrite=True)
+        c[()] = value
 
 
 #: Every chunk of the output is stored, even one equal to the fill value, so that "not stored"

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import safety
+
 SUFFIX = ".pipeline"
 
 
@@ -75,7 +77,12 @@ class Ledger:
     """The ledger of one output array for one fingerprint."""
 
     def __init__(self, local_store: str | os.PathLike[str], array: str, fp: str) -> None:
-        self.base = sidecar(local_store) / array
+        # names may come from an output's metadata (``pipeline verify``): checked, never trusted
+        safety.check_name(array, "the output's ledger name")
+        safety.check_fingerprint(fp, "the output's fingerprint")
+        self.side = sidecar(local_store)
+        self.array = array
+        self.base = self.side / array
         self.fp = fp
         self.root = self.base / fp[:16]
         self.done_dir = self.root / "done"
@@ -85,7 +92,9 @@ class Ledger:
         return BlockRecorder(str(self.done_dir))
 
     def reset(self, grid: dict[str, Any]) -> None:
-        """Forget every ledger of this array (any fingerprint) and start an empty one."""
+        """Forget every ledger of this array (any fingerprint) and start an empty one.  Deletes
+        only inside the sidecar folder, through no symlink."""
+        safety.check_no_symlink(self.side.parent, Path(self.side.name) / self.array, "output.path")
         if self.base.exists():
             shutil.rmtree(self.base)
         self.done_dir.mkdir(parents=True)
@@ -113,6 +122,7 @@ def find(local_store: str | os.PathLike[str], array: str, fp: str | None) -> tup
     """The ledger of ``array`` for fingerprint ``fp`` and its grid, or None."""
     if not fp:
         return None
+    safety.check_no_symlink(Path(local_store).parent, Path(sidecar(local_store).name) / array, "output.path")
     led = Ledger(local_store, array, fp)
     try:
         grid = json.loads((led.root / "grid.json").read_text())

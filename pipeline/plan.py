@@ -313,10 +313,19 @@ def _user_dtype(name: str, stat: str, auto: np.dtype, bounds, is_float: bool, ke
     return dt
 
 
+#: At most this many processing blocks per run (checked before any block list is built, so that a
+#: hostile zarr.json declaring shape (2**40, 2**40) is refused in microseconds, not by the OOM killer).
+MAX_BLOCKS = 10_000_000
+#: At most this many pixels in a disk or weights footprint (2048 x 2048).
+MAX_FOOTPRINT = 2048 * 2048
+
+
 def _axis_grid(m: int, c: int, depth: int) -> tuple[int, ...]:
     """Blocks of ``c`` over ``m`` pixels; a last block narrower than ``depth`` joins the one before."""
     if m == 0:
         return (0,)
+    if m // max(1, c) > MAX_BLOCKS:
+        raise ConfigError(f"{m} pixels in blocks of {c} make more than {MAX_BLOCKS:,} blocks; use larger compute.chunks", where="compute.chunks")
     blocks = [c] * (m // c) + ([m % c] if m % c else [])
     if len(blocks) > 1 and blocks[-1] < depth:
         last = blocks.pop()
@@ -443,6 +452,12 @@ def make_plan(
     lo = tuple(w // 2 for w in sizes)
     hi = tuple(w - 1 - l for w, l in zip(sizes, lo))
 
+    if kind != "rect" and math.prod(sizes) > MAX_FOOTPRINT:
+        raise ConfigError(
+            f"a {kind} window of {' x '.join(map(str, sizes))} has {math.prod(sizes):,} pixels, more than "
+            f"{MAX_FOOTPRINT:,} (2048 x 2048); use a rect window or a smaller size",
+            where="window.size",
+        )
     if kind == "disk":
         fp = disk_footprint(sizes)
     elif kind == "weights":
@@ -615,6 +630,13 @@ def make_plan(
         in_chunks.append(grid)
         depth.append(h if len(grid) > 1 else 0)
 
+    nblocks = math.prod(len(g) for g in out_chunks)
+    if nblocks > MAX_BLOCKS:
+        raise ConfigError(
+            f"output shape {out_shape} makes {nblocks:,} processing blocks, more than {MAX_BLOCKS:,}; "
+            "use larger compute.chunks (or check the inputs' shapes)",
+            where="compute.chunks",
+        )
     dims = ref.dims if ref.dims and len(ref.dims) == ndim else _default_dims(ndim, axes_t)
     first = stats[0]
     return Plan(

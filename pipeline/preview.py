@@ -5,11 +5,12 @@ output: ``new``, ``up-to-date``, ``would-resume``, ``would-replace``, ``refused`
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import io, ledger, readiness, runner
-from .config import Config
+from . import io, ledger, readiness, runner, runtime
+from .config import LOCAL_SCHEDULERS, Config
 from .errors import ExitCode, LockedError, OutputError
 from .lock import is_stale, read_lock
 
@@ -34,7 +35,11 @@ def preview(cfg: Config, *, overwrite: bool | None = None) -> Preview:
     """The verdict for ``cfg``.  User errors (bad input, not ready) are raised as in a run; an
     output that a run would refuse or find locked is a verdict (``refused`` / ``locked``)."""
     readiness.check_markers(cfg)
+    mode = runtime.resolve(cfg)  # what run refuses (e.g. compute.scheduler with compute.cluster)
     prep = runner.prepare(cfg)
+    if mode in LOCAL_SCHEDULERS:  # a task larger than this machine: refused here as by run
+        workers = 1 if mode == "synchronous" else cfg.compute.workers or os.cpu_count() or 1
+        runtime.check_local_memory(prep.plan.task_bytes, workers)
     unstored = readiness.check(cfg, prep.arrays)
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
     out = Preview("new", "the output does not exist yet: every block would be computed", prep, unstored)

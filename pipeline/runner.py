@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import io, ledger, metadata, ops, runtime
+from . import io, ledger, metadata, ops, runtime, safety
 from .config import Config, load_config
 from .errors import LockedError, OutputError, WriteError
 from .halo import HaloReader, strip_order
@@ -137,6 +138,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     gm = attrs.get("grid_mapping")
     spec = cfg.inputs[first]
     grid_mapping = io.scalar_variable(spec.path, spec.array, gm, spec.storage_options) if isinstance(gm, str) else None
+    _check_local_output(cfg, plan, extra=[gm] if grid_mapping is not None else ())
     return Prepared(
         config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=attrs,
         nodata_source={n: v for n, v in nodata_source.items() if n in plan.expr.names},
@@ -167,6 +169,21 @@ def _nodata(cfg: Config, arrays: Mapping[str, Any]) -> tuple[dict[str, Any], dic
             elif not (isinstance(declared[0], float) and declared[0] != declared[0]):  # NaN: always missing
                 source[name] = f"none (attribute {declared[1]} = {declared[0]} cannot occur in {arrays[name].dtype})"
     return values, source
+
+
+def _check_local_output(cfg: Config, plan: Plan, extra: Sequence[str] = ()) -> None:
+    """Where a local output writes or deletes (the sidecar folder with the lock and ledgers, the
+    output arrays' folders with their chunks, the coordinate arrays) holds no symlink, and the
+    sidecar overlaps no input (a store named ``out.zarr.pipeline`` or a symlink to one)."""
+    if not io.is_local(cfg.output.path):
+        return
+    store = Path(io.local_path(cfg.output.path))
+    inputs = {f"inputs.{n}": io.local_path(s.path) for n, s in cfg.inputs.items() if io.is_local(s.path)}
+    names = list(output_names(plan, cfg.output.array).values())
+    names += [n + sfx for n in names for sfx in (STAGED, RETIRED)]
+    safety.check_sidecar(ledger.sidecar(store), [cfg.output.array], inputs)
+    others = [d for d in (plan.dims or ()) if d not in names] + list(extra)
+    safety.check_tree(store, names + others)
 
 
 def _common_attrs(arrays: Mapping[str, Any]) -> dict[str, Any]:
@@ -580,7 +597,8 @@ def _run_locked(
     cfg, plan = prep.config, prep.plan
     path, array = cfg.output.path, cfg.output.array
     where = io.describe(path, array)
-    fp = ledger.fingerprint(fingerprint_doc(prep))
+    doc = fingerprint_doc(prep)
+    fp = ledger.fingerprint(doc)
     grid = _grid(plan)
     all_blocks = [idx for idx, _ in block_regions(plan)]
     names = output_names(plan, array)
@@ -596,14 +614,23 @@ def _run_locked(
     states = {name: io.output_state(path, name) for name in names.values()}
     present = [st for st in states.values() if st is not None]
     found = None
+    replace = False
     if present:
         if any(st.get("fingerprint") != fp for st in present) or len(present) < len(states):
             if not overwrite:
                 raise OutputError(
-                    f"{where} already exists and was written by a different config, inputs or version; "
-                    "pass --overwrite (or set output.overwrite: true) to replace it",
+                    f"{where} already exists and was written by a different config, inputs or version "
+                    f"({_what_changed(doc, present)}); "
+                    "pass --overwrite (or set output.overwrite: true) to replace it "
+                    "(the old array is kept until the new one is complete)",
                     where="output.path",
                 )
+            # write beside the old arrays and swap at the end: the old result survives a failure
+            replace = True
+            names = {st: staging(name) for st, name in names.items()}
+            staged = [io.output_state(path, name) for name in names.values()]
+            if all(st is not None and st.get("fingerprint") == fp for st in staged):
+                found = ledger.find(store, array, fp)  # resume an interrupted replacement
         elif all(st.get("complete") for st in present):
             if any(io.consolidated_complete(path, name) is not True for name in names.values()):
                 io.finalize(path, cfg.output.storage_options)  # a run killed between its last two writes
@@ -615,9 +642,12 @@ def _run_locked(
 
     done: set[tuple[int, ...]] = set()
     try:
+        coords = _out_coords(prep)
+        if replace:  # coordinates too are replaced only once the new arrays are complete
+            io.check_coords(path, coords, overwrite=True)
         if found is None:  # fresh, replaced, or our own output killed before its ledger existed
-            state = {"fingerprint": fp, "complete": False, "grid": grid, "ledger": array}
-            targets = _create_outputs(prep, names, state, overwrite=bool(present))
+            state = {"fingerprint": fp, "complete": False, "grid": grid, "ledger": array, "parts": _parts(doc)}
+            targets = _create_outputs(prep, names, state, overwrite=bool(present), coords={} if replace else coords)
             led = ledger.Ledger(store, array, fp)
             led.reset(grid)
             io.finalize(path, cfg.output.storage_options)  # consolidated metadata says "incomplete" from now on
@@ -644,6 +674,8 @@ def _run_locked(
             raise RuntimeError(f"{len(left)} blocks of {where} were not recorded as done")
         for t in targets.values():
             io.update_state(t, complete=True)  # written last: the output is complete
+        if replace:
+            _swap(prep, store, names, coords)
         io.finalize(path, cfg.output.storage_options)
     except BaseException as exc:
         computed = max(0, len(led.done()) - len(done)) if "led" in locals() else 0
@@ -676,7 +708,75 @@ def _missing_chunks(target: Any, grid: dict[str, Any], done: set[tuple[int, ...]
     return lost
 
 
-def _create_outputs(prep: Prepared, names: Mapping[str, str], state: Mapping[str, Any], *, overwrite: bool) -> dict[str, Any]:
+#: Suffixes of the arrays a replacement (``--overwrite``) writes beside the old output and of the
+#: old arrays while they are swapped out: ``result.pipeline-new``, ``result.pipeline-old``.
+STAGED, RETIRED = ".pipeline-new", ".pipeline-old"
+
+
+def staging(name: str) -> str:
+    return name + STAGED
+
+
+def _swap(prep: Prepared, store: str, staged: Mapping[str, str], coords: Mapping[str, np.ndarray]) -> None:
+    """Move each complete staged array in place of the old one (two renames), then delete the
+    old one, then write changed coordinates.  Everything renamed or deleted is inside the output
+    store, checked for symlinks by :func:`_check_local_output` and again here."""
+    import shutil
+
+    root = Path(store)
+    for name in staged.values():
+        final = name[: -len(STAGED)]
+        new, old, retired = root / name, root / final, root / (final + RETIRED)
+        safety.check_tree(root, [name, final, final + RETIRED])
+        if retired.exists():
+            shutil.rmtree(retired)  # left by a replacement killed between its renames
+        if old.exists():
+            os.rename(old, retired)
+        os.rename(new, old)
+        if retired.exists():
+            shutil.rmtree(retired)
+    if coords:
+        import zarr
+
+        io.write_coords(zarr.open_group(store=store, mode="a"), coords, overwrite=True, path=prep.config.output.path)
+
+
+def _parts(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A digest per part of the fingerprint document, stored in the output's ``pipeline``
+    attribute so that a refusal can say what changed."""
+    return {
+        "version": doc["version"],
+        "config": ledger.fingerprint(doc["config"])[:16],
+        "grid": ledger.fingerprint(doc["grid"])[:16],
+        "inputs": {n: ledger.fingerprint(v)[:16] for n, v in doc["inputs"].items()},
+    }
+
+
+def _what_changed(doc: Mapping[str, Any], present: Sequence[Mapping[str, Any]]) -> str:
+    """What differs from the run that wrote the existing output, for the refusal message."""
+    old = next((st.get("parts") for st in present if isinstance(st.get("parts"), dict)), None)
+    if not any(st for st in present):
+        return "it has no pipeline attribute: not written by pipeline"
+    if old is None:
+        return "written by an older pipeline: the changed part is not recorded"
+    new = _parts(doc)
+    what = []
+    if old.get("version") != new["version"]:
+        what.append(f"pipeline version was {str(old.get('version'))[:40]}, now {new['version']}")
+    if old.get("config") != new["config"]:
+        what.append("the config changed")
+    old_inputs = old.get("inputs") if isinstance(old.get("inputs"), dict) else {}
+    changed = [n for n in new["inputs"] if old_inputs.get(n) != new["inputs"][n]]
+    if changed:
+        what.append("the data or metadata of input " + ", ".join(changed) + " changed")
+    if not what and old.get("grid") != new["grid"]:
+        what.append("the output grid changed")
+    return "; ".join(what) or "some of its statistics' arrays are missing"
+
+
+def _create_outputs(
+    prep: Prepared, names: Mapping[str, str], state: Mapping[str, Any], *, overwrite: bool, coords: Mapping[str, np.ndarray] | None = None
+) -> dict[str, Any]:
     """Create the output array of each statistic, its ``pipeline`` attribute holding ``state``."""
     cfg, plan = prep.config, prep.plan
     targets = {}
@@ -712,7 +812,7 @@ def _create_outputs(prep: Prepared, names: Mapping[str, str], state: Mapping[str
             chunks=plan.storage_chunks,
             dims=plan.dims,
             attrs=attrs,
-            coords=_out_coords(prep),
+            coords=_out_coords(prep) if coords is None else coords,
             scalars=scalars,
             fill_value=fill if fill is not None else 0,
             overwrite=overwrite,

@@ -191,6 +191,36 @@ def check_memory(task_bytes: int, workers: list[dict[str, Any]], notify: Notify 
             break
 
 
+def machine_memory() -> int:
+    """Physical memory of this machine in bytes (0 when unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_local_memory(task_bytes: int, workers: int, notify: Notify | None = None) -> None:
+    """The local schedulers' memory check (threads, processes, synchronous): refuse a task that
+    cannot fit in this machine's memory at all, warn when the tasks in flight together may not."""
+    from dask.utils import format_bytes
+
+    total = machine_memory()
+    if not total:
+        return
+    if task_bytes > total:
+        raise ClusterError(
+            f"a task needs about {format_bytes(task_bytes)} but this machine has {format_bytes(total)} of memory; "
+            "use smaller compute.chunks",
+            where="compute.chunks",
+        )
+    if workers > 1 and task_bytes * workers > total:
+        _warn(
+            f"{workers} workers x ~{format_bytes(task_bytes)} per task may exceed this machine's memory "
+            f"({format_bytes(total)}); use smaller compute.chunks or fewer compute.workers",
+            notify,
+        )
+
+
 def _warn(message: str, notify: Notify | None) -> None:
     if notify is not None:
         notify(f"warning: {message}")
@@ -334,7 +364,10 @@ def _local_session(cfg: Config, mode: str) -> Session:
 def _open(cfg: Config, mode: str, notify: Notify | None, *, task_bytes: int | None) -> Iterator[Session]:
     check_storage(cfg, mode)
     if mode in LOCAL_SCHEDULERS:
-        yield _local_session(cfg, mode)
+        sess = _local_session(cfg, mode)
+        if task_bytes is not None:
+            check_local_memory(task_bytes, sess.kwargs.get("num_workers", 1), notify)
+        yield sess
         return
     with ExitStack() as stack:
         if mode == "client":
@@ -404,8 +437,13 @@ def _local_cluster(cfg: Config) -> Iterator[Any]:
         "dashboard_address": "127.0.0.1:0",  # loopback, any free port
         "memory_limit": c.memory_limit if c.memory_limit is not None else "auto",
     }
-    if sec is not None:
-        kw.update(security=sec, protocol="tls://")
+    if sec is None:
+        # temporary credentials, in memory only: without them any local process (any user on a
+        # shared machine) could connect to the loopback port and run code in the workers
+        from distributed.security import Security
+
+        sec = Security.temporary()
+    kw.update(security=sec, protocol="tls://")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Port 8787 is already in use" and similar
         cluster = LocalCluster(**kw)

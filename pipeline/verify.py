@@ -18,9 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import io, ledger
-from .errors import InputError
+from . import io, ledger, safety
+from .errors import InputError, OutputError
 from .lock import OutputLock
+
+MAX_CHUNKS = 10_000_000  #: chunks ``verify`` lists at most (pipeline.plan.MAX_BLOCKS blocks hold fewer)
+STAGED = ".pipeline-new"  #: pipeline.runner.STAGED (not imported: verify stays free of the runner)
 
 
 @dataclass
@@ -78,6 +81,11 @@ def verify_array(path: str, array: str, *, mark: bool = True, workers: int | Non
     state = dict(state) if isinstance(state, dict) else None
     report = ArrayReport(store=path, array=array, complete=None if state is None else bool(state.get("complete")))
     grid_shape = io.chunk_grid(arr)
+    n = 1
+    for k in grid_shape:
+        n *= k
+    if n > MAX_CHUNKS:  # a hostile zarr.json (shape 2**40 x 2**40) must not build a huge list
+        raise OutputError(f"{n:,} chunks in the grid, more than {MAX_CHUNKS:,}; not a pipeline output", where=io.describe(path, array))
     everything = list(itertools.product(*(range(n) for n in grid_shape)))
     report.chunks = len(everything)
     stored = io.stored_chunk_keys(arr)
@@ -88,7 +96,7 @@ def verify_array(path: str, array: str, *, mark: bool = True, workers: int | Non
     found = None
     local = io.is_local(path)
     if state is not None and local and state.get("fingerprint"):
-        found = ledger.find(io.local_path(path), state.get("ledger", array), state["fingerprint"])
+        found = ledger.find(io.local_path(path), ledger_name(array, state), state["fingerprint"])
     expected: set[tuple[int, ...]] = set()
     if state is not None and report.complete:
         expected = set(everything)
@@ -110,10 +118,28 @@ def verify_array(path: str, array: str, *, mark: bool = True, workers: int | Non
     return report
 
 
+def ledger_name(array: str, state: dict[str, Any]) -> str:
+    """The ledger an output array's blocks are recorded in: the array's own name, or for several
+    statistics (arrays ``<name>_<stat>``) the shared ``<name>``.  The metadata's ``ledger`` key is
+    accepted only when it is one of these (metadata is input, never a path to trust)."""
+    name = state.get("ledger", array)
+    stat = state.get("statistic")
+    if array.endswith(STAGED):  # a replacement not yet swapped in (see pipeline.runner._swap)
+        array = array[: -len(STAGED)]
+    if name == array or (isinstance(name, str) and isinstance(stat, str) and array == f"{name}_{stat}"):
+        return safety.check_name(name, f"{array}: pipeline.ledger")
+    raise OutputError(
+        f"the output's pipeline attribute names the ledger {str(name)[:80]!r}, which is not this array's; "
+        "refusing to use it (metadata is not trusted as a path)",
+        where=array,
+    )
+
+
 def _mark(path: str, array: str, state: dict[str, Any], grid: dict[str, Any], keys: dict, report: ArrayReport) -> int:
     """Drop the blocks holding bad chunks from the ledger; mark the output incomplete."""
     store = io.local_path(path)
-    name = state.get("ledger", array)  # several statistics' arrays share one ledger
+    name = ledger_name(array, state)
+    safety.check_sidecar(ledger.sidecar(store), [name], {})
     bad_keys = {k for k, _ in report.damaged} | set(report.missing)
     bad_blocks = {ledger.chunk_block(grid, c) for c, k in keys.items() if k in bad_keys}
     with OutputLock(ledger.sidecar(store) / "lock", io.describe(path, array)):

@@ -7,7 +7,9 @@ run, marked complete, lock released).
 Fault types: kill9 (SIGKILL after a random number of blocks, or during start-up, then one
 resume), sigterm (SIGTERM likewise; exit code 4 required, then one resume), concurrent (two runs
 started together: one exit 0, one exit 3), flip (a random byte of a random chunk flipped; verify
-must name it; a rerun repairs).  Uses the helpers of tests/test_reliability.py.
+must name it; a rerun repairs), safety (a random reproduction of issue 11's data-safety and
+hostile-input attacks: refused, nothing outside the output touched).  Uses the helpers of
+tests/test_reliability.py.
 """
 
 from __future__ import annotations
@@ -102,6 +104,32 @@ def trial_flip(root, cfg, ref, rng) -> bool:
     return runner.run(cfg).computed == 1 and right(out, ref)
 
 
+#: The data-safety and hostile-input reproductions of issue 11 (planted metadata paths, sidecar
+#: symlinks and look-alike names, symlinked chunk folders, planted cache files, symlinked temp
+#: files, hostile shapes under a memory limit, the error-hygiene corpus): one picked at random per
+#: trial, run in a fresh pytest process; "exactly right" means the attack was refused and nothing
+#: outside the output was touched (the test's own assertions).
+SAFETY_TESTS = ("tests/test_safety.py", "tests/test_hostile.py")
+
+
+def _safety_cases() -> list[str]:
+    top = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *SAFETY_TESTS],
+        cwd=top, capture_output=True, text=True,
+    ).stdout
+    return [line for line in out.splitlines() if "::" in line]
+
+
+def trial_safety(cases: list[str], rng) -> bool:
+    case = rng.choice(cases)
+    top = Path(__file__).resolve().parent.parent
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", case], cwd=top, capture_output=True, text=True)
+    if res.returncode != 0:
+        print("   FAILED", case, res.stdout[-300:])
+    return res.returncode == 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=10)
@@ -122,6 +150,9 @@ def main() -> None:
         "concurrent": lambda: trial_concurrent(root, cfg, ref, rng),
         "flip": lambda: trial_flip(root, cfg, ref, rng),
     }
+    if not args.only or "safety" in args.only:
+        cases = _safety_cases()
+        kinds["safety"] = lambda: trial_safety(cases, rng)
     for name, fn in kinds.items():
         if args.only and name not in args.only:
             continue

@@ -225,10 +225,15 @@ def test_local_cluster_from_config_on_loopback_and_resume_on_another_cluster(dat
     )
     with runtime.session(cfg, task_bytes=1) as sess:
         info = sess.client.scheduler_info(n_workers=-1)
-        assert sess.client.scheduler.address.startswith("tcp://127.0.0.1:")
+        assert sess.client.scheduler.address.startswith("tls://127.0.0.1:")  # TLS, temporary credentials
+        port = sess.client.scheduler.address.rsplit(":", 1)[1]
+        with pytest.raises(Exception):  # noqa: B017 - a client without the credentials cannot connect
+            from distributed import Client
+
+            Client(f"tcp://127.0.0.1:{port}", timeout=2)
         assert len(info["workers"]) == 2
         for addr, w in info["workers"].items():
-            assert addr.startswith("tcp://127.0.0.1:"), addr  # loopback only
+            assert addr.startswith("tls://127.0.0.1:"), addr  # loopback only
             assert w["memory_limit"] == 2**30 and w["nthreads"] == 1
         runner.run(cfg)  # reuses the session
         assert chunk_bytes(tmp_path / "local.zarr") == chunk_bytes(threads_out)
