@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
 
-from . import io, ledger, ops, runtime
+from . import engine, io, ledger, runtime
 from .config import Config, load_config
 from .errors import LockedError, OutputError, WriteError
-from .halo import HaloReader, strip_order
+from .engine import block_regions, input_regions, strip_width  # noqa: F401 - part of this module's API
 from .lock import OutputLock
 from .plan import ArraySpec, Plan, check_inputs, make_plan
 
@@ -169,46 +167,6 @@ def _out_coords(prep: Prepared) -> dict[str, np.ndarray]:
     return out
 
 
-def block_regions(plan: Plan) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
-    """Each output block's index and its region in the output array."""
-    offsets = [np.cumsum((0,) + c) for c in plan.out_chunks]
-    for idx in itertools.product(*(range(len(c)) for c in plan.out_chunks)):
-        yield idx, tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, idx))
-
-
-def _range(block: np.ndarray) -> tuple[Any, Any]:
-    if block.size == 0:
-        return None, None
-    if block.dtype.kind == "f":
-        finite = block[~np.isnan(block)]
-        if finite.size == 0:
-            return None, None
-        return finite.min().item(), finite.max().item()
-    return block.min().item(), block.max().item()
-
-
-def _write(
-    target: Any, record: Callable[[tuple[int, ...]], None] | None, index: tuple[int, ...], region: tuple[slice, ...], block: np.ndarray,
-    plan: Plan | None = None,
-) -> tuple[Any, Any]:
-    """Write one block (several statistics: each one's array), then (only then) record it as
-    done; returns the (first statistic's) block's min and max, NaN ignored."""
-    if plan is not None and plan.multi:
-        parts = ops.unpack(plan, block)
-        for st in plan.stats:
-            io.write_block(target[st], region, parts[st])
-        block = parts[plan.stats[0]]
-    else:
-        io.write_block(target, region, block)
-    if record is not None:
-        record(index)
-    return _range(block)
-
-
-def _scheduler_kwargs(cfg: Config) -> dict[str, Any]:
-    return runtime.compute_kwargs(cfg)
-
-
 def execute(
     prep: Prepared,
     target: Any,
@@ -216,6 +174,7 @@ def execute(
     blocks: Sequence[tuple[int, ...]] | None = None,
     record: Callable[[tuple[int, ...]], None] | None = None,
     progress: ProgressFn | None = None,
+    session: runtime.Session | None = None,
 ) -> tuple[int, Any, Any]:
     """Compute and write the output blocks ``blocks`` (default: all), calling ``record(index)``
     inside the task right after each block is written; returns (blocks written, min, max).
@@ -225,226 +184,15 @@ def execute(
     ``record`` runs where the task runs (a thread, a process or a cluster worker), so it must be
     picklable and reach shared state (e.g. a file beside the output).
 
-    With the ``threads`` and ``synchronous`` schedulers each block is one plain task on a thread
-    pool (:func:`_execute_direct`): read its inputs with their halo, compute, write, record.  No
-    task graph, a bounded number of blocks in flight (memory does not grow with the image), and
-    the kernel and the codecs release the GIL, so the threads run in parallel.  Other schedulers
-    go through dask (:func:`_execute_dask`)."""
-    if _direct(prep):
-        return _execute_direct(prep, target, blocks=blocks, record=record, progress=progress)
-    return _execute_dask(prep, target, blocks=blocks, record=record, progress=progress)
-
-
-def _direct(prep: Prepared) -> bool:
-    """Whether the direct executor runs this: local threads (or synchronous), every input of
-    the plan's shape (no broadcasting), no periodic boundary (dask builds those halos)."""
-    cfg, plan = prep.config, prep.plan
-    if cfg.compute.cluster is not None or plan.wrap_axes:
-        return False
-    if any(tuple(a.shape) != plan.in_shape for a in prep.arrays.values()):
-        return False
-    mode = runtime.resolve(cfg)
-    if mode not in ("threads", "synchronous"):
-        return False
-    runtime.check_storage(cfg, mode)
-    return True
-
-
-def input_regions(plan: Plan, index: Sequence[int]) -> tuple[slice, ...]:
-    """The input region block ``index`` reads: its input block plus the halo on interior sides
-    (what ``map_overlap(boundary="none")`` delivers, so :meth:`Plan.centres` applies)."""
-    region = []
-    for ax, k in enumerate(index):
-        chunks = plan.in_chunks[ax]
-        s = sum(chunks[:k])
-        e = s + chunks[k]
-        d = plan.depth[ax]
-        region.append(slice(s - d if k > 0 else s, e + d if k < len(chunks) - 1 else e))
-    return tuple(region)
-
-
-#: Decoded input chunks the direct executor may cache (see :mod:`pipeline.halo`): blocks are
-#: visited in vertical strips narrow enough that two chunk rows of a strip, with the neighbouring
-#: chunk column on each side (decoded for the halo), fit in it.  Each strip has its own cache, so
-#: the memory does not grow with the image; the neighbouring columns are decoded once more per
-#: strip (about 2/strip more decoding), which a wider strip makes cheaper.
-INPUT_CACHE_BYTES = 128 * 2**20
-
-
-def strip_width(plan: Plan, chunks: Sequence[Sequence[int]], itemsizes: Sequence[int]) -> int:
-    """Block columns per strip so that the decoded-chunk cache (about two rows of storage
-    chunks, two columns beyond the strip) stays within :data:`INPUT_CACHE_BYTES`."""
-    bw = max(plan.in_chunks[-1]) + 2 * plan.depth[-1]
-    col_bytes = 0  # two chunk rows of one chunk column, all inputs
-    unit = bw
-    for c, size in zip(chunks, itemsizes):
-        rows = max(c[-2] if len(c) > 1 else 1, max(plan.in_chunks[-2]) if plan.ndim > 1 else 1)
-        lead = math.prod(max(ch) for ch in plan.in_chunks[:-2])
-        col_bytes += 2 * lead * rows * max(c[-1], bw) * size
-        unit = max(unit, c[-1])
-    columns = max(1, INPUT_CACHE_BYTES // max(1, col_bytes) - 2)
-    return max(1, columns * unit // max(1, max(plan.in_chunks[-1])))
-
-
-def _block_task(
-    prep: Prepared,
-    target: Any,
-    record: Callable[[tuple[int, ...]], None] | None,
-    reader: Any,
-    strip: int,
-    index: tuple[int, ...],
-    region: tuple[slice, ...],
-) -> tuple[Any, Any]:
-    plan = prep.plan
-    arrays = reader.read(input_regions(plan, index), group=index[-1] // strip)
-    block = ops.compute_block(plan, arrays, index)
-    del arrays
-    return _write(target, record, index, region, block, plan=plan)
-
-
-def _execute_direct(
-    prep: Prepared,
-    target: Any,
-    *,
-    blocks: Sequence[tuple[int, ...]] | None = None,
-    record: Callable[[tuple[int, ...]], None] | None = None,
-    progress: ProgressFn | None = None,
-) -> tuple[int, Any, Any]:
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-    plan = prep.plan
-    wanted = None if blocks is None else set(map(tuple, blocks))
-    regions = dict(block_regions(plan))
-    chunks = {n: io.read_chunks(a) for n, a in prep.arrays.items()}
-    strip = strip_width(plan, list(chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()])
-    order = strip_order(plan.nblocks, strip)
-    todo = [(idx, regions[idx]) for idx in order if wanted is None or idx in wanted]
-    total = len(todo)
-    workers = 1 if runtime.resolve(prep.config) == "synchronous" else (prep.config.compute.workers or os.cpu_count() or 1)
-    # reads whose chunk fails to decode name the input and the chunk key
-    checked = {n: _checked_input(prep, n, a) for n, a in prep.arrays.items()}
-    fast = {n: io.DirectChunks.of(a, getattr(checked[n], "name", n)) for n, a in prep.arrays.items()}
-
-    def read(name: str, region: tuple[slice, ...]) -> np.ndarray:
-        chunked = fast[name]
-        if chunked is not None:  # one whole storage chunk, decoded in this thread
-            return chunked.read(tuple(sl.start // c for sl, c in zip(region, chunked.chunks)))
-        return io.read_region(checked[name], region)
-
-    target = io.direct(target)
-    reader = HaloReader(
-        read,
-        plan.in_shape,
-        chunks,
-        [input_regions(plan, idx) for idx, _ in todo],
-        [idx[-1] // strip for idx, _ in todo],  # a cache per strip: memory flat in image size
-    )
-    tally = _Tally(total, progress)
-
-    def finish(result: tuple[Any, Any]) -> None:
-        tally.add(*result)
-        tally.advance(1)
-
-    if workers == 1:
-        for idx, region in todo:
-            finish(_block_task(prep, target, record, reader, strip, idx, region))
-        return total, tally.lo, tally.hi
-    # at most one block queued beyond those running: memory stays bounded whatever the image size
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipeline") as pool:
-        pending: set = set()
-        it = iter(todo)
-        try:
-            for idx, region in it:
-                pending.add(pool.submit(_block_task, prep, target, record, reader, strip, idx, region))
-                if len(pending) > workers:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in finished:
-                        finish(f.result())
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    finish(f.result())
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            raise
-    return total, tally.lo, tally.hi
-
-
-def _execute_dask(
-    prep: Prepared,
-    target: Any,
-    *,
-    blocks: Sequence[tuple[int, ...]] | None = None,
-    record: Callable[[tuple[int, ...]], None] | None = None,
-    progress: ProgressFn | None = None,
-) -> tuple[int, Any, Any]:
-    """:func:`execute` through a dask graph (processes, clusters, wrap, broadcast inputs)."""
-    import dask
-
-    plan = prep.plan
-    lazy = {n: _lazy_input(prep, n, a) for n, a in prep.arrays.items()}
-    result = ops.build(plan, lazy)
-    delayed_blocks = result.to_delayed(optimize_graph=True)
-    write = partial(_write, target, record, plan=plan)
-    wanted = None if blocks is None else set(map(tuple, blocks))
-    extra = (0,) if plan.multi else ()
-    tasks = [
-        dask.delayed(write, pure=True)(idx, region, delayed_blocks[idx + extra])
-        for idx, region in block_regions(plan)
-        if wanted is None or idx in wanted
-    ]
-    kw = _scheduler_kwargs(prep.config)
-    total = len(tasks)
-    tally = _Tally(total, progress)
-    # a batch per row of blocks keeps memory bounded by a few rows, whatever the image size
-    per_batch = max(1, math.prod(plan.nblocks[1:]) if plan.ndim > 1 else total)
-    for start in range(0, total, per_batch):
-        batch = tasks[start : start + per_batch]
-        for bmin, bmax in dask.compute(*batch, **kw):
-            tally.add(bmin, bmax)
-        tally.advance(len(batch))
-    return total, tally.lo, tally.hi
-
-
-class _Tally:
-    """The value range and the progress over the blocks an executor has written."""
-
-    def __init__(self, total: int, progress: ProgressFn | None) -> None:
-        self.total, self.progress = total, progress
-        self.lo: Any = None
-        self.hi: Any = None
-        self.done = 0
-
-    def add(self, bmin: Any, bmax: Any) -> None:
-        if bmin is None:  # an empty block
-            return
-        self.lo = bmin if self.lo is None else min(self.lo, bmin)
-        self.hi = bmax if self.hi is None else max(self.hi, bmax)
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-
-
-def _checked_input(prep: Prepared, name: str, arr: Any) -> Any:
-    if not hasattr(arr, "store_path"):  # not a zarr array
-        return arr
-    spec = prep.config.inputs[name]
-    return io.CheckedInput(arr, f"inputs.{name} ({io.describe(spec.path, spec.array)})")
-
-
-def _lazy_input(prep: Prepared, name: str, arr: Any) -> Any:
-    """A dask view of an input whose chunk read errors name the array and the chunk key."""
-    import dask.array as da
-
-    if not hasattr(arr, "store_path"):  # not a zarr array (tests may pass others)
-        return da.from_zarr(arr)
-    spec = prep.config.inputs[name]
-    checked = io.CheckedInput(arr, f"inputs.{name} ({io.describe(spec.path, spec.array)})")
-    token = ledger.fingerprint([str(arr.store_path), arr.path, io._jsonable(arr.metadata.to_dict())])[:24]
-    return da.from_array(checked, chunks=arr.chunks, name=f"input-{name}-{token}", asarray=False, fancy=False)
+    Every scheduler runs the same block task through :func:`pipeline.engine.execute`: read the
+    block's inputs with their halo, compute, write, record; a bounded number of blocks in
+    flight, so memory does not grow with the image.  ``session`` (from :func:`runtime.session`)
+    says where the tasks run; without one, a session for the config is opened for this call."""
+    if session is not None:
+        runtime.check_session(prep.config, session)
+        return engine.execute(prep, target, session, blocks=blocks, record=record, progress=progress)
+    with runtime.session(prep.config, task_bytes=prep.plan.task_bytes) as sess:
+        return engine.execute(prep, target, sess, blocks=blocks, record=record, progress=progress)
 
 
 def fingerprint_doc(prep: Prepared) -> dict[str, Any]:
@@ -481,6 +229,7 @@ def run(
     progress: ProgressFn | None = None,
     overwrite: bool | None = None,
     notify: runtime.Notify | None = None,
+    session: runtime.Session | None = None,
 ) -> RunResult:
     """Run a config (a path, a mapping or a :class:`Config`) and return what was done.
 
@@ -489,25 +238,38 @@ def run(
     config is replaced only with ``overwrite`` (default: the config's ``output.overwrite``).  An
     exception that ends the run carries ``exc.pipeline_result`` (status ``failed``, blocks
     computed) when the output had been opened.  ``notify`` receives one-line messages about the
-    scheduler (dashboard link, warnings).
+    scheduler (dashboard link, warnings).  ``session`` (from :func:`runtime.session`) runs the
+    tasks; without one, a session for the config is opened for this run and closed after it.
     """
     t0 = time.perf_counter()
     prep = prepare(config)
     cfg = prep.config
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
     if not io.is_local(cfg.output.path):
-        with runtime.session(cfg, task_bytes=prep.plan.task_bytes, notify=notify):
-            return _run_unmanaged(prep, t0, progress, overwrite)
+        with _session(prep, session, notify) as sess:
+            return _run_unmanaged(prep, t0, progress, overwrite, sess)
     store = io.local_path(cfg.output.path)
     # the lock first (a second run exits at once), then the scheduler/cluster is started and
     # checked (storage reachable, tasks fit) before anything is written
     with OutputLock(ledger.sidecar(store) / "lock", io.describe(cfg.output.path, cfg.output.array)) as lock:
-        with runtime.session(cfg, task_bytes=prep.plan.task_bytes, notify=notify):
-            return _run_locked(prep, t0, progress, overwrite, store, lock)
+        with _session(prep, session, notify) as sess:
+            return _run_locked(prep, t0, progress, overwrite, store, lock, sess)
+
+
+@contextlib.contextmanager
+def _session(prep: Prepared, given: runtime.Session | None, notify: runtime.Notify | None) -> Iterator[runtime.Session]:
+    """The session given (checked for this run), or one opened for this run."""
+    if given is not None:
+        runtime.check_session(prep.config, given, task_bytes=prep.plan.task_bytes, notify=notify)
+        yield given
+        return
+    with runtime.session(prep.config, task_bytes=prep.plan.task_bytes, notify=notify) as sess:
+        yield sess
 
 
 def _run_locked(
-    prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, store: str, lock: OutputLock
+    prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, store: str, lock: OutputLock,
+    session: runtime.Session,
 ) -> RunResult:
     cfg, plan = prep.config, prep.plan
     path, array = cfg.output.path, cfg.output.array
@@ -569,7 +331,7 @@ def _run_locked(
             if progress is not None:
                 progress(result.skipped + n, len(all_blocks))
 
-        _, lo, hi = execute(prep, target, blocks=todo, record=led.recorder, progress=_progress)
+        _, lo, hi = engine.execute(prep, target, session, blocks=todo, record=led.recorder, progress=_progress)
         result.computed = len(todo)
         left = set(all_blocks) - led.done()
         if left:
@@ -633,7 +395,7 @@ def _create_outputs(prep: Prepared, names: Mapping[str, str], state: Mapping[str
     return targets
 
 
-def _run_unmanaged(prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool) -> RunResult:
+def _run_unmanaged(prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, session: runtime.Session) -> RunResult:
     """A URL output (no local lock or ledger): written in one go, refused if it exists."""
     cfg, plan = prep.config, prep.plan
     so = cfg.output.storage_options
@@ -646,7 +408,7 @@ def _run_unmanaged(prep: Prepared, t0: float, progress: ProgressFn | None, overw
             )
     targets = _create_outputs(prep, names, {"complete": False, "grid": _grid(plan)}, overwrite=overwrite)
     target = targets if plan.multi else targets[plan.stats[0]]
-    blocks, lo, hi = execute(prep, target, progress=progress)
+    blocks, lo, hi = engine.execute(prep, target, session, progress=progress)
     for t in targets.values():
         io.update_state(t, complete=True)
     io.finalize(cfg.output.path, so)

@@ -194,8 +194,8 @@ def test_worker_sigkilled_mid_run_is_replaced_and_the_output_is_complete(data, c
 
     def work():
         try:
-            with runtime.session(prep.config, task_bytes=prep.plan.task_bytes):
-                runner.execute(prep, target, record=SlowRecord(str(markers), 0.3))
+            with runtime.session(prep.config, task_bytes=prep.plan.task_bytes) as sess:
+                runner.execute(prep, target, record=SlowRecord(str(markers), 0.3), session=sess)
         except BaseException as e:  # noqa: BLE001 - reported by the test thread
             failure.append(e)
 
@@ -230,7 +230,7 @@ def test_local_cluster_from_config_on_loopback_and_resume_on_another_cluster(dat
         for addr, w in info["workers"].items():
             assert addr.startswith("tcp://127.0.0.1:"), addr  # loopback only
             assert w["memory_limit"] == 2**30 and w["nthreads"] == 1
-        runner.run(cfg)  # reuses the session
+        runner.run(cfg, session=sess)  # runs on the session given
         assert chunk_bytes(tmp_path / "local.zarr") == chunk_bytes(threads_out)
 
         # a job started on this cluster (half of the blocks, recorded on the workers) ...
@@ -239,14 +239,14 @@ def test_local_cluster_from_config_on_loopback_and_resume_on_another_cluster(dat
         markers = tmp_path / "markers"
         markers.mkdir()
         first = [(0, j) for j in range(4)] + [(1, 0), (1, 1)]
-        runner.execute(prep, target, blocks=first, record=SlowRecord(str(markers)))
+        runner.execute(prep, target, blocks=first, record=SlowRecord(str(markers)), session=sess)
         assert set(recorded(markers)) == set(first)
         assert os.getpid() not in set().union(*recorded(markers).values())  # ran on the workers
     # ... finished on another one (the dask scheduler processes)
     other = parse_config(config(data, tmp_path / "moved.zarr", scheduler=cluster.address))
     rest = [(i, j) for i in range(3) for j in range(4) if (i, j) not in first]
-    with runtime.session(other):
-        runner.execute(runner.prepare(other), zarr.open_group(tmp_path / "moved.zarr", mode="a")["result"], blocks=rest)
+    with runtime.session(other) as sess:
+        runner.execute(runner.prepare(other), zarr.open_group(tmp_path / "moved.zarr", mode="a")["result"], blocks=rest, session=sess)
     assert chunk_bytes(tmp_path / "moved.zarr") == chunk_bytes(threads_out)
 
 
