@@ -9,6 +9,7 @@ store and array (``data/seed.zarr:a``) so that a user can act on them.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -54,7 +55,9 @@ def _store(path: str, storage_options: Mapping[str, Any] | None) -> dict[str, An
     through fsspec (zarr's FsspecStore) with its storage options."""
     if _is_local(path):
         return {"store": _local(path)}
-    return {"store": path, "storage_options": dict(storage_options or {})}
+    if not storage_options:  # zarr >= 3.4 refuses storage_options (even empty) for memory:// URLs
+        return {"store": path}
+    return {"store": path, "storage_options": dict(storage_options)}
 
 
 def _remote_exists(path: str, storage_options: Mapping[str, Any] | None, where: str) -> bool:
@@ -276,6 +279,44 @@ def write_block(target: Any, region: tuple[slice, ...], block: np.ndarray) -> No
         target[region] = block
 
 
+_log = logging.getLogger(__name__)
+
+
+def _direct_refusal(arr: Any) -> str | None:
+    """Why :class:`DirectChunks` cannot handle ``arr`` (None: it can).  Only what zarr exports
+    for the purpose is relied on: ``zarr.abc.codec.SupportsSyncCodec`` (and a codec's
+    ``_sync_capable`` opt-out), ``zarr.abc.store.SupportsGetSync``/``SupportsSetSync``."""
+    try:
+        from zarr.abc.codec import ArrayBytesCodec, BytesBytesCodec, SupportsSyncCodec
+        from zarr.abc.store import SupportsGetSync, SupportsSetSync
+        from zarr.codecs import BytesCodec
+        from zarr.storage import LocalStore
+    except ImportError as e:  # a zarr without the synchronous protocols
+        return f"zarr lacks {e.name or e}"
+    try:
+        md = arr.metadata
+        store = arr.store_path.store
+        codecs = tuple(md.codecs)
+    except AttributeError:
+        return "not a zarr v3 array"
+    if getattr(md, "zarr_format", None) != 3:
+        return "not a zarr v3 array"
+    if not isinstance(store, LocalStore):
+        return f"{type(store).__name__} is not a local store"
+    if not (isinstance(store, SupportsGetSync) and isinstance(store, SupportsSetSync)) or not getattr(store, "_supports_sync_io", True):
+        return f"{type(store).__name__} has no synchronous get/set"
+    if getattr(arr, "shards", None):
+        return "sharded"
+    if not codecs or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[0], ArrayBytesCodec):
+        return "the first codec is not the bytes serializer (an array-to-array codec or another serializer)"
+    if not all(isinstance(c, BytesBytesCodec) for c in codecs[1:]):
+        return "an array-to-array codec"
+    slow = [type(c).__name__ for c in codecs if not (isinstance(c, SupportsSyncCodec) and getattr(c, "_sync_capable", True))]
+    if slow:
+        return f"codecs without a synchronous form: {', '.join(slow)}"
+    return None
+
+
 class DirectChunks:
     """Whole-chunk reads and writes of one Zarr v3 array in the calling thread.
 
@@ -284,7 +325,7 @@ class DirectChunks:
     whole run at about 1.5 cores busy and cost ~20% per chunk written (measured on 2048²
     int32 chunks: 56.7 against 46.6 ms per chunk with two threads; CPU/wall 1.53 against
     1.93).  For a local store and an unsharded array whose codecs all have synchronous forms
-    (zarr 3.1.6 has them; older releases fall back), this class does the same work with zarr's own codec objects and store,
+    (zarr's exported ``SupportsSyncCodec`` protocol; tested with zarr 3.1.6 and 3.4.2), this class does the same work with zarr's own codec objects and store,
     in the thread that calls it, so that worker threads decode, compute and encode in
     parallel.  The bytes written are the bytes zarr writes (tested chunk by chunk, edge
     chunks padded with the fill value as zarr pads them), and every chunk is written, as with
@@ -294,6 +335,7 @@ class DirectChunks:
     """
 
     def __init__(self, arr: zarr.Array, where: str | None = None) -> None:
+        from zarr.core.array_spec import ArrayConfig, ArraySpec
         from zarr.core.buffer import default_buffer_prototype
 
         md = arr.metadata
@@ -305,7 +347,10 @@ class DirectChunks:
         self.chunks = tuple(arr.chunks)
         self.dtype = np.dtype(arr.dtype)
         self.prototype = default_buffer_prototype()
-        self.spec = md.get_chunk_spec((0,) * len(self.shape), arr._async_array.config, self.prototype)
+        # the spec zarr hands its codecs for one chunk (a regular grid: every chunk alike)
+        self.spec = ArraySpec(
+            shape=self.chunks, dtype=md.data_type, fill_value=md.fill_value, config=ArrayConfig.from_dict({}), prototype=self.prototype
+        )
         self.array_bytes, *self.bytes_bytes = md.codecs
         self.fill = np.asarray(arr.fill_value, dtype=self.dtype)
 
@@ -313,31 +358,20 @@ class DirectChunks:
     def of(cls, arr: Any, where: str | None = None) -> DirectChunks | None:
         """A :class:`DirectChunks` for ``arr``, or ``None`` where zarr's own API must be used
         (not a zarr v3 array, a remote or in-memory store, sharding, an array-to-array codec,
-        or a zarr without synchronous codecs)."""
-        from zarr.abc.codec import ArrayBytesCodec, BytesBytesCodec
-        from zarr.codecs import BytesCodec
-        from zarr.storage import LocalStore
-
-        try:
-            md = arr.metadata
-            store = arr.store_path.store
-            codecs = tuple(md.codecs)
-        except AttributeError:
-            return None
-        if getattr(md, "zarr_format", None) != 3 or not isinstance(store, LocalStore):
-            return None
-        if not (hasattr(store, "get_sync") and hasattr(store, "set_sync")):
-            return None
-        if getattr(arr, "shards", None) or not codecs or not isinstance(codecs[0], BytesCodec):
-            return None
-        if not all(isinstance(c, BytesBytesCodec) for c in codecs[1:]) or not isinstance(codecs[0], ArrayBytesCodec):
-            return None
-        if not all(hasattr(c, "_encode_sync") and hasattr(c, "_decode_sync") for c in codecs):
-            return None
-        try:
-            return cls(arr, where)
-        except Exception:  # an unusual chunk grid or dtype: zarr's API handles it
-            return None
+        or a codec or store without zarr's synchronous protocols); a debug line on the
+        ``pipeline.io`` logger says which path runs and why."""
+        reason = _direct_refusal(arr)
+        if reason is None:
+            try:
+                chunked = cls(arr, where)
+            except Exception as e:  # an unusual chunk grid or dtype, a zarr that moved ArraySpec
+                reason = f"{e.__class__.__name__}: {e}"
+            else:
+                _log.debug("%s: direct chunk path (zarr %s, codecs in the calling thread)", chunked.where, zarr.__version__)
+                return chunked
+        name = where or getattr(arr, "path", None) or "array"
+        _log.debug("%s: chunks through zarr's API (zarr %s): %s", name, zarr.__version__, reason)
+        return None
 
     def key(self, coords: Sequence[int]) -> str:
         return self.prefix + chunk_key(self.arr, coords)
