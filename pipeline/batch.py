@@ -116,6 +116,7 @@ def run_one(
     overwrite: bool = False,
     log: Log,
     debug: bool = False,
+    force: bool = False,
 ) -> Record:
     """Run one config and describe the outcome; user errors and failures become records."""
     from . import runner
@@ -126,7 +127,7 @@ def run_one(
         cfg = load_config(config, overrides=overrides, variables=variables)
         if overwrite:
             cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"overwrite": True})})
-        result = runner.run(cfg, progress=_progress(log, config), notify=_notify(log, config))
+        result = runner.run(cfg, progress=_progress(log, config), notify=_notify(log, config), force=force)
     except KeyboardInterrupt as exc:
         part = getattr(exc, "pipeline_result", None)  # set by runner.run once the output was open
         why = f" by {exc.args[0]}" if exc.args else ""
@@ -237,11 +238,12 @@ def run_batch(
     overwrite: bool = False,
     log: Log,
     debug: bool = False,
+    force: bool = False,
 ) -> list[Record]:
     """Run each config in turn; an interruption stops the batch, anything else does not."""
     records = []
     for config in expand_paths(configs):
-        rec = run_one(config, overrides=overrides, variables=variables, overwrite=overwrite, log=log, debug=debug)
+        rec = run_one(config, overrides=overrides, variables=variables, overwrite=overwrite, log=log, debug=debug, force=force)
         if rec.status in ("failed", "interrupted"):
             log.event("error", rec.error or rec.status, level="error", config=config, **_fields(rec))
         records.append(rec)

@@ -93,6 +93,9 @@ def run(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an output written by a different config (same as output.overwrite: true).")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Recompute every block, even of an output that is up to date or partly done.")
+    ] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Write a JSON record per config to this file.")] = None,
     log_format: Annotated[str, typer.Option("--log-format", help="text (default) or json lines on stderr.")] = "text",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
@@ -115,7 +118,7 @@ def run(
             variables[name] = value
         overrides = list(set_ or ()) + scheduler_overrides(scheduler)
         records = batch.run_batch(
-            configs, overrides=overrides, variables=variables, overwrite=overwrite, log=log, debug=_state["debug"]
+            configs, overrides=overrides, variables=variables, overwrite=overwrite, log=log, debug=_state["debug"], force=force
         )
         if report is not None:
             batch.write_report(report, records)

@@ -230,6 +230,7 @@ def run(
     overwrite: bool | None = None,
     notify: runtime.Notify | None = None,
     session: runtime.Session | None = None,
+    force: bool = False,
 ) -> RunResult:
     """Run a config (a path, a mapping or a :class:`Config`) and return what was done.
 
@@ -240,6 +241,8 @@ def run(
     computed) when the output had been opened.  ``notify`` receives one-line messages about the
     scheduler (dashboard link, warnings).  ``session`` (from :func:`runtime.session`) runs the
     tasks; without one, a session for the config is opened for this run and closed after it.
+    ``force`` recomputes every block whatever the ledger or the output's state says (an output
+    written by another config still needs ``overwrite``).
     """
     t0 = time.perf_counter()
     prep = prepare(config)
@@ -253,7 +256,7 @@ def run(
     # checked (storage reachable, tasks fit) before anything is written
     with OutputLock(ledger.sidecar(store) / "lock", io.describe(cfg.output.path, cfg.output.array)) as lock:
         with _session(prep, session, notify) as sess:
-            return _run_locked(prep, t0, progress, overwrite, store, lock, sess)
+            return _run_locked(prep, t0, progress, overwrite, store, lock, sess, force=force)
 
 
 @contextlib.contextmanager
@@ -269,7 +272,7 @@ def _session(prep: Prepared, given: runtime.Session | None, notify: runtime.Noti
 
 def _run_locked(
     prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, store: str, lock: OutputLock,
-    session: runtime.Session,
+    session: runtime.Session, *, force: bool = False,
 ) -> RunResult:
     cfg, plan = prep.config, prep.plan
     path, array = cfg.output.path, cfg.output.array
@@ -298,6 +301,8 @@ def _run_locked(
                     "pass --overwrite (or set output.overwrite: true) to replace it",
                     where="output.path",
                 )
+        elif force:  # recompute everything: replace our own output, forget its ledger
+            pass
         elif all(st.get("complete") for st in present):
             if any(io.consolidated_complete(path, name) is not True for name in names.values()):
                 io.finalize(path, cfg.output.storage_options)  # a run killed between its last two writes
