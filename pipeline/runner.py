@@ -336,7 +336,7 @@ def _run_locked(
             if progress is not None:
                 progress(result.skipped + n, len(all_blocks))
 
-        _, lo, hi = engine.execute(prep, target, session, blocks=todo, record=led.recorder, progress=_progress)
+        _, lo, hi = execute(prep, target, blocks=todo, record=led.recorder, progress=_progress, session=session)
         result.computed = len(todo)
         left = set(all_blocks) - led.done()
         if left:
@@ -413,7 +413,7 @@ def _run_unmanaged(prep: Prepared, t0: float, progress: ProgressFn | None, overw
             )
     targets = _create_outputs(prep, names, {"complete": False, "grid": _grid(plan)}, overwrite=overwrite)
     target = targets if plan.multi else targets[plan.stats[0]]
-    blocks, lo, hi = engine.execute(prep, target, session, progress=progress)
+    blocks, lo, hi = execute(prep, target, progress=progress, session=session)
     for t in targets.values():
         io.update_state(t, complete=True)
     io.finalize(cfg.output.path, so)
