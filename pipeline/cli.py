@@ -210,6 +210,9 @@ def bench(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
     fast: Annotated[bool, typer.Option(help="A tiny smoke run (512², chunks 128, W 3 and 15).")] = False,
     keep: Annotated[bool, typer.Option(help="Keep generated data and outputs.")] = False,
+    schedulers: Annotated[
+        str, typer.Option(help="Also run this project on these schedulers, comma-separated: local-cluster, processes, tcp (or 'none').")
+    ] = "none",
 ) -> None:
     """Benchmark this project against dask-image, xarray rolling and map_overlap + scipy on the
     same Zarr pair, check every output against the exact result, print a table."""
@@ -236,12 +239,24 @@ def bench(
         kernel_size=kernel_size,
         repeats=repeats,
         keep=keep,
+        schedulers=_guard(_bench_schedulers, schedulers),
         echo=lambda line: typer.echo(line, err=True),
     )
     typer.echo(b.table(results))
     if json_out is not None:
         json_out.write_text(json.dumps(results, indent=2))
         typer.echo(f"wrote {json_out}")
+
+
+def _bench_schedulers(text: str) -> list[str]:
+    from .bench import SCHEDULERS
+    from .errors import ConfigError
+
+    names = [] if text == "none" else [p.strip() for p in text.split(",") if p.strip()]
+    bad = [n for n in names if n not in SCHEDULERS]
+    if bad:
+        raise ConfigError(f"unknown scheduler {bad[0]!r}: must be {', '.join(SCHEDULERS)} or none", where="--schedulers")
+    return names
 
 
 def entrypoint() -> None:  # pragma: no cover - console script

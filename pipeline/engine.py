@@ -31,6 +31,7 @@ import itertools
 import math
 import os
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -332,6 +333,28 @@ def _context(job: Job) -> Context:
         return ctx
 
 
+def prime(job: Job) -> int:
+    """Build this process's context for ``job`` and compute (without writing) its first block,
+    so that the compiled kernels are loaded before the tiles arrive; the process id."""
+    ctx = _context(job)
+    first = next(iter(block_regions(ctx.plan)))[0]
+    if ctx.fast:
+        ops.compute_block(ctx.plan, ctx.reader([first]).read(input_regions(ctx.plan, first), group=first[-1] // ctx.strip), first)
+    return os.getpid()
+
+
+def _prime_workers(session: Session, job: Job) -> None:
+    """:func:`prime` on every worker process (dask.distributed: each worker; a process pool:
+    one task per process, submitted at once)."""
+    t0 = time.perf_counter()
+    if session.client is not None:
+        session.client.run(prime, job)
+    else:
+        for f in [session.executor.submit(prime, job) for _ in range(session.threads)]:
+            f.result()
+    session.prime_seconds += time.perf_counter() - t0
+
+
 def remote_tile(job: Job, blocks: Sequence[tuple[int, ...]]) -> tuple[int, Any, Any]:
     """A tile as a task on a worker process (one thread)."""
     return run_tile(_context(job), [tuple(b) for b in blocks], 1)
@@ -364,9 +387,10 @@ def execute(
         return len(todo), tally.lo, tally.hi
     strip = strip_width(plan, [io.read_chunks(a) for a in prep.arrays.values()], [a.dtype.itemsize for a in prep.arrays.values()])
     parts = tiles(plan.nblocks, strip, todo, session.threads)
-    executor = session.executor
+    if len(parts) > 1 and getattr(session, "prime_seconds", None) is not None:
+        _prime_workers(session, job)
     _bounded(
-        lambda tile: executor.submit(remote_tile, job, tile),
+        lambda tile: session.submit(remote_tile, job, tile),
         session.wait,
         parts,
         IN_FLIGHT * session.threads,

@@ -69,6 +69,7 @@ class Session:
     workers: list[dict[str, Any]] = field(default_factory=list)  #: name, memory_limit, nthreads
     executor: Any = None  #: a process pool or the Client that block tasks go to; None: this process's threads
     threads: int = 1  #: threads that run block tasks at once (here, or over all workers)
+    prime_seconds: float = 0.0  #: time spent loading the job and its kernels on every worker before the first tile
 
     @property
     def distributed(self) -> bool:
@@ -309,6 +310,14 @@ def _local_session(cfg: Config, mode: str) -> Session:
     return Session(mode=mode, kwargs=kw, description=desc, threads=kw.get("num_workers", 1))
 
 
+def warm() -> int:
+    """Run on each worker when a session starts: import the block engine and the compiled
+    kernels' runtime once, before the first task (its process id, for tests)."""
+    from . import engine, fastsum  # noqa: F401 - the imports are the point
+
+    return os.getpid()
+
+
 def _process_pool(workers: int) -> Any:
     """A pool of ``workers`` processes, started the way dask's processes scheduler starts its
     own (``multiprocessing.context``, default spawn)."""
@@ -331,6 +340,8 @@ def _open(cfg: Config, mode: str, notify: Notify | None, *, task_bytes: int | No
             return
         sess.executor = _process_pool(sess.threads)
         try:
+            for f in [sess.executor.submit(warm) for _ in range(sess.threads)]:  # start every worker now
+                f.result()
             yield sess
         finally:
             sess.executor.shutdown(wait=True, cancel_futures=True)
@@ -355,6 +366,8 @@ def _open(cfg: Config, mode: str, notify: Notify | None, *, task_bytes: int | No
         sess.threads = max(1, sum(w["nthreads"] for w in planned))
         if task_bytes is not None and sess.workers:
             check_memory(task_bytes, sess.workers, notify)
+        if mode != "cluster":  # job-queue workers arrive later: their first task imports
+            client.run(warm)
         if notify is not None:
             notify(f"scheduler: {sess.description}" + (f"; dashboard: {sess.dashboard}" if sess.dashboard else ""))
         yield sess
