@@ -487,16 +487,22 @@ def _codec_args(codec: Any) -> str:
 # reliability: input identities, output state, chunk-level access (resume, verify)
 
 
-def input_identity(arr: zarr.Array, path: str, array: str | None) -> dict[str, Any]:
+def input_identity(
+    arr: zarr.Array, path: str, array: str | None, storage_options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A cheap identity of an input array's content, for the resume fingerprint.
 
     Always: the store path, the array path and its full metadata document (shape, dtype, chunks,
     codecs, attributes).  For a local store, also the number, total size and newest mtime (ns) of
-    the files under the array's folder, so that rewriting any chunk changes the identity.  Limits:
-    a rewrite that keeps every file's size and restores mtimes goes unnoticed; for a URL store only
-    the metadata is used (listing a bucket can be slow and costly).
+    the files under the array's folder, so that rewriting any chunk changes the identity.  For a
+    URL store, what one listing of the array's objects gives (:func:`_listing_identity`): each
+    object's ETag (else its modification time) and size, hashed.  Limits: a local rewrite that
+    keeps every file's size and restores mtimes goes unnoticed; a store whose listing has neither
+    ETags nor times is identified by names and sizes only.
     """
     ident: dict[str, Any] = {"path": path, "array": array, "metadata": _jsonable(arr.metadata.to_dict())}
+    if not _is_local(path):
+        ident["objects"] = _listing_identity(path, array, storage_options)
     if _is_local(path):
         root = Path(_local(path)) / (array or "")
         count = size = newest = 0
@@ -513,6 +519,41 @@ def input_identity(arr: zarr.Array, path: str, array: str | None) -> dict[str, A
                         newest = max(newest, st.st_mtime_ns)
         ident["files"] = {"count": count, "bytes": size, "newest_mtime_ns": newest}
     return ident
+
+
+#: what identifies an object's content in an fsspec listing, best first (s3: ETag; gcs: md5Hash,
+#: generation; azure: etag; others: a modification time)
+_VERSION_KEYS = ("ETag", "etag", "md5Hash", "generation", "LastModified", "last_modified", "updated", "mtime", "modified", "created")
+
+
+def _listing_identity(path: str, array: str | None, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The objects under a URL array, from one recursive listing (fsspec's ``find``, which the
+    object stores answer page by page): count, bytes, and a SHA-256 over each object's name,
+    size and version tag (ETag, else a modification time).  New pixels written in place under
+    the same key change the ETag (and the time), so the identity changes."""
+    import hashlib
+
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(path, **dict(storage_options or {}))
+    base = root.rstrip("/") + (f"/{array.strip('/')}" if array else "")
+    digest = hashlib.sha256()
+    count = size = 0
+    tagged = set()
+    try:
+        listing = fs.find(base, detail=True)
+    except (FileNotFoundError, OSError) as e:
+        raise InputError(f"cannot list the objects of {describe(path, array)}: {e}", where=path) from None
+    for name in sorted(listing):
+        info = listing[name]
+        key = next((k for k in _VERSION_KEYS if info.get(k) is not None), None)
+        tag = str(info.get(key)) if key else ""
+        if key:
+            tagged.add(key)
+        count += 1
+        size += int(info.get("size") or 0)
+        digest.update(f"{name[len(base):]}\0{info.get('size')}\0{tag}\n".encode())
+    return {"count": count, "bytes": size, "by": sorted(tagged) or ["size"], "sha256": digest.hexdigest()}
 
 
 def _jsonable(value: Any) -> Any:

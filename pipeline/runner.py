@@ -208,7 +208,8 @@ def fingerprint_doc(prep: Prepared) -> dict[str, Any]:
         "version": __version__,
         "config": cfg,
         "inputs": {
-            n: io.input_identity(a, prep.config.inputs[n].path, prep.config.inputs[n].array) for n, a in prep.arrays.items()
+            n: io.input_identity(a, prep.config.inputs[n].path, prep.config.inputs[n].array, prep.config.inputs[n].storage_options)
+            for n, a in prep.arrays.items()
         },
         "grid": _grid(plan),
     }

@@ -283,6 +283,33 @@ def test_s3_inputs_and_output_on_a_loopback_s3_server(data, threads_out, cluster
     assert not s3fs.S3FileSystem(endpoint_url=s3["endpoint_url"]).exists("pipeline-test/never.zarr")
 
 
+def test_new_pixels_in_place_on_s3_are_not_up_to_date(data, s3, tmp_path):
+    """A URL input's identity includes its objects' ETags: new pixels written under the same
+    keys (same metadata, same sizes) make the output stale, not "up to date"."""
+    so = {"endpoint_url": s3["endpoint_url"]}
+    src = zarr.open_group(store="s3://pipeline-test/inplace.zarr", storage_options=so, mode="w")
+    arrays = {n: src.create_array(n, shape=SHAPE, dtype=np.uint16, chunks=(16, 16), dimension_names=("y", "x")) for n in ("a", "b")}
+    for n, arr in arrays.items():
+        arr[...] = data[n]
+    cfg = {
+        "inputs": {n: {"path": "s3://pipeline-test/inplace.zarr", "array": n, "storage_options": so} for n in ("a", "b")},
+        "op": "a**2 - b**2",
+        "window": {"size": W},
+        "output": {"path": str(tmp_path / "out.zarr")},
+        "compute": {"chunks": [16, 16], "scheduler": "threads"},
+    }
+    assert runner.run(cfg).status == runner.DONE
+    assert runner.run(cfg).status == runner.UP_TO_DATE
+    a2 = data["a"].copy()
+    a2[:16, :16] = a2[:16, :16][::-1]  # same dtype, same chunk, new pixels
+    arrays["a"][:16, :16] = a2[:16, :16]
+    with pytest.raises(PipelineError, match="written by a different config, inputs or version"):
+        runner.run(cfg)
+    res = runner.run(cfg, overwrite=True)
+    assert res.status == runner.DONE and res.computed == 12
+    assert np.array_equal(result(tmp_path / "out.zarr").astype(object), seed_loop(a2, data["b"], W))
+
+
 def test_process_local_memory_store_is_refused_on_a_cluster(data, cluster, tmp_path):
     for scheduler in (cluster.address, "processes", "local-cluster"):
         with pytest.raises(runtime.ClusterError, match=r"output\.path: memory://out\.zarr is an in-memory store local to this process"):
