@@ -586,11 +586,11 @@ def check_output_target(path: str) -> None:
         raise OutputError(f"{path} is a non-empty folder that is not a Zarr v3 group; refusing to write into it", where="output.path")
 
 
-def output_state(path: str, array: str) -> dict[str, Any] | None:
+def output_state(path: str, array: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """The ``pipeline`` attribute of an existing output array (read fresh, not from the
     consolidated copy), ``{}`` for an array without one, or None when there is no such array."""
     try:
-        group = zarr.open_group(store=path, mode="r", use_consolidated=False)
+        group = zarr.open_group(**_store(path, storage_options), mode="r", use_consolidated=False)
     except Exception:
         return None
     try:
@@ -603,20 +603,20 @@ def output_state(path: str, array: str) -> dict[str, Any] | None:
     return dict(state) if isinstance(state, Mapping) else {}
 
 
-def consolidated_complete(path: str, array: str) -> bool | None:
+def consolidated_complete(path: str, array: str, storage_options: Mapping[str, Any] | None = None) -> bool | None:
     """``pipeline.complete`` as the consolidated metadata (what xarray reads) says it."""
     try:
-        group = zarr.open_group(store=path, mode="r", use_consolidated=True)
+        group = zarr.open_group(**_store(path, storage_options), mode="r", use_consolidated=True)
         state = group[array].attrs.get("pipeline")
     except Exception:
         return None
     return bool(state.get("complete")) if isinstance(state, Mapping) else None
 
 
-def open_output(path: str, array: str, mode: str = "r+") -> zarr.Array:
+def open_output(path: str, array: str, mode: str = "r+", storage_options: Mapping[str, Any] | None = None) -> zarr.Array:
     """An existing output array, opened to resume writing (or read, ``mode="r"``)."""
     try:
-        return zarr.open_array(store=path, path=array, mode=mode).with_config(_OUTPUT_CONFIG)
+        return zarr.open_array(**_store(path, storage_options), path=array, mode=mode).with_config(_OUTPUT_CONFIG)
     except Exception as e:
         raise OutputError(f"cannot open {describe(path, array)}: {e}", where="output.path") from None
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, io, ledger, runtime
+from . import engine, io, ledger, runtime, urlledger
 from .config import Config, load_config
 from .errors import LockedError, OutputError, WriteError
 from .engine import block_regions, input_regions, strip_width  # noqa: F401 - part of this module's API
@@ -249,15 +249,33 @@ def run(
     prep = prepare(config)
     cfg = prep.config
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
-    if not io.is_local(cfg.output.path):
+    if not io.is_local(cfg.output.path):  # object storage: the ledger beside it, no lock (see urlledger)
         with _session(prep, session, notify) as sess:
-            return _run_unmanaged(prep, t0, progress, overwrite, sess)
+            return _run_locked(prep, t0, progress, overwrite, cfg.output.path, _NoLock(), sess, force=force)
     store = io.local_path(cfg.output.path)
     # the lock first (a second run exits at once), then the scheduler/cluster is started and
     # checked (storage reachable, tasks fit) before anything is written
     with OutputLock(ledger.sidecar(store) / "lock", io.describe(cfg.output.path, cfg.output.array)) as lock:
         with _session(prep, session, notify) as sess:
             return _run_locked(prep, t0, progress, overwrite, store, lock, sess, force=force)
+
+
+class _NoLock:
+    """The lock of an output on object storage: none (:mod:`pipeline.urlledger` says why)."""
+
+    lost = False
+
+
+def _find_ledger(cfg: Config, store: str, array: str, fp: str) -> Any:
+    if io.is_local(cfg.output.path):
+        return ledger.find(store, array, fp)
+    return urlledger.find(cfg.output.path, array, fp, cfg.output.storage_options)
+
+
+def _new_ledger(cfg: Config, store: str, array: str, fp: str) -> Any:
+    if io.is_local(cfg.output.path):
+        return ledger.Ledger(store, array, fp)
+    return urlledger.Ledger(cfg.output.path, array, fp, cfg.output.storage_options)
 
 
 @contextlib.contextmanager
@@ -272,7 +290,7 @@ def _session(prep: Prepared, given: runtime.Session | None, notify: runtime.Noti
 
 
 def _run_locked(
-    prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, store: str, lock: OutputLock,
+    prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, store: str, lock: OutputLock | _NoLock,
     session: runtime.Session, *, force: bool = False,
 ) -> RunResult:
     cfg, plan = prep.config, prep.plan
@@ -291,7 +309,8 @@ def _run_locked(
         seconds=0.0,
     )
 
-    states = {name: io.output_state(path, name) for name in names.values()}
+    so = cfg.output.storage_options
+    states = {name: io.output_state(path, name, so) for name in names.values()}
     present = [st for st in states.values() if st is not None]
     found = None
     if present:
@@ -305,25 +324,25 @@ def _run_locked(
         elif force:  # recompute everything: replace our own output, forget its ledger
             pass
         elif all(st.get("complete") for st in present):
-            if any(io.consolidated_complete(path, name) is not True for name in names.values()):
-                io.finalize(path, cfg.output.storage_options)  # a run killed between its last two writes
+            if any(io.consolidated_complete(path, name, so) is not True for name in names.values()):
+                io.finalize(path, so)  # a run killed between its last two writes
             result.status, result.skipped = UP_TO_DATE, len(all_blocks)
             result.seconds = time.perf_counter() - t0
             return result
         else:
-            found = ledger.find(store, array, fp)
+            found = _find_ledger(cfg, store, array, fp)
 
     done: set[tuple[int, ...]] = set()
     try:
         if found is None:  # fresh, replaced, or our own output killed before its ledger existed
             state = {"fingerprint": fp, "complete": False, "grid": grid, "ledger": array}
             targets = _create_outputs(prep, names, state, overwrite=bool(present))
-            led = ledger.Ledger(store, array, fp)
+            led = _new_ledger(cfg, store, array, fp)
             led.reset(grid)
             io.finalize(path, cfg.output.storage_options)  # consolidated metadata says "incomplete" from now on
         else:
             led = found[0]
-            targets = {st: io.open_output(path, name) for st, name in names.items()}
+            targets = {st: io.open_output(path, name, storage_options=so) for st, name in names.items()}
             done = led.done() & set(all_blocks)
             for t in targets.values():
                 done -= _missing_chunks(t, grid, done, led)
@@ -368,7 +387,7 @@ def _run_locked(
     return result
 
 
-def _missing_chunks(target: Any, grid: dict[str, Any], done: set[tuple[int, ...]], led: ledger.Ledger) -> set[tuple[int, ...]]:
+def _missing_chunks(target: Any, grid: dict[str, Any], done: set[tuple[int, ...]], led: Any) -> set[tuple[int, ...]]:
     """Blocks recorded as done whose chunks are not all stored (deleted, lost): forgotten."""
     stored = io.stored_chunk_keys(target)
     lost = {b for b in done if any(io.chunk_key(target, c) not in stored for c in ledger.block_chunks(grid, b))}
@@ -399,33 +418,3 @@ def _create_outputs(prep: Prepared, names: Mapping[str, str], state: Mapping[str
             storage_options=cfg.output.storage_options,
         )
     return targets
-
-
-def _run_unmanaged(prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, session: runtime.Session) -> RunResult:
-    """A URL output (no local lock or ledger): written in one go, refused if it exists."""
-    cfg, plan = prep.config, prep.plan
-    so = cfg.output.storage_options
-    names = output_names(plan, cfg.output.array)
-    for name in names.values():
-        if io.output_exists(cfg.output.path, name, so) and not overwrite:
-            raise OutputError(
-                f"{io.describe(cfg.output.path, name)} already exists; pass --overwrite (or set output.overwrite: true) to replace it",
-                where="output.path",
-            )
-    targets = _create_outputs(prep, names, {"complete": False, "grid": _grid(plan)}, overwrite=overwrite)
-    target = targets if plan.multi else targets[plan.stats[0]]
-    blocks, lo, hi = execute(prep, target, progress=progress, session=session)
-    for t in targets.values():
-        io.update_state(t, complete=True)
-    io.finalize(cfg.output.path, so)
-    return RunResult(
-        output=cfg.output.path,
-        array=", ".join(names.values()),
-        shape=plan.out_shape,
-        dtype=", ".join(str(plan.out_dtypes[st]) for st in plan.stats),
-        blocks=blocks,
-        seconds=time.perf_counter() - t0,
-        minimum=lo,
-        maximum=hi,
-        computed=blocks,
-    )

@@ -310,6 +310,35 @@ def test_new_pixels_in_place_on_s3_are_not_up_to_date(data, s3, tmp_path):
     assert np.array_equal(result(tmp_path / "out.zarr").astype(object), seed_loop(a2, data["b"], W))
 
 
+def test_s3_output_interrupted_mid_run_resumes_from_its_ledger_byte_identical(data, threads_out, cluster, s3, tmp_path):
+    import s3fs
+
+    so = {"endpoint_url": s3["endpoint_url"]}
+    fs = s3fs.S3FileSystem(endpoint_url=s3["endpoint_url"])
+    out = "s3://pipeline-test/resume.zarr"
+    cfg = parse_config(config(data, out, scheduler="threads", workers=1) | {"output": {"path": out, "storage_options": so}})
+
+    def stop_after_5(done, total):
+        if done == 5:
+            raise KeyboardInterrupt("test")
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        runner.run(cfg, progress=stop_after_5)
+    assert info.value.pipeline_result.computed == 5
+    # the ledger is beside the output, in the same bucket
+    assert len(fs.ls("pipeline-test/resume.zarr.pipeline/result/", detail=False)) == 1
+    # resumed on the cluster: only the 7 blocks left are computed
+    res = runner.run(cfg.model_copy(update={"compute": cfg.compute.model_copy(update={"scheduler": cluster.address})}))
+    assert (res.skipped, res.computed) == (5, 7)
+    got = {k.split("/result/", 1)[1]: fs.cat_file(k) for k in fs.find("pipeline-test/resume.zarr/result") if "/c/" in k}
+    assert got == {k: v for k, v in chunk_bytes(threads_out).items() if k.startswith("c/")}
+    assert runner.run(cfg).status == runner.UP_TO_DATE
+    # another config on the same output is refused, as on a local disk
+    other = config(data, out, scheduler="threads") | {"output": {"path": out, "storage_options": so}, "window": {"size": 3}}
+    with pytest.raises(PipelineError, match="pass --overwrite"):
+        runner.run(other)
+
+
 def test_process_local_memory_store_is_refused_on_a_cluster(data, cluster, tmp_path):
     for scheduler in (cluster.address, "processes", "local-cluster"):
         with pytest.raises(runtime.ClusterError, match=r"output\.path: memory://out\.zarr is an in-memory store local to this process"):
