@@ -55,7 +55,7 @@ Record = Callable[[tuple[int, ...]], None]
 #: pending tasks per worker thread on process pools and clusters (one running, one queued)
 IN_FLIGHT = 2
 #: tasks per worker thread the blocks are cut into, where the image has enough blocks (balance)
-TILES_PER_THREAD = 3
+TILES_PER_THREAD = 2
 
 #: Decoded input chunks a tile may cache (see :mod:`pipeline.halo`): blocks are visited in
 #: vertical strips narrow enough that two chunk rows of a strip, with the neighbouring chunk
