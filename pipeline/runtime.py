@@ -404,6 +404,20 @@ def _wait_for_workers(client: Any, timeout: float) -> list[dict[str, Any]]:
 
 
 @contextmanager
+def _worker_environ() -> Iterator[None]:
+    """distributed's nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off
+    glibc's adaptive mmap threshold: every block-sized buffer is then a fresh mmap, page-faulted
+    in and unmapped again (measured: the 8192² run 1.5x slower on a 2 x 1 LocalCluster).  The
+    workers this run starts get the rest of the configured environment without it."""
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+        yield
+
+
+@contextmanager
 def _local_cluster(cfg: Config) -> Iterator[Any]:
     from distributed import LocalCluster
 
@@ -421,7 +435,7 @@ def _local_cluster(cfg: Config) -> Iterator[Any]:
     }
     if sec is not None:
         kw.update(security=sec, protocol="tls://")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _worker_environ():
         warnings.simplefilter("ignore")  # "Port 8787 is already in use" and similar
         cluster = LocalCluster(**kw)
     with _serve(cluster, sec) as client:

@@ -230,6 +230,9 @@ def test_local_cluster_from_config_on_loopback_and_resume_on_another_cluster(dat
         for addr, w in info["workers"].items():
             assert addr.startswith("tcp://127.0.0.1:"), addr  # loopback only
             assert w["memory_limit"] == 2**30 and w["nthreads"] == 1
+        # the nanny's MALLOC_TRIM_THRESHOLD_ (every block buffer a fresh mmap) is left out, the rest kept
+        assert set(sess.client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
+        assert set(sess.client.run(os.environ.get, "OMP_NUM_THREADS").values()) == {"1"}
         runner.run(cfg, session=sess)  # runs on the session given
         assert chunk_bytes(tmp_path / "local.zarr") == chunk_bytes(threads_out)
 
