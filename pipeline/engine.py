@@ -225,7 +225,12 @@ class Context:
             return chunked.read(tuple(sl.start // c for sl, c in zip(region, chunked.chunks)))
         return io.read_region(self.checked[name], region)
 
-    def reader(self, blocks: Sequence[tuple[int, ...]]) -> HaloReader | None:
+    def group(self, index: Sequence[int], by_strip: bool) -> int | None:
+        """The chunk cache a block reads through: one per strip, or one for the whole tile (a
+        tile is never wider than a strip)."""
+        return index[-1] // self.strip if by_strip else None
+
+    def reader(self, blocks: Sequence[tuple[int, ...]], by_strip: bool = True) -> HaloReader | None:
         if not self.fast:
             return None
         return HaloReader(
@@ -233,14 +238,14 @@ class Context:
             self.plan.in_shape,
             self.chunks,
             [input_regions(self.plan, idx) for idx in blocks],
-            [idx[-1] // self.strip for idx in blocks],  # a cache per strip: memory flat in image size
+            [self.group(idx, by_strip) for idx in blocks],  # a cache per strip or tile: memory flat in image size
         )
 
-    def block(self, reader: HaloReader | None, index: tuple[int, ...]) -> tuple[Any, Any]:
+    def block(self, reader: HaloReader | None, index: tuple[int, ...], by_strip: bool = True) -> tuple[Any, Any]:
         """The block task: read its inputs with their halo, compute, write, record."""
         plan = self.plan
         if reader is not None:
-            arrays = reader.read(input_regions(plan, index), group=index[-1] // self.strip)
+            arrays = reader.read(input_regions(plan, index), group=self.group(index, by_strip))
             block = ops.compute_block(plan, arrays, index)
             del arrays
         else:
@@ -269,12 +274,16 @@ class Tally:
 
 
 def run_tile(
-    ctx: Context, blocks: Sequence[tuple[int, ...]], threads: int = 1, on_block: Callable[[Any, Any], None] | None = None
+    ctx: Context,
+    blocks: Sequence[tuple[int, ...]],
+    threads: int = 1,
+    on_block: Callable[[Any, Any], None] | None = None,
+    by_strip: bool = True,
 ) -> tuple[int, Any, Any]:
     """Run the block task of every block of ``blocks`` (in strip order) on ``threads`` threads,
     at most one block queued beyond those running; ``on_block(min, max)`` is called here after
     each block.  Returns (blocks, min, max)."""
-    reader = ctx.reader(blocks)
+    reader = ctx.reader(blocks, by_strip)
     tally = Tally(len(blocks), None)
 
     def done(result: tuple[Any, Any]) -> None:
@@ -284,10 +293,10 @@ def run_tile(
 
     if threads <= 1 or len(blocks) <= 1:
         for idx in blocks:
-            done(ctx.block(reader, idx))
+            done(ctx.block(reader, idx, by_strip))
     else:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pipeline") as pool:
-            _bounded(lambda idx: pool.submit(ctx.block, reader, idx), wait, blocks, threads + 1, done)
+            _bounded(lambda idx: pool.submit(ctx.block, reader, idx, by_strip), wait, blocks, threads + 1, done)
     return len(blocks), tally.lo, tally.hi
 
 
@@ -357,7 +366,7 @@ def _prime_workers(session: Session, job: Job) -> None:
 
 def remote_tile(job: Job, blocks: Sequence[tuple[int, ...]]) -> tuple[int, Any, Any]:
     """A tile as a task on a worker process (one thread)."""
-    return run_tile(_context(job), [tuple(b) for b in blocks], 1)
+    return run_tile(_context(job), [tuple(b) for b in blocks], 1, by_strip=False)
 
 
 # --------------------------------------------------------------------------------------------
