@@ -234,6 +234,7 @@ def run_one(
     log: Log,
     debug: bool = False,
     batch_vars: Mapping[str, str] | None = None,
+    force: bool = False,
 ) -> Record:
     """Run one config and describe the outcome; user errors and failures become records.
     ``batch_vars`` are the batch's own template values (recorded; also applied over ``variables``)."""
@@ -256,7 +257,7 @@ def run_one(
             unstored = {r.name: len(r.unstored) for r in found}
         for r in found:
             log.event("warning", f"inputs.{r.name}: {r.describe()}", level="warning", config=config, input=r.name, unstored=len(r.unstored))
-        result = runner.run(cfg, progress=_progress(log, config), notify=_notify(log, config))
+        result = runner.run(cfg, progress=_progress(log, config), notify=_notify(log, config), force=force)
     except KeyboardInterrupt as exc:
         part = getattr(exc, "pipeline_result", None)  # set by runner.run once the output was open
         why = f" by {exc.args[0]}" if exc.args else ""
@@ -549,6 +550,7 @@ def run_batch(
     var_sets: Sequence[Mapping[str, str]] = ({},),
     dry_run: bool = False,
     detail: bool = False,
+    force: bool = False,
 ) -> list[Record]:
     """Run (or, ``dry_run``, preview) each config for each set of batch variables (sets outside,
     configs inside: day by day); an interruption stops the batch and records the items it never
@@ -557,7 +559,7 @@ def run_batch(
     items = [(c, dict(vs)) for vs in (var_sets or ({},)) for c in paths]
     records: list[Record] = []
     one = preview_one if dry_run else run_one
-    kwargs: dict[str, Any] = {"detail": detail or dry_run} if dry_run else {}
+    kwargs: dict[str, Any] = {"detail": detail or dry_run} if dry_run else {"force": force}
     for n, (config, vs) in enumerate(items):
         try:
             rec = one(config, overrides=overrides, variables=variables, overwrite=overwrite, log=log, debug=debug, batch_vars=vs, **kwargs)

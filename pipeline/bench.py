@@ -5,7 +5,12 @@ are its own) on the same Zarr pair, writes its result to Zarr, and the result is
 compared with an exact reference computed here, independently of the package's kernels (int64
 summed-area tables with numpy, band by band).  Contenders:
 
-* ``pipeline``: ``pipeline.run`` on a config (the code path of ``pipeline run``);
+* ``pipeline``: ``pipeline.run`` on a config (the code path of ``pipeline run``), threads;
+* ``pipeline@MODE`` (``--schedulers``): the same run on another scheduler: ``local-cluster``
+  (``threads`` workers x 1 thread), ``processes`` (``threads`` processes), ``tcp`` (a ``dask
+  scheduler`` with ``threads`` ``dask worker`` processes of 1 thread, started by the benchmark).
+  The scheduler's start-up (cluster, worker processes, imports) is timed apart (``startup``) and
+  not counted in the wall time; ``worker_rss`` is the largest peak RSS of a worker process;
 * ``dask-image``: ``dask_image.ndfilters.uniform_filter`` on the float64 field, times the window
   area, rounded to int32, ``to_zarr`` (zarr's default codecs);
 * ``xarray``: ``DataArray.rolling(y=W, x=W, center=True, min_periods=1).sum()`` on the field,
@@ -24,7 +29,6 @@ numpy-only reference path and OpenCV's ``boxFilter`` when installed).
 from __future__ import annotations
 
 import json
-import math
 import os
 import resource
 import shutil
@@ -39,6 +43,7 @@ import numpy as np
 
 OP = "a**2 - b**2"
 CONTENDERS = ("pipeline", "dask-image", "xarray", "map_overlap", "floor")
+SCHEDULERS = ("local-cluster", "processes", "tcp")
 
 
 # ------------------------------------------------------------------------------ data
@@ -125,7 +130,7 @@ def _run_contender(name: str, src: str, out: str, w: int, size: int, threads: in
 
     # each contender imports what it uses, before the clock starts; JIT loading is timed (and
     # this project's peak RSS includes numba, but not dask, which its local runs do not load)
-    from . import io, runner
+    from . import io, runner  # noqa: F401 - imported before the clock starts
 
     if name not in ("pipeline", "floor"):
         import dask
@@ -137,16 +142,8 @@ def _run_contender(name: str, src: str, out: str, w: int, size: int, threads: in
     t0 = time.perf_counter()
     c0 = time.process_time()
     g = zarr.open_group(src, mode="r")
-    if name == "pipeline":
-        runner.run(
-            {
-                "inputs": {"a": {"path": src, "array": "a"}, "b": {"path": src, "array": "b"}},
-                "op": OP,
-                "window": {"size": w},
-                "output": {"path": out, "overwrite": True},
-                "compute": {"scheduler": "threads", "workers": threads},
-            }
-        )
+    if name.startswith("pipeline"):
+        return _run_pipeline(name.partition("@")[2] or "threads", src, out, w, threads)
     elif name == "floor":
         from concurrent.futures import ThreadPoolExecutor
 
@@ -214,6 +211,83 @@ def _run_contender(name: str, src: str, out: str, w: int, size: int, threads: in
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
     return {"wall": wall, "cpu": cpu, "rss": peak_rss()}
+
+
+def _run_pipeline(mode: str, src: str, out: str, w: int, threads: int) -> dict[str, Any]:
+    """``pipeline.run`` on ``mode``; the session's start-up timed apart."""
+    from . import runner, runtime
+    from .config import parse_config
+
+    compute: dict[str, Any] = {"scheduler": mode, "workers": threads}
+    if mode == "local-cluster":
+        compute.update(threads_per_worker=1)
+    elif mode == "tcp":
+        compute = {"scheduler": os.environ["PIPELINE_BENCH_SCHEDULER"]}
+    cfg = parse_config(
+        {
+            "inputs": {"a": {"path": src, "array": "a"}, "b": {"path": src, "array": "b"}},
+            "op": OP,
+            "window": {"size": w},
+            "output": {"path": out, "overwrite": True},
+            "compute": compute,
+        }
+    )
+    t0 = time.perf_counter()
+    worker_rss = 0
+    with runtime.session(cfg) as sess:
+        if sess.executor is None:  # threads: load the kernels here, as engine.prime does on workers
+            from . import engine
+
+            engine.prime(engine.Job(runner.prepare(cfg), None, None, "bench"))
+        startup = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        c0 = time.process_time()
+        runner.run(cfg, session=sess)
+        # each worker loading the job and its compiled kernels before the first tile (engine.prime)
+        # counts as start-up, like the workers' imports
+        startup += sess.prime_seconds
+        wall = time.perf_counter() - t0 - sess.prime_seconds
+        cpu = time.process_time() - c0
+        if sess.client is not None:
+            worker_rss = max(sess.client.run(peak_rss).values())
+    if mode == "processes":  # the pool's processes, reaped when the session closed
+        worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return {"wall": wall, "cpu": cpu, "rss": peak_rss(), "startup": startup, "worker_rss": worker_rss}
+
+
+class _TcpCluster:
+    """``dask scheduler`` and ``n`` ``dask worker`` processes (1 thread each) on loopback."""
+
+    def __init__(self, folder: Path, n: int) -> None:
+        self.file = folder / "scheduler.json"
+        self.file.unlink(missing_ok=True)
+        py = [sys.executable, "-m"]
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.procs = [
+            subprocess.Popen([*py, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                              "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(self.file)], **quiet)
+        ]
+        deadline = time.monotonic() + 60
+        while not self.file.exists():
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("dask scheduler did not start")
+            time.sleep(0.1)
+        self.address = json.loads(self.file.read_text())["address"]
+        for _ in range(n):
+            self.procs.append(
+                subprocess.Popen([*py, "distributed.cli.dask_worker", "--scheduler-file", str(self.file), "--nthreads", "1",
+                                  "--nworkers", "1", "--memory-limit", "0", "--no-nanny"], **quiet)
+            )
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def peak_rss() -> int:
@@ -331,6 +405,7 @@ def run_bench(
     kernel_windows: Sequence[int] = (3, 15, 63),
     repeats: int = 1,
     keep: bool = False,
+    schedulers: Sequence[str] = (),
     echo=print,
 ) -> dict[str, Any]:
     """Run the whole benchmark; returns the JSON-able results."""
@@ -347,10 +422,16 @@ def run_bench(
     n = shape[0]
     results: dict[str, Any] = {"size": n, "chunk": chunk, "threads": threads, "cores": os.cpu_count(), "store": src, "runs": []}
     thread_env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    tcp = None
+    modes = [f"pipeline@{m}" for m in schedulers]
     try:
+        if "tcp" in schedulers:
+            tcp = _TcpCluster(work, threads)
+            thread_env["PIPELINE_BENCH_SCHEDULER"] = tcp.address
+            echo(f"tcp: dask scheduler at {tcp.address} with {threads} dask worker processes of 1 thread")
         for w in windows:
             outputs = {}
-            for name in ("pipeline", *peers, "floor"):
+            for name in ("pipeline", *modes, *peers, "floor"):
                 if not available(name):
                     results["runs"].append({"W": w, "contender": name, "error": "not installed (pip install '.[bench]')"})
                     continue
@@ -380,19 +461,26 @@ def run_bench(
                 results["runs"].append(row)
                 if name != "floor":
                     outputs[name] = (out, "result", crop)
-                echo(f"W={w} {name}: {row['mpix_s']:.1f} Mpix/s, {best['wall']:.2f} s, RSS {best['rss'] / 2**20:.0f} MiB")
+                extra = ""
+                if "startup" in best:
+                    extra = f", start-up {best['startup']:.2f} s (not counted)"
+                if best.get("worker_rss"):
+                    extra += f", worker RSS {best['worker_rss'] / 2**20:.0f} MiB"
+                echo(f"W={w} {name}: {row['mpix_s']:.1f} Mpix/s, {best['wall']:.2f} s, RSS {best['rss'] / 2**20:.0f} MiB{extra}")
             ok = check_outputs(src, n, w, outputs, band=chunk)
             for row in results["runs"]:
                 if row["W"] == w and row["contender"] in ok:
                     row["exact"] = ok[row["contender"]]
             if not keep:
-                for name in ("pipeline", *peers, "floor"):
+                for name in ("pipeline", *modes, *peers, "floor"):
                     shutil.rmtree(work / f"out-{name}-{w}.zarr", ignore_errors=True)
         if kernel_size:
             results["kernel"] = _spawn(
                 ["_kernel", str(kernel_size), ",".join(map(str, kernel_windows)), "5" if kernel_size >= 2048 else "3"], thread_env
             )
     finally:
+        if tcp is not None:
+            tcp.close()
         if not keep and store is None:
             shutil.rmtree(src, ignore_errors=True)
     _ratios(results)
@@ -421,7 +509,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"| {r['W']} | {r['contender']} | {r['crop']}² | {r['wall']:.2f} | {r['mpix_s']:.1f} | "
             f"{r.get('speedup_vs_this', float('nan')):.1f} | {r.get('wall_vs_floor', float('nan')):.2f} | "
-            f"{r['rss'] / 2**20:.0f} | {r['cpu_wall']:.2f} | {r['disk'] / 1e6:.1f} | {exact} |"
+            f"{_rss(r)} | {r['cpu_wall']:.2f} | {r['disk'] / 1e6:.1f} | {exact} |"
         )
     k = results.get("kernel")
     if isinstance(k, list):
@@ -435,6 +523,15 @@ def table(results: dict[str, Any]) -> str:
     elif isinstance(k, dict):
         lines.append(f"kernel section failed: {k.get('error')}")
     return "\n".join(lines)
+
+
+def _rss(r: dict[str, Any]) -> str:
+    text = f"{r['rss'] / 2**20:.0f}"
+    if r.get("worker_rss"):
+        text += f" (worker {r['worker_rss'] / 2**20:.0f})"
+    if "startup" in r:
+        text += f"; start-up {r['startup']:.1f} s"
+    return text
 
 
 def _main(argv: list[str]) -> None:

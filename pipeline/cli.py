@@ -195,6 +195,9 @@ def run(
             "would-resume, would-replace, refused, locked, not-ready).",
         ),
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Recompute every block, even of an output that is up to date or partly done.")
+    ] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Write a JSON record per config to this file.")] = None,
     keep_reports: Annotated[
         int | None,
@@ -233,6 +236,7 @@ def run(
             debug=_state["debug"],
             var_sets=var_sets,
             dry_run=dry_run,
+            force=force,
         )
         late: list[str] = []  # a signal now must not cost the report: note it, finish, exit 4
         signal.signal(signal.SIGTERM, lambda signum, frame: late.append(signal.Signals(signum).name))
@@ -372,6 +376,9 @@ def bench(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
     fast: Annotated[bool, typer.Option(help="A tiny smoke run (512², chunks 128, W 3 and 15).")] = False,
     keep: Annotated[bool, typer.Option(help="Keep generated data and outputs.")] = False,
+    schedulers: Annotated[
+        str, typer.Option(help="Also run this project on these schedulers, comma-separated: local-cluster, processes, tcp (or 'none').")
+    ] = "none",
 ) -> None:
     """Benchmark against dask-image, xarray rolling and map_overlap + scipy; print a table.
 
@@ -400,6 +407,7 @@ def bench(
         kernel_size=kernel_size,
         repeats=repeats,
         keep=keep,
+        schedulers=_guard(_bench_schedulers, schedulers),
         echo=lambda line: typer.echo(line, err=True),
     )
     typer.echo(b.table(results))
@@ -426,6 +434,17 @@ def _json_requested(argv: list[str]) -> bool:
         if arg == "--log-format=json" or (arg == "--log-format" and argv[i + 1 : i + 2] == ["json"]):
             return True
     return False
+
+
+def _bench_schedulers(text: str) -> list[str]:
+    from .bench import SCHEDULERS
+    from .errors import ConfigError
+
+    names = [] if text == "none" else [p.strip() for p in text.split(",") if p.strip()]
+    bad = [n for n in names if n not in SCHEDULERS]
+    if bad:
+        raise ConfigError(f"unknown scheduler {bad[0]!r}: must be {', '.join(SCHEDULERS)} or none", where="--schedulers")
+    return names
 
 
 def entrypoint(argv: list[str] | None = None) -> int:

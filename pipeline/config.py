@@ -52,7 +52,7 @@ def _check_array_path(v: str | None) -> str | None:
         return v
     parts = v.strip("/").split("/")
     if v.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in v or any(ord(c) < 32 for c in v):
-        raise ValueError(f"must be a path inside the store ('name' or 'group/name', no '..', '.', empty parts or control characters)")
+        raise ValueError("must be a path inside the store ('name' or 'group/name', no '..', '.', empty parts or control characters)")
     return v
 
 

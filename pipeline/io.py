@@ -9,6 +9,7 @@ store and array (``data/seed.zarr:a``) so that a user can act on them.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -54,7 +55,9 @@ def _store(path: str, storage_options: Mapping[str, Any] | None) -> dict[str, An
     through fsspec (zarr's FsspecStore) with its storage options."""
     if _is_local(path):
         return {"store": _local(path)}
-    return {"store": path, "storage_options": dict(storage_options or {})}
+    if not storage_options:  # zarr >= 3.4 refuses storage_options (even empty) for memory:// URLs
+        return {"store": path}
+    return {"store": path, "storage_options": dict(storage_options)}
 
 
 def _remote_exists(path: str, storage_options: Mapping[str, Any] | None, where: str) -> bool:
@@ -402,6 +405,44 @@ def write_block(target: Any, region: tuple[slice, ...], block: np.ndarray) -> No
         target[region] = block
 
 
+_log = logging.getLogger(__name__)
+
+
+def _direct_refusal(arr: Any) -> str | None:
+    """Why :class:`DirectChunks` cannot handle ``arr`` (None: it can).  Only what zarr exports
+    for the purpose is relied on: ``zarr.abc.codec.SupportsSyncCodec`` (and a codec's
+    ``_sync_capable`` opt-out), ``zarr.abc.store.SupportsGetSync``/``SupportsSetSync``."""
+    try:
+        from zarr.abc.codec import ArrayBytesCodec, BytesBytesCodec, SupportsSyncCodec
+        from zarr.abc.store import SupportsGetSync, SupportsSetSync
+        from zarr.codecs import BytesCodec
+        from zarr.storage import LocalStore
+    except ImportError as e:  # a zarr without the synchronous protocols
+        return f"zarr lacks {e.name or e}"
+    try:
+        md = arr.metadata
+        store = arr.store_path.store
+        codecs = tuple(md.codecs)
+    except AttributeError:
+        return "not a zarr v3 array"
+    if getattr(md, "zarr_format", None) != 3:
+        return "not a zarr v3 array"
+    if not isinstance(store, LocalStore):
+        return f"{type(store).__name__} is not a local store"
+    if not (isinstance(store, SupportsGetSync) and isinstance(store, SupportsSetSync)) or not getattr(store, "_supports_sync_io", True):
+        return f"{type(store).__name__} has no synchronous get/set"
+    if getattr(arr, "shards", None):
+        return "sharded"
+    if not codecs or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[0], ArrayBytesCodec):
+        return "the first codec is not the bytes serializer (an array-to-array codec or another serializer)"
+    if not all(isinstance(c, BytesBytesCodec) for c in codecs[1:]):
+        return "an array-to-array codec"
+    slow = [type(c).__name__ for c in codecs if not (isinstance(c, SupportsSyncCodec) and getattr(c, "_sync_capable", True))]
+    if slow:
+        return f"codecs without a synchronous form: {', '.join(slow)}"
+    return None
+
+
 class DirectChunks:
     """Whole-chunk reads and writes of one Zarr v3 array in the calling thread.
 
@@ -410,7 +451,7 @@ class DirectChunks:
     whole run at about 1.5 cores busy and cost ~20% per chunk written (measured on 2048²
     int32 chunks: 56.7 against 46.6 ms per chunk with two threads; CPU/wall 1.53 against
     1.93).  For a local store and an unsharded array whose codecs all have synchronous forms
-    (zarr 3.1.6 has them; older releases fall back), this class does the same work with zarr's own codec objects and store,
+    (zarr's exported ``SupportsSyncCodec`` protocol; tested with zarr 3.1.6 and 3.4.2), this class does the same work with zarr's own codec objects and store,
     in the thread that calls it, so that worker threads decode, compute and encode in
     parallel.  The bytes written are the bytes zarr writes (tested chunk by chunk, edge
     chunks padded with the fill value as zarr pads them), and every chunk is written, as with
@@ -420,6 +461,7 @@ class DirectChunks:
     """
 
     def __init__(self, arr: zarr.Array, where: str | None = None) -> None:
+        from zarr.core.array_spec import ArrayConfig, ArraySpec
         from zarr.core.buffer import default_buffer_prototype
 
         md = arr.metadata
@@ -431,7 +473,10 @@ class DirectChunks:
         self.chunks = tuple(arr.chunks)
         self.dtype = np.dtype(arr.dtype)
         self.prototype = default_buffer_prototype()
-        self.spec = md.get_chunk_spec((0,) * len(self.shape), arr._async_array.config, self.prototype)
+        # the spec zarr hands its codecs for one chunk (a regular grid: every chunk alike)
+        self.spec = ArraySpec(
+            shape=self.chunks, dtype=md.data_type, fill_value=md.fill_value, config=ArrayConfig.from_dict({}), prototype=self.prototype
+        )
         self.array_bytes, *self.bytes_bytes = md.codecs
         self.fill = np.asarray(arr.fill_value, dtype=self.dtype)
 
@@ -439,31 +484,20 @@ class DirectChunks:
     def of(cls, arr: Any, where: str | None = None) -> DirectChunks | None:
         """A :class:`DirectChunks` for ``arr``, or ``None`` where zarr's own API must be used
         (not a zarr v3 array, a remote or in-memory store, sharding, an array-to-array codec,
-        or a zarr without synchronous codecs)."""
-        from zarr.abc.codec import ArrayBytesCodec, BytesBytesCodec
-        from zarr.codecs import BytesCodec
-        from zarr.storage import LocalStore
-
-        try:
-            md = arr.metadata
-            store = arr.store_path.store
-            codecs = tuple(md.codecs)
-        except AttributeError:
-            return None
-        if getattr(md, "zarr_format", None) != 3 or not isinstance(store, LocalStore):
-            return None
-        if not (hasattr(store, "get_sync") and hasattr(store, "set_sync")):
-            return None
-        if getattr(arr, "shards", None) or not codecs or not isinstance(codecs[0], BytesCodec):
-            return None
-        if not all(isinstance(c, BytesBytesCodec) for c in codecs[1:]) or not isinstance(codecs[0], ArrayBytesCodec):
-            return None
-        if not all(hasattr(c, "_encode_sync") and hasattr(c, "_decode_sync") for c in codecs):
-            return None
-        try:
-            return cls(arr, where)
-        except Exception:  # an unusual chunk grid or dtype: zarr's API handles it
-            return None
+        or a codec or store without zarr's synchronous protocols); a debug line on the
+        ``pipeline.io`` logger says which path runs and why."""
+        reason = _direct_refusal(arr)
+        if reason is None:
+            try:
+                chunked = cls(arr, where)
+            except Exception as e:  # an unusual chunk grid or dtype, a zarr that moved ArraySpec
+                reason = f"{e.__class__.__name__}: {e}"
+            else:
+                _log.debug("%s: direct chunk path (zarr %s, codecs in the calling thread)", chunked.where, zarr.__version__)
+                return chunked
+        name = where or getattr(arr, "path", None) or "array"
+        _log.debug("%s: chunks through zarr's API (zarr %s): %s", name, zarr.__version__, reason)
+        return None
 
     def key(self, coords: Sequence[int]) -> str:
         return self.prefix + chunk_key(self.arr, coords)
@@ -580,16 +614,22 @@ def _codec_args(codec: Any) -> str:
 # reliability: input identities, output state, chunk-level access (resume, verify)
 
 
-def input_identity(arr: zarr.Array, path: str, array: str | None) -> dict[str, Any]:
+def input_identity(
+    arr: zarr.Array, path: str, array: str | None, storage_options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A cheap identity of an input array's content, for the resume fingerprint.
 
     Always: the store path, the array path and its full metadata document (shape, dtype, chunks,
     codecs, attributes).  For a local store, also the number, total size and newest mtime (ns) of
-    the files under the array's folder, so that rewriting any chunk changes the identity.  Limits:
-    a rewrite that keeps every file's size and restores mtimes goes unnoticed; for a URL store only
-    the metadata is used (listing a bucket can be slow and costly).
+    the files under the array's folder, so that rewriting any chunk changes the identity.  For a
+    URL store, what one listing of the array's objects gives (:func:`_listing_identity`): each
+    object's ETag (else its modification time) and size, hashed.  Limits: a local rewrite that
+    keeps every file's size and restores mtimes goes unnoticed; a store whose listing has neither
+    ETags nor times is identified by names and sizes only.
     """
     ident: dict[str, Any] = {"path": path, "array": array, "metadata": _jsonable(arr.metadata.to_dict())}
+    if not _is_local(path):
+        ident["objects"] = _listing_identity(path, array, storage_options)
     if _is_local(path):
         root = Path(_local(path)) / (array or "")
         count = size = newest = 0
@@ -606,6 +646,41 @@ def input_identity(arr: zarr.Array, path: str, array: str | None) -> dict[str, A
                         newest = max(newest, st.st_mtime_ns)
         ident["files"] = {"count": count, "bytes": size, "newest_mtime_ns": newest}
     return ident
+
+
+#: what identifies an object's content in an fsspec listing, best first (s3: ETag; gcs: md5Hash,
+#: generation; azure: etag; others: a modification time)
+_VERSION_KEYS = ("ETag", "etag", "md5Hash", "generation", "LastModified", "last_modified", "updated", "mtime", "modified", "created")
+
+
+def _listing_identity(path: str, array: str | None, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The objects under a URL array, from one recursive listing (fsspec's ``find``, which the
+    object stores answer page by page): count, bytes, and a SHA-256 over each object's name,
+    size and version tag (ETag, else a modification time).  New pixels written in place under
+    the same key change the ETag (and the time), so the identity changes."""
+    import hashlib
+
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(path, **dict(storage_options or {}))
+    base = root.rstrip("/") + (f"/{array.strip('/')}" if array else "")
+    digest = hashlib.sha256()
+    count = size = 0
+    tagged = set()
+    try:
+        listing = fs.find(base, detail=True)
+    except (FileNotFoundError, OSError) as e:
+        raise InputError(f"cannot list the objects of {describe(path, array)}: {e}", where=path) from None
+    for name in sorted(listing):
+        info = listing[name]
+        key = next((k for k in _VERSION_KEYS if info.get(k) is not None), None)
+        tag = str(info.get(key)) if key else ""
+        if key:
+            tagged.add(key)
+        count += 1
+        size += int(info.get("size") or 0)
+        digest.update(f"{name[len(base):]}\0{info.get('size')}\0{tag}\n".encode())
+    return {"count": count, "bytes": size, "by": sorted(tagged) or ["size"], "sha256": digest.hexdigest()}
 
 
 def _jsonable(value: Any) -> Any:
@@ -638,11 +713,11 @@ def check_output_target(path: str) -> None:
         raise OutputError(f"{path} is a non-empty folder that is not a Zarr v3 group; refusing to write into it", where="output.path")
 
 
-def output_state(path: str, array: str) -> dict[str, Any] | None:
+def output_state(path: str, array: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """The ``pipeline`` attribute of an existing output array (read fresh, not from the
     consolidated copy), ``{}`` for an array without one, or None when there is no such array."""
     try:
-        group = zarr.open_group(store=path, mode="r", use_consolidated=False)
+        group = zarr.open_group(**_store(path, storage_options), mode="r", use_consolidated=False)
     except Exception:
         return None
     try:
@@ -655,20 +730,20 @@ def output_state(path: str, array: str) -> dict[str, Any] | None:
     return dict(state) if isinstance(state, Mapping) else {}
 
 
-def consolidated_complete(path: str, array: str) -> bool | None:
+def consolidated_complete(path: str, array: str, storage_options: Mapping[str, Any] | None = None) -> bool | None:
     """``pipeline.complete`` as the consolidated metadata (what xarray reads) says it."""
     try:
-        group = zarr.open_group(store=path, mode="r", use_consolidated=True)
+        group = zarr.open_group(**_store(path, storage_options), mode="r", use_consolidated=True)
         state = group[array].attrs.get("pipeline")
     except Exception:
         return None
     return bool(state.get("complete")) if isinstance(state, Mapping) else None
 
 
-def open_output(path: str, array: str, mode: str = "r+") -> zarr.Array:
+def open_output(path: str, array: str, mode: str = "r+", storage_options: Mapping[str, Any] | None = None) -> zarr.Array:
     """An existing output array, opened to resume writing (or read, ``mode="r"``)."""
     try:
-        return zarr.open_array(store=path, path=array, mode=mode).with_config(_OUTPUT_CONFIG)
+        return zarr.open_array(**_store(path, storage_options), path=array, mode=mode).with_config(_OUTPUT_CONFIG)
     except Exception as e:
         raise OutputError(f"cannot open {describe(path, array)}: {e}", where="output.path") from None
 

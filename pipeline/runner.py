@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import io, ledger, metadata, ops, runtime, safety
+from . import engine, io, ledger, metadata, runtime, safety, urlledger
 from .config import Config, load_config
 from .errors import LockedError, OutputError, WriteError
-from .halo import HaloReader, strip_order
+from .engine import block_regions, input_regions, strip_width  # noqa: F401 - part of this module's API
 from .lock import OutputLock
 from .plan import ArraySpec, Plan, check_inputs, make_plan
 
@@ -240,50 +238,6 @@ def _out_coords(prep: Prepared) -> dict[str, np.ndarray]:
     return out
 
 
-def block_regions(plan: Plan) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
-    """Each output block's index and its region in the output array."""
-    offsets = [np.cumsum((0,) + c) for c in plan.out_chunks]
-    for idx in itertools.product(*(range(len(c)) for c in plan.out_chunks)):
-        yield idx, tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, idx))
-
-
-def _range(block: np.ndarray, fill: Any = None) -> tuple[Any, Any]:
-    """The block's min and max over its results: NaN and the integer fill value (windows
-    without a valid pixel) excluded."""
-    if block.dtype.kind == "f":
-        block = block[~np.isnan(block)]
-    if fill is not None and fill == fill:
-        block = block[block != fill]
-    if block.size == 0:
-        return None, None
-    return block.min().item(), block.max().item()
-
-
-def _write(
-    target: Any, record: Callable[[tuple[int, ...]], None] | None, index: tuple[int, ...], region: tuple[slice, ...], block: np.ndarray,
-    plan: Plan | None = None,
-) -> tuple[Any, Any]:
-    """Write one block (several statistics: each one's array), then (only then) record it as
-    done; returns the block's min and max (several statistics: dicts statistic -> value), NaN
-    and the fill value ignored."""
-    if plan is not None and plan.multi:
-        parts = ops.unpack(plan, block)
-        for st in plan.stats:
-            io.write_block(target[st], region, parts[st])
-        ranges = {st: _range(parts[st], plan.fill_values.get(st)) for st in plan.stats}
-        if record is not None:
-            record(index)
-        return {st: r[0] for st, r in ranges.items()}, {st: r[1] for st, r in ranges.items()}
-    io.write_block(target, region, block)
-    if record is not None:
-        record(index)
-    return _range(block, plan.fill_values.get(plan.stats[0]) if plan is not None else None)
-
-
-def _scheduler_kwargs(cfg: Config) -> dict[str, Any]:
-    return runtime.compute_kwargs(cfg)
-
-
 def execute(
     prep: Prepared,
     target: Any,
@@ -291,6 +245,7 @@ def execute(
     blocks: Sequence[tuple[int, ...]] | None = None,
     record: Callable[[tuple[int, ...]], None] | None = None,
     progress: ProgressFn | None = None,
+    session: runtime.Session | None = None,
 ) -> tuple[int, Any, Any]:
     """Compute and write the output blocks ``blocks`` (default: all), calling ``record(index)``
     inside the task right after each block is written; returns (blocks written, min, max).
@@ -300,233 +255,15 @@ def execute(
     ``record`` runs where the task runs (a thread, a process or a cluster worker), so it must be
     picklable and reach shared state (e.g. a file beside the output).
 
-    With the ``threads`` and ``synchronous`` schedulers each block is one plain task on a thread
-    pool (:func:`_execute_direct`): read its inputs with their halo, compute, write, record.  No
-    task graph, a bounded number of blocks in flight (memory does not grow with the image), and
-    the kernel and the codecs release the GIL, so the threads run in parallel.  Other schedulers
-    go through dask (:func:`_execute_dask`)."""
-    if _direct(prep):
-        return _execute_direct(prep, target, blocks=blocks, record=record, progress=progress)
-    return _execute_dask(prep, target, blocks=blocks, record=record, progress=progress)
-
-
-def _direct(prep: Prepared) -> bool:
-    """Whether the direct executor runs this: local threads (or synchronous), every input of
-    the plan's shape (no broadcasting), no periodic boundary (dask builds those halos)."""
-    cfg, plan = prep.config, prep.plan
-    if cfg.compute.cluster is not None or plan.wrap_axes:
-        return False
-    if any(tuple(a.shape) != plan.in_shape for a in prep.arrays.values()):
-        return False
-    mode = runtime.resolve(cfg)
-    if mode not in ("threads", "synchronous"):
-        return False
-    runtime.check_storage(cfg, mode)
-    return True
-
-
-def input_regions(plan: Plan, index: Sequence[int]) -> tuple[slice, ...]:
-    """The input region block ``index`` reads: its input block plus the halo on interior sides
-    (what ``map_overlap(boundary="none")`` delivers, so :meth:`Plan.centres` applies)."""
-    region = []
-    for ax, k in enumerate(index):
-        chunks = plan.in_chunks[ax]
-        s = sum(chunks[:k])
-        e = s + chunks[k]
-        d = plan.depth[ax]
-        region.append(slice(s - d if k > 0 else s, e + d if k < len(chunks) - 1 else e))
-    return tuple(region)
-
-
-#: Decoded input chunks the direct executor may cache (see :mod:`pipeline.halo`): blocks are
-#: visited in vertical strips narrow enough that two chunk rows of a strip, with the neighbouring
-#: chunk column on each side (decoded for the halo), fit in it.  Each strip has its own cache, so
-#: the memory does not grow with the image; the neighbouring columns are decoded once more per
-#: strip (about 2/strip more decoding), which a wider strip makes cheaper.
-INPUT_CACHE_BYTES = 128 * 2**20
-
-
-def strip_width(plan: Plan, chunks: Sequence[Sequence[int]], itemsizes: Sequence[int]) -> int:
-    """Block columns per strip so that the decoded-chunk cache (about two rows of storage
-    chunks, two columns beyond the strip) stays within :data:`INPUT_CACHE_BYTES`."""
-    bw = max(plan.in_chunks[-1]) + 2 * plan.depth[-1]
-    col_bytes = 0  # two chunk rows of one chunk column, all inputs
-    unit = bw
-    for c, size in zip(chunks, itemsizes):
-        rows = max(c[-2] if len(c) > 1 else 1, max(plan.in_chunks[-2]) if plan.ndim > 1 else 1)
-        lead = math.prod(max(ch) for ch in plan.in_chunks[:-2])
-        col_bytes += 2 * lead * rows * max(c[-1], bw) * size
-        unit = max(unit, c[-1])
-    columns = max(1, INPUT_CACHE_BYTES // max(1, col_bytes) - 2)
-    return max(1, columns * unit // max(1, max(plan.in_chunks[-1])))
-
-
-def _block_task(
-    prep: Prepared,
-    target: Any,
-    record: Callable[[tuple[int, ...]], None] | None,
-    reader: Any,
-    strip: int,
-    index: tuple[int, ...],
-    region: tuple[slice, ...],
-) -> tuple[Any, Any]:
-    plan = prep.plan
-    arrays = reader.read(input_regions(plan, index), group=index[-1] // strip)
-    block = ops.compute_block(plan, arrays, index)
-    del arrays
-    return _write(target, record, index, region, block, plan=plan)
-
-
-def _execute_direct(
-    prep: Prepared,
-    target: Any,
-    *,
-    blocks: Sequence[tuple[int, ...]] | None = None,
-    record: Callable[[tuple[int, ...]], None] | None = None,
-    progress: ProgressFn | None = None,
-) -> tuple[int, Any, Any]:
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-    plan = prep.plan
-    wanted = None if blocks is None else set(map(tuple, blocks))
-    regions = dict(block_regions(plan))
-    chunks = {n: io.read_chunks(a) for n, a in prep.arrays.items()}
-    strip = strip_width(plan, list(chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()])
-    order = strip_order(plan.nblocks, strip)
-    todo = [(idx, regions[idx]) for idx in order if wanted is None or idx in wanted]
-    total = len(todo)
-    workers = 1 if runtime.resolve(prep.config) == "synchronous" else (prep.config.compute.workers or os.cpu_count() or 1)
-    # reads whose chunk fails to decode name the input and the chunk key
-    checked = {n: _checked_input(prep, n, a) for n, a in prep.arrays.items()}
-    fast = {n: io.DirectChunks.of(a, getattr(checked[n], "name", n)) for n, a in prep.arrays.items()}
-
-    def read(name: str, region: tuple[slice, ...]) -> np.ndarray:
-        chunked = fast[name]
-        if chunked is not None:  # one whole storage chunk, decoded in this thread
-            return chunked.read(tuple(sl.start // c for sl, c in zip(region, chunked.chunks)))
-        return io.read_region(checked[name], region)
-
-    target = io.direct(target)
-    reader = HaloReader(
-        read,
-        plan.in_shape,
-        chunks,
-        [input_regions(plan, idx) for idx, _ in todo],
-        [idx[-1] // strip for idx, _ in todo],  # a cache per strip: memory flat in image size
-    )
-    tally = _Tally(total, progress)
-
-    def finish(result: tuple[Any, Any]) -> None:
-        tally.add(*result)
-        tally.advance(1)
-
-    if workers == 1:
-        for idx, region in todo:
-            finish(_block_task(prep, target, record, reader, strip, idx, region))
-        return total, tally.lo, tally.hi
-    # at most one block queued beyond those running: memory stays bounded whatever the image size
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipeline") as pool:
-        pending: set = set()
-        it = iter(todo)
-        try:
-            for idx, region in it:
-                pending.add(pool.submit(_block_task, prep, target, record, reader, strip, idx, region))
-                if len(pending) > workers:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in finished:
-                        finish(f.result())
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    finish(f.result())
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            raise
-    return total, tally.lo, tally.hi
-
-
-def _execute_dask(
-    prep: Prepared,
-    target: Any,
-    *,
-    blocks: Sequence[tuple[int, ...]] | None = None,
-    record: Callable[[tuple[int, ...]], None] | None = None,
-    progress: ProgressFn | None = None,
-) -> tuple[int, Any, Any]:
-    """:func:`execute` through a dask graph (processes, clusters, wrap, broadcast inputs)."""
-    import dask
-
-    plan = prep.plan
-    lazy = {n: _lazy_input(prep, n, a) for n, a in prep.arrays.items()}
-    result = ops.build(plan, lazy)
-    delayed_blocks = result.to_delayed(optimize_graph=True)
-    write = partial(_write, target, record, plan=plan)
-    wanted = None if blocks is None else set(map(tuple, blocks))
-    extra = (0,) if plan.multi else ()
-    tasks = [
-        dask.delayed(write, pure=True)(idx, region, delayed_blocks[idx + extra])
-        for idx, region in block_regions(plan)
-        if wanted is None or idx in wanted
-    ]
-    kw = _scheduler_kwargs(prep.config)
-    total = len(tasks)
-    tally = _Tally(total, progress)
-    # a batch per row of blocks keeps memory bounded by a few rows, whatever the image size
-    per_batch = max(1, math.prod(plan.nblocks[1:]) if plan.ndim > 1 else total)
-    for start in range(0, total, per_batch):
-        batch = tasks[start : start + per_batch]
-        for bmin, bmax in dask.compute(*batch, **kw):
-            tally.add(bmin, bmax)
-        tally.advance(len(batch))
-    return total, tally.lo, tally.hi
-
-
-def _merge(pick: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
-    return a if b is None else b if a is None else pick(a, b)
-
-
-class _Tally:
-    """The value range and the progress over the blocks an executor has written."""
-
-    def __init__(self, total: int, progress: ProgressFn | None) -> None:
-        self.total, self.progress = total, progress
-        self.lo: Any = None
-        self.hi: Any = None
-        self.done = 0
-
-    def add(self, bmin: Any, bmax: Any) -> None:
-        """Merge a block's range: values, or dicts statistic -> value (None: no result)."""
-        if isinstance(bmin, Mapping):
-            self.lo = {st: _merge(min, (self.lo or {}).get(st), v) for st, v in bmin.items()}
-            self.hi = {st: _merge(max, (self.hi or {}).get(st), v) for st, v in bmax.items()}
-            return
-        self.lo = _merge(min, self.lo, bmin)
-        self.hi = _merge(max, self.hi, bmax)
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-
-
-def _checked_input(prep: Prepared, name: str, arr: Any) -> Any:
-    if not hasattr(arr, "store_path"):  # not a zarr array
-        return arr
-    spec = prep.config.inputs[name]
-    return io.CheckedInput(arr, f"inputs.{name} ({io.describe(spec.path, spec.array)})")
-
-
-def _lazy_input(prep: Prepared, name: str, arr: Any) -> Any:
-    """A dask view of an input whose chunk read errors name the array and the chunk key."""
-    import dask.array as da
-
-    if not hasattr(arr, "store_path"):  # not a zarr array (tests may pass others)
-        return da.from_zarr(arr)
-    spec = prep.config.inputs[name]
-    checked = io.CheckedInput(arr, f"inputs.{name} ({io.describe(spec.path, spec.array)})")
-    token = ledger.fingerprint([str(arr.store_path), arr.path, io._jsonable(arr.metadata.to_dict())])[:24]
-    return da.from_array(checked, chunks=arr.chunks, name=f"input-{name}-{token}", asarray=False, fancy=False)
+    Every scheduler runs the same block task through :func:`pipeline.engine.execute`: read the
+    block's inputs with their halo, compute, write, record; a bounded number of blocks in
+    flight, so memory does not grow with the image.  ``session`` (from :func:`runtime.session`)
+    says where the tasks run; without one, a session for the config is opened for this call."""
+    if session is not None:
+        runtime.check_session(prep.config, session)
+        return engine.execute(prep, target, session, blocks=blocks, record=record, progress=progress)
+    with runtime.session(prep.config, task_bytes=prep.plan.task_bytes) as sess:
+        return engine.execute(prep, target, sess, blocks=blocks, record=record, progress=progress)
 
 
 def fingerprint_doc(prep: Prepared) -> dict[str, Any]:
@@ -542,7 +279,8 @@ def fingerprint_doc(prep: Prepared) -> dict[str, Any]:
         "version": __version__,
         "config": cfg,
         "inputs": {
-            n: io.input_identity(a, prep.config.inputs[n].path, prep.config.inputs[n].array) for n, a in prep.arrays.items()
+            n: io.input_identity(a, prep.config.inputs[n].path, prep.config.inputs[n].array, prep.config.inputs[n].storage_options)
+            for n, a in prep.arrays.items()
         },
         "grid": _grid(plan),
         # nodata taken from attributes or switched off: not visible in the config dump
@@ -566,6 +304,8 @@ def run(
     progress: ProgressFn | None = None,
     overwrite: bool | None = None,
     notify: runtime.Notify | None = None,
+    session: runtime.Session | None = None,
+    force: bool = False,
 ) -> RunResult:
     """Run a config (a path, a mapping or a :class:`Config`) and return what was done.
 
@@ -574,25 +314,58 @@ def run(
     config is replaced only with ``overwrite`` (default: the config's ``output.overwrite``).  An
     exception that ends the run carries ``exc.pipeline_result`` (status ``failed``, blocks
     computed) when the output had been opened.  ``notify`` receives one-line messages about the
-    scheduler (dashboard link, warnings).
+    scheduler (dashboard link, warnings).  ``session`` (from :func:`runtime.session`) runs the
+    tasks; without one, a session for the config is opened for this run and closed after it.
+    ``force`` recomputes every block whatever the ledger or the output's state says (an output
+    written by another config still needs ``overwrite``).
     """
     t0 = time.perf_counter()
     prep = prepare(config)
     cfg = prep.config
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
-    if not io.is_local(cfg.output.path):
-        with runtime.session(cfg, task_bytes=prep.plan.task_bytes, notify=notify):
-            return _run_unmanaged(prep, t0, progress, overwrite)
+    if not io.is_local(cfg.output.path):  # object storage: the ledger beside it, no lock (see urlledger)
+        with _session(prep, session, notify) as sess:
+            return _run_locked(prep, t0, progress, overwrite, cfg.output.path, _NoLock(), sess, force=force)
     store = io.local_path(cfg.output.path)
     # the lock first (a second run exits at once), then the scheduler/cluster is started and
     # checked (storage reachable, tasks fit) before anything is written
     with OutputLock(ledger.sidecar(store) / "lock", io.describe(cfg.output.path, cfg.output.array)) as lock:
-        with runtime.session(cfg, task_bytes=prep.plan.task_bytes, notify=notify):
-            return _run_locked(prep, t0, progress, overwrite, store, lock)
+        with _session(prep, session, notify) as sess:
+            return _run_locked(prep, t0, progress, overwrite, store, lock, sess, force=force)
+
+
+class _NoLock:
+    """The lock of an output on object storage: none (:mod:`pipeline.urlledger` says why)."""
+
+    lost = False
+
+
+def _find_ledger(cfg: Config, store: str, array: str, fp: str) -> Any:
+    if io.is_local(cfg.output.path):
+        return ledger.find(store, array, fp)
+    return urlledger.find(cfg.output.path, array, fp, cfg.output.storage_options)
+
+
+def _new_ledger(cfg: Config, store: str, array: str, fp: str) -> Any:
+    if io.is_local(cfg.output.path):
+        return ledger.Ledger(store, array, fp)
+    return urlledger.Ledger(cfg.output.path, array, fp, cfg.output.storage_options)
+
+
+@contextlib.contextmanager
+def _session(prep: Prepared, given: runtime.Session | None, notify: runtime.Notify | None) -> Iterator[runtime.Session]:
+    """The session given (checked for this run), or one opened for this run."""
+    if given is not None:
+        runtime.check_session(prep.config, given, task_bytes=prep.plan.task_bytes, notify=notify)
+        yield given
+        return
+    with runtime.session(prep.config, task_bytes=prep.plan.task_bytes, notify=notify) as sess:
+        yield sess
 
 
 def _run_locked(
-    prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, store: str, lock: OutputLock
+    prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, store: str, lock: OutputLock | _NoLock,
+    session: runtime.Session, *, force: bool = False,
 ) -> RunResult:
     cfg, plan = prep.config, prep.plan
     path, array = cfg.output.path, cfg.output.array
@@ -611,7 +384,8 @@ def _run_locked(
         seconds=0.0,
     )
 
-    states = {name: io.output_state(path, name) for name in names.values()}
+    so = cfg.output.storage_options
+    states = {name: io.output_state(path, name, so) for name in names.values()}
     present = [st for st in states.values() if st is not None]
     found = None
     replace = False
@@ -626,19 +400,22 @@ def _run_locked(
                     where="output.path",
                 )
             # write beside the old arrays and swap at the end: the old result survives a failure
-            replace = True
-            names = {st: staging(name) for st, name in names.items()}
-            staged = [io.output_state(path, name) for name in names.values()]
-            if all(st is not None and st.get("fingerprint") == fp for st in staged):
-                found = ledger.find(store, array, fp)  # resume an interrupted replacement
+            if io.is_local(path):  # object storage: replaced from the start (no renames there)
+                replace = True
+                names = {st: staging(name) for st, name in names.items()}
+                staged = [io.output_state(path, name) for name in names.values()]
+                if all(st is not None and st.get("fingerprint") == fp for st in staged):
+                    found = _find_ledger(cfg, store, array, fp)  # resume an interrupted replacement
+        elif force:  # recompute everything: replace our own output, forget its ledger
+            pass
         elif all(st.get("complete") for st in present):
-            if any(io.consolidated_complete(path, name) is not True for name in names.values()):
-                io.finalize(path, cfg.output.storage_options)  # a run killed between its last two writes
+            if any(io.consolidated_complete(path, name, so) is not True for name in names.values()):
+                io.finalize(path, so)  # a run killed between its last two writes
             result.status, result.skipped = UP_TO_DATE, len(all_blocks)
             result.seconds = time.perf_counter() - t0
             return result
         else:
-            found = ledger.find(store, array, fp)
+            found = _find_ledger(cfg, store, array, fp)
 
     done: set[tuple[int, ...]] = set()
     try:
@@ -648,12 +425,12 @@ def _run_locked(
         if found is None:  # fresh, replaced, or our own output killed before its ledger existed
             state = {"fingerprint": fp, "complete": False, "grid": grid, "ledger": array, "parts": _parts(doc)}
             targets = _create_outputs(prep, names, state, overwrite=bool(present), coords={} if replace else coords)
-            led = ledger.Ledger(store, array, fp)
+            led = _new_ledger(cfg, store, array, fp)
             led.reset(grid)
             io.finalize(path, cfg.output.storage_options)  # consolidated metadata says "incomplete" from now on
         else:
             led = found[0]
-            targets = {st: io.open_output(path, name) for st, name in names.items()}
+            targets = {st: io.open_output(path, name, storage_options=so) for st, name in names.items()}
             done = led.done() & set(all_blocks)
             for t in targets.values():
                 done -= _missing_chunks(t, grid, done, led)
@@ -667,7 +444,7 @@ def _run_locked(
             if progress is not None:
                 progress(result.skipped + n, len(all_blocks))
 
-        _, lo, hi = execute(prep, target, blocks=todo, record=led.recorder, progress=_progress)
+        _, lo, hi = execute(prep, target, blocks=todo, record=led.recorder, progress=_progress, session=session)
         result.computed = len(todo)
         left = set(all_blocks) - led.done()
         if left:
@@ -700,7 +477,7 @@ def _run_locked(
     return result
 
 
-def _missing_chunks(target: Any, grid: dict[str, Any], done: set[tuple[int, ...]], led: ledger.Ledger) -> set[tuple[int, ...]]:
+def _missing_chunks(target: Any, grid: dict[str, Any], done: set[tuple[int, ...]], led: Any) -> set[tuple[int, ...]]:
     """Blocks recorded as done whose chunks are not all stored (deleted, lost): forgotten."""
     stored = io.stored_chunk_keys(target)
     lost = {b for b in done if any(io.chunk_key(target, c) not in stored for c in ledger.block_chunks(grid, b))}
@@ -819,33 +596,3 @@ def _create_outputs(
             storage_options=cfg.output.storage_options,
         )
     return targets
-
-
-def _run_unmanaged(prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool) -> RunResult:
-    """A URL output (no local lock or ledger): written in one go, refused if it exists."""
-    cfg, plan = prep.config, prep.plan
-    so = cfg.output.storage_options
-    names = output_names(plan, cfg.output.array)
-    for name in names.values():
-        if io.output_exists(cfg.output.path, name, so) and not overwrite:
-            raise OutputError(
-                f"{io.describe(cfg.output.path, name)} already exists; pass --overwrite (or set output.overwrite: true) to replace it",
-                where="output.path",
-            )
-    targets = _create_outputs(prep, names, {"complete": False, "grid": _grid(plan)}, overwrite=overwrite)
-    target = targets if plan.multi else targets[plan.stats[0]]
-    blocks, lo, hi = execute(prep, target, progress=progress)
-    for t in targets.values():
-        io.update_state(t, complete=True)
-    io.finalize(cfg.output.path, so)
-    result = RunResult(
-        output=cfg.output.path,
-        array=", ".join(names.values()),
-        shape=plan.out_shape,
-        dtype=", ".join(str(plan.out_dtypes[st]) for st in plan.stats),
-        blocks=blocks,
-        seconds=time.perf_counter() - t0,
-        computed=blocks,
-    )
-    result.set_range(plan.stats, lo, hi)
-    return result

@@ -15,13 +15,14 @@
 
 :func:`session` is a context manager around a run: it starts or connects to the cluster, checks
 that the stores are reachable from the workers and that a task fits in a worker's memory, and
-yields a :class:`Session` whose ``kwargs`` go to ``dask.compute``.  :func:`compute_kwargs`
-returns those kwargs for the session active in this process (``runner.execute`` calls it).
+yields a :class:`Session`: where :func:`pipeline.engine.execute` sends its block tasks (this
+process's threads, a process pool the session holds, or the ``distributed.Client``).  The session
+is passed explicitly (``runner.run(cfg, session=...)``, ``runner.execute(..., session=...)``);
+nothing about it is kept at module level.
 """
 
 from __future__ import annotations
 
-import atexit
 import ipaddress
 import os
 import shutil
@@ -66,10 +67,31 @@ class Session:
     client: Any = None  #: the ``distributed.Client`` (distributed modes)
     dashboard: str | None = None  #: the dashboard link, when the scheduler serves one
     workers: list[dict[str, Any]] = field(default_factory=list)  #: name, memory_limit, nthreads
+    executor: Any = None  #: a process pool or the Client that block tasks go to; None: this process's threads
+    threads: int = 1  #: threads that run block tasks at once (here, or over all workers)
+    prime_seconds: float = 0.0  #: time spent loading the job and its kernels on every worker before the first tile
 
     @property
     def distributed(self) -> bool:
         return self.client is not None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the executor; a future."""
+        if self.client is not None:
+            return self.client.submit(fn, *args, pure=False)
+        return self.executor.submit(fn, *args)
+
+    def wait(self, futures: Any, return_when: str) -> tuple[set[Any], set[Any]]:
+        """``concurrent.futures.wait`` for this session's futures: (done, not done)."""
+        if self.client is not None:
+            from distributed import wait
+
+            done, pending = wait(list(futures), return_when=return_when)
+            return set(done), set(pending)
+        from concurrent.futures import wait
+
+        done, pending = wait(futures, return_when=return_when)
+        return set(done), set(pending)
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,62 +315,20 @@ def _cluster_workers(spec: ClusterSpec) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 # sessions
 
-_active: list[tuple[Config, Session]] = []
-_implicit: dict[str, tuple[ExitStack, Session]] = {}
-
-
-def _key(cfg: Config) -> str:
-    return cfg.compute.model_dump_json()
-
-
-def compute_kwargs(cfg: Config) -> dict[str, Any]:
-    """``dask.compute`` keyword arguments for ``cfg``: those of the innermost active
-    :func:`session` for the same compute settings; otherwise a session is opened here and kept
-    until the process exits (so that a bare ``runner.execute`` call also works)."""
-    key = _key(cfg)
-    for active_cfg, sess in reversed(_active):
-        if _key(active_cfg) == key:
-            return sess.kwargs
-    mode = resolve(cfg)
-    if mode in LOCAL_SCHEDULERS:
-        check_storage(cfg, mode)
-        return _local_session(cfg, mode).kwargs
-    if key not in _implicit:
-        stack = ExitStack()
-        sess = stack.enter_context(_open(cfg, mode, None, task_bytes=None))
-        _implicit[key] = (stack, sess)
-    return _implicit[key][1].kwargs
-
-
-@atexit.register
-def close_all() -> None:
-    """Close the sessions :func:`compute_kwargs` opened on its own."""
-    while _implicit:
-        _, (stack, _) = _implicit.popitem()
-        stack.close()
-
-
 @contextmanager
 def session(cfg: Config, *, task_bytes: int | None = None, notify: Notify | None = None) -> Iterator[Session]:
-    """Start or connect to what runs the tasks; check storage and memory; yield the session.
+    """Start or connect to what runs the tasks; check storage and memory; yield the session
+    (closed, with what it started, on exit).  ``notify`` receives one-line messages for the user
+    (the dashboard link, warnings)."""
+    with _open(cfg, resolve(cfg), notify, task_bytes=task_bytes) as sess:
+        yield sess
 
-    ``notify`` receives one-line messages for the user (the dashboard link, warnings).  Inside a
-    session with the same compute settings, that session is reused (its memory check repeated)."""
-    key = _key(cfg)
-    for active_cfg, sess in reversed(_active):
-        if _key(active_cfg) == key:
-            check_storage(cfg, sess.mode)
-            if task_bytes is not None and sess.workers:
-                check_memory(task_bytes, sess.workers, notify)
-            yield sess
-            return
-    mode = resolve(cfg)
-    with _open(cfg, mode, notify, task_bytes=task_bytes) as sess:
-        _active.append((cfg, sess))
-        try:
-            yield sess
-        finally:
-            _active.pop()
+
+def check_session(cfg: Config, sess: Session, *, task_bytes: int | None = None, notify: Notify | None = None) -> None:
+    """The checks :func:`session` makes, for a run given a session opened earlier."""
+    check_storage(cfg, sess.mode)
+    if task_bytes is not None and sess.workers:
+        check_memory(task_bytes, sess.workers, notify)
 
 
 def _local_session(cfg: Config, mode: str) -> Session:
@@ -357,7 +337,27 @@ def _local_session(cfg: Config, mode: str) -> Session:
     if name != "sync":
         kw["num_workers"] = cfg.compute.workers or os.cpu_count() or 1
     desc = mode + (f", {kw['num_workers']} workers" if "num_workers" in kw else "")
-    return Session(mode=mode, kwargs=kw, description=desc)
+    return Session(mode=mode, kwargs=kw, description=desc, threads=kw.get("num_workers", 1))
+
+
+def warm() -> int:
+    """Run on each worker when a session starts: import the block engine and the compiled
+    kernels' runtime once, before the first task (its process id, for tests)."""
+    from . import engine, fastsum  # noqa: F401 - the imports are the point
+
+    return os.getpid()
+
+
+def _process_pool(workers: int) -> Any:
+    """A pool of ``workers`` processes, started the way dask's processes scheduler starts its
+    own (``multiprocessing.context``, default spawn)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import dask
+
+    context = multiprocessing.get_context(dask.config.get("multiprocessing.context", "spawn"))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
 @contextmanager
@@ -366,8 +366,17 @@ def _open(cfg: Config, mode: str, notify: Notify | None, *, task_bytes: int | No
     if mode in LOCAL_SCHEDULERS:
         sess = _local_session(cfg, mode)
         if task_bytes is not None:
-            check_local_memory(task_bytes, sess.kwargs.get("num_workers", 1), notify)
-        yield sess
+            check_local_memory(task_bytes, sess.threads, notify)
+        if mode != "processes":
+            yield sess
+            return
+        sess.executor = _process_pool(sess.threads)
+        try:
+            for f in [sess.executor.submit(warm) for _ in range(sess.threads)]:  # start every worker now
+                f.result()
+            yield sess
+        finally:
+            sess.executor.shutdown(wait=True, cancel_futures=True)
         return
     with ExitStack() as stack:
         if mode == "client":
@@ -385,8 +394,12 @@ def _open(cfg: Config, mode: str, notify: Notify | None, *, task_bytes: int | No
             sess.workers = _wait_for_workers(client, cfg.compute.worker_timeout)
             threads = sum(w["nthreads"] for w in sess.workers)
             sess.description += f" ({len(sess.workers)} workers, {threads} threads)"
+        planned = sess.workers if mode != "cluster" else _cluster_workers(cfg.compute.cluster)  # type: ignore[arg-type]
+        sess.threads = max(1, sum(w["nthreads"] for w in planned))
         if task_bytes is not None and sess.workers:
             check_memory(task_bytes, sess.workers, notify)
+        if mode != "cluster":  # job-queue workers arrive later: their first task imports
+            client.run(warm)
         if notify is not None:
             notify(f"scheduler: {sess.description}" + (f"; dashboard: {sess.dashboard}" if sess.dashboard else ""))
         yield sess
@@ -403,7 +416,8 @@ def _distributed_session(client: Any, mode: str) -> Session:
         dashboard = None
     what = {"local-cluster": "local-cluster at ", "cluster": "job queue, scheduler at ", "client": "active Client, "}
     return Session(
-        mode=mode, kwargs={"scheduler": client}, description=what.get(mode, "") + address, client=client, dashboard=dashboard
+        mode=mode, kwargs={"scheduler": client}, description=what.get(mode, "") + address, client=client, dashboard=dashboard,
+        executor=client,
     )
 
 
@@ -419,6 +433,20 @@ def _wait_for_workers(client: Any, timeout: float) -> list[dict[str, Any]]:
         {"name": w.get("name", addr), "memory_limit": w.get("memory_limit") or 0, "nthreads": w.get("nthreads") or 1}
         for addr, w in info.get("workers", {}).items()
     ]
+
+
+@contextmanager
+def _worker_environ() -> Iterator[None]:
+    """distributed's nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off
+    glibc's adaptive mmap threshold: every block-sized buffer is then a fresh mmap, page-faulted
+    in and unmapped again (measured: the 8192² run 1.5x slower on a 2 x 1 LocalCluster).  The
+    workers this run starts get the rest of the configured environment without it."""
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+        yield
 
 
 @contextmanager
@@ -444,7 +472,7 @@ def _local_cluster(cfg: Config) -> Iterator[Any]:
 
         sec = Security.temporary()
     kw.update(security=sec, protocol="tls://")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _worker_environ():
         warnings.simplefilter("ignore")  # "Port 8787 is already in use" and similar
         cluster = LocalCluster(**kw)
     with _serve(cluster, sec) as client:

@@ -194,8 +194,8 @@ def test_worker_sigkilled_mid_run_is_replaced_and_the_output_is_complete(data, c
 
     def work():
         try:
-            with runtime.session(prep.config, task_bytes=prep.plan.task_bytes):
-                runner.execute(prep, target, record=SlowRecord(str(markers), 0.3))
+            with runtime.session(prep.config, task_bytes=prep.plan.task_bytes) as sess:
+                runner.execute(prep, target, record=SlowRecord(str(markers), 0.3), session=sess)
         except BaseException as e:  # noqa: BLE001 - reported by the test thread
             failure.append(e)
 
@@ -235,7 +235,10 @@ def test_local_cluster_from_config_on_loopback_and_resume_on_another_cluster(dat
         for addr, w in info["workers"].items():
             assert addr.startswith("tls://127.0.0.1:"), addr  # loopback only
             assert w["memory_limit"] == 2**30 and w["nthreads"] == 1
-        runner.run(cfg)  # reuses the session
+        # the nanny's MALLOC_TRIM_THRESHOLD_ (every block buffer a fresh mmap) is left out, the rest kept
+        assert set(sess.client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
+        assert set(sess.client.run(os.environ.get, "OMP_NUM_THREADS").values()) == {"1"}
+        runner.run(cfg, session=sess)  # runs on the session given
         assert chunk_bytes(tmp_path / "local.zarr") == chunk_bytes(threads_out)
 
         # a job started on this cluster (half of the blocks, recorded on the workers) ...
@@ -244,14 +247,14 @@ def test_local_cluster_from_config_on_loopback_and_resume_on_another_cluster(dat
         markers = tmp_path / "markers"
         markers.mkdir()
         first = [(0, j) for j in range(4)] + [(1, 0), (1, 1)]
-        runner.execute(prep, target, blocks=first, record=SlowRecord(str(markers)))
+        runner.execute(prep, target, blocks=first, record=SlowRecord(str(markers)), session=sess)
         assert set(recorded(markers)) == set(first)
         assert os.getpid() not in set().union(*recorded(markers).values())  # ran on the workers
     # ... finished on another one (the dask scheduler processes)
     other = parse_config(config(data, tmp_path / "moved.zarr", scheduler=cluster.address))
     rest = [(i, j) for i in range(3) for j in range(4) if (i, j) not in first]
-    with runtime.session(other):
-        runner.execute(runner.prepare(other), zarr.open_group(tmp_path / "moved.zarr", mode="a")["result"], blocks=rest)
+    with runtime.session(other) as sess:
+        runner.execute(runner.prepare(other), zarr.open_group(tmp_path / "moved.zarr", mode="a")["result"], blocks=rest, session=sess)
     assert chunk_bytes(tmp_path / "moved.zarr") == chunk_bytes(threads_out)
 
 
@@ -286,6 +289,62 @@ def test_s3_inputs_and_output_on_a_loopback_s3_server(data, threads_out, cluster
     import s3fs
 
     assert not s3fs.S3FileSystem(endpoint_url=s3["endpoint_url"]).exists("pipeline-test/never.zarr")
+
+
+def test_new_pixels_in_place_on_s3_are_not_up_to_date(data, s3, tmp_path):
+    """A URL input's identity includes its objects' ETags: new pixels written under the same
+    keys (same metadata, same sizes) make the output stale, not "up to date"."""
+    so = {"endpoint_url": s3["endpoint_url"]}
+    src = zarr.open_group(store="s3://pipeline-test/inplace.zarr", storage_options=so, mode="w")
+    arrays = {n: src.create_array(n, shape=SHAPE, dtype=np.uint16, chunks=(16, 16), dimension_names=("y", "x")) for n in ("a", "b")}
+    for n, arr in arrays.items():
+        arr[...] = data[n]
+    cfg = {
+        "inputs": {n: {"path": "s3://pipeline-test/inplace.zarr", "array": n, "storage_options": so} for n in ("a", "b")},
+        "op": "a**2 - b**2",
+        "window": {"size": W},
+        "output": {"path": str(tmp_path / "out.zarr")},
+        "compute": {"chunks": [16, 16], "scheduler": "threads"},
+    }
+    assert runner.run(cfg).status == runner.DONE
+    assert runner.run(cfg).status == runner.UP_TO_DATE
+    a2 = data["a"].copy()
+    a2[:16, :16] = a2[:16, :16][::-1]  # same dtype, same chunk, new pixels
+    arrays["a"][:16, :16] = a2[:16, :16]
+    with pytest.raises(PipelineError, match="written by a different config, inputs or version"):
+        runner.run(cfg)
+    res = runner.run(cfg, overwrite=True)
+    assert res.status == runner.DONE and res.computed == 12
+    assert np.array_equal(result(tmp_path / "out.zarr").astype(object), seed_loop(a2, data["b"], W))
+
+
+def test_s3_output_interrupted_mid_run_resumes_from_its_ledger_byte_identical(data, threads_out, cluster, s3, tmp_path):
+    import s3fs
+
+    so = {"endpoint_url": s3["endpoint_url"]}
+    fs = s3fs.S3FileSystem(endpoint_url=s3["endpoint_url"])
+    out = "s3://pipeline-test/resume.zarr"
+    cfg = parse_config(config(data, out, scheduler="threads", workers=1) | {"output": {"path": out, "storage_options": so}})
+
+    def stop_after_5(done, total):
+        if done == 5:
+            raise KeyboardInterrupt("test")
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        runner.run(cfg, progress=stop_after_5)
+    assert info.value.pipeline_result.computed == 5
+    # the ledger is beside the output, in the same bucket
+    assert len(fs.ls("pipeline-test/resume.zarr.pipeline/result/", detail=False)) == 1
+    # resumed on the cluster: only the 7 blocks left are computed
+    res = runner.run(cfg.model_copy(update={"compute": cfg.compute.model_copy(update={"scheduler": cluster.address})}))
+    assert (res.skipped, res.computed) == (5, 7)
+    got = {k.split("/result/", 1)[1]: fs.cat_file(k) for k in fs.find("pipeline-test/resume.zarr/result") if "/c/" in k}
+    assert got == {k: v for k, v in chunk_bytes(threads_out).items() if k.startswith("c/")}
+    assert runner.run(cfg).status == runner.UP_TO_DATE
+    # another config on the same output is refused, as on a local disk
+    other = config(data, out, scheduler="threads") | {"output": {"path": out, "storage_options": so}, "window": {"size": 3}}
+    with pytest.raises(PipelineError, match="pass --overwrite"):
+        runner.run(other)
 
 
 def test_process_local_memory_store_is_refused_on_a_cluster(data, cluster, tmp_path):

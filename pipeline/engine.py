@@ -1,0 +1,422 @@
+"""One block-task engine for every scheduler.
+
+An output block is a task: read its input region with its halo, compute, write its chunks, record
+it in the ledger (:meth:`Context.block`).  Blocks are run in *tiles*: a tile is a run of blocks
+of one vertical strip (:func:`pipeline.halo.strip_order`) sharing one :class:`~pipeline.halo.HaloReader`,
+so each input chunk is decoded about once per tile however many neighbouring blocks need it.
+:func:`run_tile` runs a tile's blocks on a number of threads; it is the only block loop, whatever
+runs it:
+
+- ``threads`` / ``synchronous``: one tile holding every block (one cache per strip), run here on
+  ``compute.workers`` threads (1 for synchronous);
+- ``processes`` and every dask.distributed scheduler (``local-cluster``, ``tcp://``, ``tls://``,
+  job queues, an active Client): the blocks are cut into tiles (:func:`tiles`), each tile one task
+  (one thread) submitted to the session's executor (a process pool held by the session, or the
+  Client); at most :data:`IN_FLIGHT` tasks per thread are pending, the next one is submitted as
+  others finish (no barrier between rows, memory flat in the image size).
+
+What a task carries is small (the prepared run: config, plan, array handles; a few KB), and each
+worker process builds its readers and loads the compiled kernel once per run (:func:`_context`).
+A worker killed mid-run loses its tasks; dask.distributed runs them again elsewhere, and a block
+is recorded only after its chunks are written, so the output is the same.
+
+Plans the chunk path does not cover (periodic boundaries, inputs broadcast to the plan's shape)
+compute each block from the lazy ``map_overlap`` result (:func:`pipeline.ops.build`) culled to that
+block, in the same loop.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import io, ledger, ops
+from .halo import HaloReader, strip_order
+from .plan import Plan
+
+if TYPE_CHECKING:
+    from .runner import Prepared
+    from .runtime import Session
+
+ProgressFn = Callable[[int, int], None]
+Record = Callable[[tuple[int, ...]], None]
+
+#: pending tasks per worker thread on process pools and clusters (one running, one queued)
+IN_FLIGHT = 2
+#: tasks per worker thread the blocks are cut into, where the image has enough blocks (balance)
+TILES_PER_THREAD = 2
+
+#: Decoded input chunks a tile may cache (see :mod:`pipeline.halo`): blocks are visited in
+#: vertical strips narrow enough that two chunk rows of a strip, with the neighbouring chunk
+#: column on each side (decoded for the halo), fit in it.  Each strip has its own cache, so the
+#: memory does not grow with the image; the neighbouring columns are decoded once more per strip
+#: (about 2/strip more decoding), which a wider strip makes cheaper.
+INPUT_CACHE_BYTES = 128 * 2**20
+
+
+# --------------------------------------------------------------------------------------------
+# geometry
+
+
+def block_regions(plan: Plan) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
+    """Each output block's index and its region in the output array."""
+    offsets = [np.cumsum((0,) + c) for c in plan.out_chunks]
+    for idx in itertools.product(*(range(len(c)) for c in plan.out_chunks)):
+        yield idx, tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, idx))
+
+
+def output_region(plan: Plan, index: Sequence[int]) -> tuple[slice, ...]:
+    """The region of block ``index`` in the output array."""
+    region = []
+    for chunks, k in zip(plan.out_chunks, index):
+        s = sum(chunks[:k])
+        region.append(slice(s, s + chunks[k]))
+    return tuple(region)
+
+
+def input_regions(plan: Plan, index: Sequence[int]) -> tuple[slice, ...]:
+    """The input region block ``index`` reads: its input block plus the halo on interior sides
+    (what ``map_overlap(boundary="none")`` delivers, so :meth:`Plan.centres` applies)."""
+    region = []
+    for ax, k in enumerate(index):
+        chunks = plan.in_chunks[ax]
+        s = sum(chunks[:k])
+        e = s + chunks[k]
+        d = plan.depth[ax]
+        region.append(slice(s - d if k > 0 else s, e + d if k < len(chunks) - 1 else e))
+    return tuple(region)
+
+
+def strip_width(plan: Plan, chunks: Sequence[Sequence[int]], itemsizes: Sequence[int]) -> int:
+    """Block columns per strip so that the decoded-chunk cache (about two rows of storage
+    chunks, two columns beyond the strip) stays within :data:`INPUT_CACHE_BYTES`."""
+    bw = max(plan.in_chunks[-1]) + 2 * plan.depth[-1]
+    col_bytes = 0  # two chunk rows of one chunk column, all inputs
+    unit = bw
+    for c, size in zip(chunks, itemsizes):
+        rows = max(c[-2] if len(c) > 1 else 1, max(plan.in_chunks[-2]) if plan.ndim > 1 else 1)
+        lead = math.prod(max(ch) for ch in plan.in_chunks[:-2])
+        col_bytes += 2 * lead * rows * max(c[-1], bw) * size
+        unit = max(unit, c[-1])
+    columns = max(1, INPUT_CACHE_BYTES // max(1, col_bytes) - 2)
+    return max(1, columns * unit // max(1, max(plan.in_chunks[-1])))
+
+
+def tiles(nblocks: Sequence[int], strip: int, blocks: Sequence[tuple[int, ...]], threads: int) -> list[list[tuple[int, ...]]]:
+    """``blocks`` cut into tasks for ``threads`` worker threads: strips of equal width (at most
+    ``strip`` block columns), each cut into runs of whole block rows, so that there are about
+    :data:`TILES_PER_THREAD` tasks per thread where the image has that many rows and strips.
+    Within a tile the blocks are in strip order, so its chunk cache stays two chunk rows high."""
+    *lead, ncols = nblocks
+    rows = math.prod(lead)
+    want = max(1, TILES_PER_THREAD * threads)
+    nstrips = max(-(-ncols // max(1, strip)), min(ncols, -(-want // max(1, rows))))
+    width = -(-ncols // nstrips)
+    nstrips = -(-ncols // width)
+    per_strip = min(rows, max(1, -(-want // nstrips)))
+    height = -(-rows // per_strip)
+    wanted = set(map(tuple, blocks))
+    out: dict[tuple[int, int], list[tuple[int, ...]]] = {}
+    for idx in strip_order(nblocks, width):
+        if idx not in wanted:
+            continue
+        row = int(np.ravel_multi_index(idx[:-1], lead)) if lead else 0
+        out.setdefault((idx[-1] // width, row // height), []).append(idx)
+    return list(out.values())
+
+
+# --------------------------------------------------------------------------------------------
+# the block function and the tile loop
+
+
+def _range(block: np.ndarray, fill: Any = None) -> tuple[Any, Any]:
+    """The block's min and max over its results: NaN and the fill value (windows without a
+    valid pixel) excluded; (None, None) when nothing is left."""
+    if block.dtype.kind == "f":
+        block = block[~np.isnan(block)]
+    if fill is not None and fill == fill:
+        block = block[block != fill]
+    if block.size == 0:
+        return None, None
+    return block.min().item(), block.max().item()
+
+
+def write(target: Any, record: Record | None, index: tuple[int, ...], region: tuple[slice, ...], block: np.ndarray, plan: Plan) -> tuple[Any, Any]:
+    """Write one block (several statistics: each one's array), then (only then) record it as
+    done; returns the block's min and max (several statistics: dicts statistic -> value), NaN
+    and the fill value ignored."""
+    if plan.multi:
+        parts = ops.unpack(plan, block)
+        for st in plan.stats:
+            io.write_block(target[st], region, parts[st])
+        ranges = {st: _range(parts[st], plan.fill_values.get(st)) for st in plan.stats}
+        if record is not None:
+            record(index)
+        return {st: r[0] for st, r in ranges.items()}, {st: r[1] for st, r in ranges.items()}
+    io.write_block(target, region, block)
+    if record is not None:
+        record(index)
+    return _range(block, plan.fill_values.get(plan.stats[0]))
+
+
+@dataclass
+class Job:
+    """What every task needs: the prepared run, the output array(s), the block recorder.  Small
+    and picklable; ``token`` names the run so a worker builds its :class:`Context` once."""
+
+    prep: Prepared
+    target: Any
+    record: Record | None
+    token: str
+
+
+def checked_input(prep: Prepared, name: str, arr: Any) -> Any:
+    """An input whose failing chunk reads name the input and the chunk key."""
+    if not hasattr(arr, "store_path"):  # not a zarr array
+        return arr
+    spec = prep.config.inputs[name]
+    return io.CheckedInput(arr, f"inputs.{name} ({io.describe(spec.path, spec.array)})")
+
+
+def lazy_input(prep: Prepared, name: str, arr: Any) -> Any:
+    """A dask view of an input whose chunk read errors name the array and the chunk key."""
+    import dask.array as da
+
+    if not hasattr(arr, "store_path"):  # not a zarr array (tests may pass others)
+        return da.from_zarr(arr)
+    token = ledger.fingerprint([str(arr.store_path), arr.path, io._jsonable(arr.metadata.to_dict())])[:24]
+    return da.from_array(checked_input(prep, name, arr), chunks=arr.chunks, name=f"input-{name}-{token}", asarray=False, fancy=False)
+
+
+def chunk_path(prep: Prepared) -> bool:
+    """Whether blocks are read chunk by chunk (:class:`~pipeline.halo.HaloReader`): every input
+    of the plan's shape (no broadcasting) and no periodic boundary (dask builds those halos)."""
+    plan = prep.plan
+    return not plan.wrap_axes and all(tuple(a.shape) == plan.in_shape for a in prep.arrays.values())
+
+
+class Context:
+    """A job's readers and writers in one process (built once per process and run)."""
+
+    def __init__(self, job: Job) -> None:
+        prep = job.prep
+        plan = self.plan = prep.plan
+        self.record = job.record
+        self.target = io.direct(job.target)
+        self.chunks = {n: io.read_chunks(a) for n, a in prep.arrays.items()}
+        self.strip = strip_width(plan, list(self.chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()])
+        self.fast = chunk_path(prep)
+        if self.fast:
+            self.checked = {n: checked_input(prep, n, a) for n, a in prep.arrays.items()}
+            self.direct = {n: io.DirectChunks.of(a, getattr(self.checked[n], "name", n)) for n, a in prep.arrays.items()}
+        else:
+            self.result = ops.build(plan, {n: lazy_input(prep, n, a) for n, a in prep.arrays.items()})
+
+    def read(self, name: str, region: tuple[slice, ...]) -> np.ndarray:
+        chunked = self.direct[name]
+        if chunked is not None:  # one whole storage chunk, decoded in this thread
+            return chunked.read(tuple(sl.start // c for sl, c in zip(region, chunked.chunks)))
+        return io.read_region(self.checked[name], region)
+
+    def group(self, index: Sequence[int], by_strip: bool) -> int | None:
+        """The chunk cache a block reads through: one per strip, or one for the whole tile (a
+        tile is never wider than a strip)."""
+        return index[-1] // self.strip if by_strip else None
+
+    def reader(self, blocks: Sequence[tuple[int, ...]], by_strip: bool = True) -> HaloReader | None:
+        if not self.fast:
+            return None
+        return HaloReader(
+            self.read,
+            self.plan.in_shape,
+            self.chunks,
+            [input_regions(self.plan, idx) for idx in blocks],
+            [self.group(idx, by_strip) for idx in blocks],  # a cache per strip or tile: memory flat in image size
+        )
+
+    def block(self, reader: HaloReader | None, index: tuple[int, ...], by_strip: bool = True) -> tuple[Any, Any]:
+        """The block task: read its inputs with their halo, compute, write, record."""
+        plan = self.plan
+        if reader is not None:
+            arrays = reader.read(input_regions(plan, index), group=self.group(index, by_strip))
+            block = ops.compute_block(plan, arrays, index)
+            del arrays
+        else:
+            extra = (0,) if plan.multi else ()
+            block = np.asarray(self.result.blocks[tuple(index) + extra].compute(scheduler="synchronous"))
+        return write(self.target, self.record, index, output_region(plan, index), block, plan)
+
+
+def _merge(pick: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
+    return a if b is None else b if a is None else pick(a, b)
+
+
+class Tally:
+    """The value range and the progress over the blocks written."""
+
+    def __init__(self, total: int, progress: ProgressFn | None) -> None:
+        self.total, self.progress = total, progress
+        self.lo: Any = None
+        self.hi: Any = None
+        self.done = 0
+
+    def add(self, bmin: Any, bmax: Any, n: int = 0) -> None:
+        """Merge a block's range (values, or dicts statistic -> value; None: no result) and
+        count ``n`` more blocks done."""
+        if isinstance(bmin, Mapping):
+            self.lo = {st: _merge(min, (self.lo or {}).get(st), v) for st, v in bmin.items()}
+            self.hi = {st: _merge(max, (self.hi or {}).get(st), v) for st, v in bmax.items()}
+        else:
+            self.lo = _merge(min, self.lo, bmin)
+            self.hi = _merge(max, self.hi, bmax)
+        if n:
+            self.done += n
+            if self.progress is not None:
+                self.progress(self.done, self.total)
+
+
+def run_tile(
+    ctx: Context,
+    blocks: Sequence[tuple[int, ...]],
+    threads: int = 1,
+    on_block: Callable[[Any, Any], None] | None = None,
+    by_strip: bool = True,
+) -> tuple[int, Any, Any]:
+    """Run the block task of every block of ``blocks`` (in strip order) on ``threads`` threads,
+    at most one block queued beyond those running; ``on_block(min, max)`` is called here after
+    each block.  Returns (blocks, min, max)."""
+    reader = ctx.reader(blocks, by_strip)
+    tally = Tally(len(blocks), None)
+
+    def done(result: tuple[Any, Any]) -> None:
+        tally.add(*result)
+        if on_block is not None:
+            on_block(*result)
+
+    if threads <= 1 or len(blocks) <= 1:
+        for idx in blocks:
+            done(ctx.block(reader, idx, by_strip))
+    else:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pipeline") as pool:
+            _bounded(lambda idx: pool.submit(ctx.block, reader, idx, by_strip), wait, blocks, threads + 1, done)
+    return len(blocks), tally.lo, tally.hi
+
+
+def _bounded(submit: Callable[[Any], Any], wait_first: Callable[..., Any], items: Sequence[Any], limit: int, done: Callable[[Any], None]) -> None:
+    """Submit ``items`` keeping at most ``limit`` pending; ``done(result)`` for each, here."""
+    pending: set = set()
+    try:
+        for item in items:
+            pending.add(submit(item))
+            while len(pending) >= limit:
+                finished, pending = wait_first(pending, return_when=FIRST_COMPLETED)
+                pending = set(pending)
+                for f in finished:
+                    done(f.result())
+        while pending:
+            finished, pending = wait_first(pending, return_when=FIRST_COMPLETED)
+            pending = set(pending)
+            for f in finished:
+                done(f.result())
+    except BaseException:
+        for f in pending:
+            f.cancel()
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# worker side: one context per process and job
+
+_contexts: OrderedDict[str, Context] = OrderedDict()
+_contexts_lock = threading.Lock()
+
+
+def _context(job: Job) -> Context:
+    """This process's :class:`Context` for ``job`` (built on its first task; the last two jobs
+    are kept, so a long-lived worker does not accumulate them)."""
+    with _contexts_lock:
+        ctx = _contexts.get(job.token)
+        if ctx is None:
+            ctx = Context(job)
+            _contexts[job.token] = ctx
+            while len(_contexts) > 2:
+                _contexts.popitem(last=False)
+        return ctx
+
+
+def prime(job: Job) -> int:
+    """Build this process's context for ``job`` and compute (without writing) its first block,
+    so that the compiled kernels are loaded before the tiles arrive; the process id."""
+    ctx = _context(job)
+    first = next(iter(block_regions(ctx.plan)))[0]
+    if ctx.fast:
+        ops.compute_block(ctx.plan, ctx.reader([first]).read(input_regions(ctx.plan, first), group=first[-1] // ctx.strip), first)
+    return os.getpid()
+
+
+def _prime_workers(session: Session, job: Job) -> None:
+    """:func:`prime` on every worker process (dask.distributed: each worker; a process pool:
+    one task per process, submitted at once)."""
+    t0 = time.perf_counter()
+    if session.client is not None:
+        session.client.run(prime, job)
+    else:
+        for f in [session.executor.submit(prime, job) for _ in range(session.threads)]:
+            f.result()
+    session.prime_seconds += time.perf_counter() - t0
+
+
+def remote_tile(job: Job, blocks: Sequence[tuple[int, ...]]) -> tuple[int, Any, Any]:
+    """A tile as a task on a worker process (one thread)."""
+    return run_tile(_context(job), [tuple(b) for b in blocks], 1, by_strip=False)
+
+
+# --------------------------------------------------------------------------------------------
+# the driver
+
+
+def execute(
+    prep: Prepared,
+    target: Any,
+    session: Session,
+    *,
+    blocks: Sequence[tuple[int, ...]] | None = None,
+    record: Record | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[int, Any, Any]:
+    """Compute and write the output blocks ``blocks`` (default: all) on ``session``; see the
+    module docstring.  Returns (blocks written, min, max)."""
+    plan = prep.plan
+    todo = [idx for idx, _ in block_regions(plan)] if blocks is None else [tuple(b) for b in blocks]
+    job = Job(prep, target, record, uuid.uuid4().hex)
+    tally = Tally(len(todo), progress)
+    if session.executor is None:  # threads / synchronous: here, one tile, a cache per strip
+        ctx = Context(job)
+        wanted = set(todo)
+        ordered = [idx for idx in strip_order(plan.nblocks, ctx.strip) if idx in wanted]
+        run_tile(ctx, ordered, session.threads, lambda lo, hi: tally.add(lo, hi, n=1))
+        return len(todo), tally.lo, tally.hi
+    strip = strip_width(plan, [io.read_chunks(a) for a in prep.arrays.values()], [a.dtype.itemsize for a in prep.arrays.values()])
+    parts = tiles(plan.nblocks, strip, todo, session.threads)
+    if len(parts) > 1 and getattr(session, "prime_seconds", None) is not None:
+        _prime_workers(session, job)
+    _bounded(
+        lambda tile: session.submit(remote_tile, job, tile),
+        session.wait,
+        parts,
+        IN_FLIGHT * session.threads,
+        lambda r: tally.add(r[1], r[2], n=r[0]),
+    )
+    return len(todo), tally.lo, tally.hi
+
