@@ -207,12 +207,38 @@ def bench(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
     fast: Annotated[bool, typer.Option(help="A tiny smoke run (512², chunks 128, W 3 and 15).")] = False,
     keep: Annotated[bool, typer.Option(help="Keep generated data and outputs.")] = False,
+    kernels: Annotated[bool, typer.Option("--kernels", help="Only the in-memory kernel grid (reducer × boundary × dtype × nodata × W, one thread, against scipy).")] = False,
+    reducers: Annotated[str, typer.Option(help="--kernels: reducers, comma-separated.")] = "sum,mean,var,std,count,min,max",
+    boundaries: Annotated[str, typer.Option(help="--kernels: boundaries, comma-separated.")] = "shrink,valid,constant,reflect,mirror,nearest,wrap",
+    dtypes: Annotated[str, typer.Option(help="--kernels: input dtypes, comma-separated.")] = "uint8,uint16,int32,float32,float64",
+    nodata: Annotated[str, typer.Option(help="--kernels: 'both', 'no' or 'yes' (1% missing pixels).")] = "both",
 ) -> None:
     """Benchmark this project against dask-image, xarray rolling and map_overlap + scipy on the
     same Zarr pair, check every output against the exact result, print a table."""
     import json
 
     from . import bench as b
+
+    if kernels:
+        from . import benchgrid
+
+        side, ws, reps = (256, "3,15", 3) if fast else (kernel_size or 4096, windows if windows != "3,63" else "3,15,63", max(repeats, 3))
+        grid = _guard(
+            benchgrid.kernel_grid,
+            side,
+            [int(w) for w in ws.split(",")],
+            reducers=[r for r in reducers.split(",") if r],
+            boundaries=[x for x in boundaries.split(",") if x],
+            dtypes=[d for d in dtypes.split(",") if d],
+            nodata=nodata,
+            repeats=reps,
+            echo=lambda line: typer.echo(line, err=True),
+        )
+        typer.echo(benchgrid.grid_table(grid))
+        if json_out is not None:
+            json_out.write_text(json.dumps(grid, indent=2))
+            typer.echo(f"wrote {json_out}")
+        return
 
     if fast:
         size, chunk, windows, kernel_size = 512, 128, "3,15", 256
