@@ -392,18 +392,24 @@ def plane_stats(
     n = None
     need_var = "var" in stats or "std" in stats
     need_sum = "sum" in stats or "mean" in stats
+    # integer window sums fit int64 (else the mean is summed in float64, as the numpy path does)
+    wide = is_int and area * max(abs(int(bounds[0])), abs(int(bounds[1]))) < 2**63
     if need_var:
         n, s1, s2, shift, span = _shifted_moments(x, missing, rmap, cmap, off, w, cval, bounds, is_int, area)
         exact = s1.dtype.kind == "i"
         if need_sum:
-            if s1.dtype.kind == "i":
+            if s1.dtype.kind == "i" and wide:
                 sums = s1 + n.astype(np.int64) * np.int64(shift)
+            elif s1.dtype.kind == "i":  # window sums beyond int64: float64, as the numpy path
+                sums = s1.astype(np.float64) + n * float(shift)
             else:
                 sums = s1 + n * float(shift)
     elif need_sum or holes:
         acc = np.dtype(np.float64)
-        if is_int:  # the sum's own dtype when it is an integer one (every window sum fits it)
-            acc = dtypes["sum"] if "sum" in dtypes and dtypes["sum"].kind == "i" and "mean" not in stats else np.dtype(np.int64)
+        if is_int and "sum" in stats and dtypes["sum"].kind == "i" and "mean" not in stats:
+            acc = dtypes["sum"]  # the sum's own dtype: every window sum fits it
+        elif is_int and (wide or "mean" not in stats):
+            acc = np.dtype(np.int64)
         n, sums, _ = moments(x, missing, rmap, cmap, off, w, cval, 0, acc, False, want_n=holes)
     empty = None
     if n is not None and holes:
