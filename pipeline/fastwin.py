@@ -387,7 +387,7 @@ def plane_stats(
     w = (lo[0] + hi[0] + 1, lo[1] + hi[1] + 1)
     off = start[1] - lo[1]  # extended column l is data column l + off
     is_int = x.dtype.kind in "biu" and bounds is not None and float(cval).is_integer()
-    holes = missing is not None or boundary in ("shrink", "valid")
+    holes = missing is not None  # else the count is separable: counted from the index maps
     out: dict[str, np.ndarray] = {}
     n = None
     need_var = "var" in stats or "std" in stats
@@ -396,6 +396,8 @@ def plane_stats(
     wide = is_int and area * max(abs(int(bounds[0])), abs(int(bounds[1]))) < 2**63
     if need_var:
         n, s1, s2, shift, span = _shifted_moments(x, missing, rmap, cmap, off, w, cval, bounds, is_int, area)
+        if n is None:
+            n = _map_counts(rmap, cmap, w)
         exact = s1.dtype.kind == "i"
         if need_sum:
             if s1.dtype.kind == "i" and wide:
@@ -411,6 +413,8 @@ def plane_stats(
         elif is_int and (wide or "mean" not in stats):
             acc = np.dtype(np.int64)
         n, sums, _ = moments(x, missing, rmap, cmap, off, w, cval, 0, acc, False, want_n=holes)
+    if n is None and ("count" in stats or "mean" in stats):
+        n = _map_counts(rmap, cmap, w)
     empty = None
     if n is not None and holes:
         empty = n == 0
@@ -418,12 +422,12 @@ def plane_stats(
             empty = None
     out["_empty"] = empty
     if "count" in stats:
-        out["count"] = n if n is not None else np.full((rmap.size - w[0] + 1, cmap.size - w[1] + 1), area, np.int32)
+        out["count"] = n
     if "sum" in stats:
         out["sum"] = sums
     if "mean" in stats:
         with np.errstate(invalid="ignore", divide="ignore"):
-            out["mean"] = np.divide(sums, n if n is not None else area, dtype=np.float64)
+            out["mean"] = np.divide(sums, n, dtype=np.float64)
     if need_var:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             if s1.dtype.kind == "i" and area * area * span * span < 2**63:
@@ -467,6 +471,17 @@ def plane_stats(
     return out
 
 
+def _map_counts(rmap: np.ndarray, cmap: np.ndarray, w) -> np.ndarray:
+    """Pixels per window when nothing is missing: the positions that hold something (not
+    :data:`NONE`) along each axis, multiplied."""
+
+    def along(m: np.ndarray, k: int) -> np.ndarray:
+        c = np.concatenate([[0], np.cumsum(m != NONE, dtype=np.int32)])
+        return (c[k:] - c[:-k]).astype(np.int32)
+
+    return np.multiply.outer(along(rmap, w[0]), along(cmap, w[1]))
+
+
 def _rounding_bound(s2max: float, area: int, w1: int, rows: int, cols: int) -> float:
     """An upper bound of the rounding error of a variance from the running float64 sums: every
     partial sum of squares is at most ``s2max`` (the largest window's), every partial sum of
@@ -499,10 +514,10 @@ def _shifted_moments(x, missing, rmap, cmap, off, w, cval, bounds, is_int, area)
         shift = int(round(float(np.median(sel)))) if sel.size else 0
         span = max(int(bounds[1]) - shift, shift - int(bounds[0]), 0)
         if area * span * span < 2**62:
-            n, s1, s2 = moments(x, missing, rmap, cmap, off, w, cval, shift, np.int64, True)
+            n, s1, s2 = moments(x, missing, rmap, cmap, off, w, cval, shift, np.int64, True, missing is not None)
             return n, s1, s2, shift, span
         shift = float(shift)
     else:
         shift = float(np.median(sel)) if sel.size else 0.0
-    n, s1, s2 = moments(x, missing, rmap, cmap, off, w, float(cval), shift, np.float64, True)
+    n, s1, s2 = moments(x, missing, rmap, cmap, off, w, float(cval), shift, np.float64, True, missing is not None)
     return n, s1, s2, shift, 0

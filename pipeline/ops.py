@@ -150,6 +150,7 @@ def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
         and plan.shape == "rect"
         and plan.boundary in ("shrink", "valid")
         and missing is None
+        and not fastwin.supports(field.dtype)
     ):
         return {"sum": _fast_sum(plan, field, ranges)}
 
