@@ -194,6 +194,25 @@ def _run(col, w1, o, d):  # pragma: no cover - compiled
         o[c] = s
 
 
+def _variance(n, s1, s2, exact, var):  # pragma: no cover - compiled
+    """Population variance from the count and the sums of ``d`` and ``d**2``, never negative:
+    ``exact`` (integer sums whose ``n*S2 - S1**2`` fits int64): that difference, then a single
+    rounding; else ``S2/n - (S1/n)**2`` in float64.  NaN where ``n`` is 0."""
+    for i in range(var.shape[0]):
+        for j in range(var.shape[1]):
+            k = n[i, j]
+            if k == 0:
+                var[i, j] = np.nan
+                continue
+            if exact:
+                v = float(np.int64(k) * s2[i, j] - s1[i, j] * s1[i, j]) / (float(k) * float(k))
+            else:
+                kf = float(k)
+                m = s1[i, j] / kf
+                v = s2[i, j] / kf - m * m
+            var[i, j] = v if v > 0.0 else 0.0
+
+
 def _lesser(a, b):  # pragma: no cover - compiled
     return a if a < b else b
 
@@ -286,10 +305,11 @@ if AVAILABLE:
     _edge = _jit(_edge)
     _load = _jit(_load)
     _moments_jit = _jit(_moments)
+    _variance_jit = _jit(_variance)
     _lesser, _greater = _jit(_lesser), _jit(_greater)
     _extreme_jit = {"min": _jit(_make_extreme(_lesser)), "max": _jit(_make_extreme(_greater))}
 else:  # pragma: no cover
-    _moments_jit = _extreme_jit = None
+    _moments_jit = _extreme_jit = _variance_jit = None
 
 _NO_MISS = np.zeros((1, 1), np.bool_)
 
@@ -430,27 +450,10 @@ def plane_stats(
             out["mean"] = np.divide(sums, n, dtype=np.float64)
     if need_var:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            if s1.dtype.kind == "i" and area * area * span * span < 2**63:
-                s2 *= n  # n * S2 - S1**2 is exact: one rounding below
-                s1 *= s1
-                s2 -= s1
-                del s1
-                var = s2.astype(np.float64)
-                del s2
-                var /= np.square(n, dtype=np.float64)
-            else:
-                s2max = float(np.max(s2, initial=0.0))
-                nf = n.astype(np.float64)
-                s1, s2 = s1.astype(np.float64, copy=False), s2.astype(np.float64, copy=False)
-                s1 /= nf
-                s2 /= nf
-                del nf
-                s1 *= s1
-                s2 -= s1
-                del s1
-                var = s2 if s2.dtype == np.float64 else s2.astype(np.float64)
-                del s2
-            np.maximum(var, 0.0, out=var)
+            s2max = 0.0 if exact else float(np.max(s2, initial=0.0))
+            var = np.empty(s1.shape, np.float64)
+            _variance_jit(n, s1, s2, bool(exact and area * area * span * span < 2**63), var)
+            del s1, s2
             if not exact and np.any(var <= _rounding_bound(s2max, area, w[1], rmap.size, cmap.size)):
                 # a window of equal values has variance exactly 0 (rounding would leave ~eps*shift**2);
                 # only windows whose computed variance is within rounding of 0 can be such windows
