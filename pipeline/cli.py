@@ -379,6 +379,11 @@ def bench(
     schedulers: Annotated[
         str, typer.Option(help="Also run this project on these schedulers, comma-separated: local-cluster, processes, tcp (or 'none').")
     ] = "none",
+    kernels: Annotated[bool, typer.Option("--kernels", help="Only the in-memory kernel grid (reducer × boundary × dtype × nodata × W, one thread, against scipy).")] = False,
+    reducers: Annotated[str, typer.Option(help="--kernels: reducers, comma-separated.")] = "sum,mean,var,std,count,min,max",
+    boundaries: Annotated[str, typer.Option(help="--kernels: boundaries, comma-separated.")] = "shrink,valid,constant,reflect,mirror,nearest,wrap",
+    dtypes: Annotated[str, typer.Option(help="--kernels: input dtypes, comma-separated.")] = "uint8,uint16,int32,float32,float64",
+    nodata: Annotated[str, typer.Option(help="--kernels: 'both', 'no' or 'yes' (1% missing pixels).")] = "both",
 ) -> None:
     """Benchmark against dask-image, xarray rolling and map_overlap + scipy; print a table.
 
@@ -387,6 +392,27 @@ def bench(
     import json
 
     from . import bench as b
+
+    if kernels:
+        from . import benchgrid
+
+        side, ws, reps = (256, "3,15", 3) if fast else (kernel_size or 4096, windows if windows != "3,63" else "3,15,63", max(repeats, 3))
+        grid = _guard(
+            benchgrid.kernel_grid,
+            side,
+            _guard(_int_list, ws, "--windows"),
+            reducers=[r for r in reducers.split(",") if r],
+            boundaries=[x for x in boundaries.split(",") if x],
+            dtypes=[d for d in dtypes.split(",") if d],
+            nodata=nodata,
+            repeats=reps,
+            echo=lambda line: typer.echo(line, err=True),
+        )
+        typer.echo(benchgrid.grid_table(grid))
+        if json_out is not None:
+            json_out.write_text(json.dumps(grid, indent=2))
+            typer.echo(f"wrote {json_out}")
+        return
 
     if fast:
         size, chunk, windows, kernel_size = 512, 128, "3,15", 256

@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from . import compiled, fastsum, kernels
+from . import compiled, fastsum, fastwin, kernels
 from .errors import InputError
 from .plan import Plan
 
@@ -150,6 +150,7 @@ def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
         and plan.shape == "rect"
         and plan.boundary in ("shrink", "valid")
         and missing is None
+        and not fastwin.supports(field.dtype)
     ):
         return {"sum": _fast_sum(plan, field, ranges)}
 
@@ -166,6 +167,55 @@ def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
         f, m = f[..., None, :], (None if m is None else m[..., None, :])
         lo, hi, start, stop = [0] + lo, [0] + hi, [0] + start, [1] + stop
 
+    raw = _compiled_stats(plan, f, m, lo, hi, start, stop)
+    if raw is None:
+        raw = _padded_stats(plan, f, m, lo, hi, start, stop)
+    return _finish(plan, raw, axes, k)
+
+
+def _compiled_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start, stop) -> dict[str, np.ndarray] | None:
+    """Every statistic through the compiled kernels (:mod:`pipeline.fastwin`), the boundary applied
+    in index space (no padded copy), plane by plane over leading axes; None where they do not
+    apply (footprints, weights, uint64/object fields, float fields holding an infinity: the numpy
+    path counts infinities apart)."""
+    if plan.footprint is not None or plan.weights is not None or not fastwin.supports(f.dtype):
+        return None
+    if f.dtype.kind == "f" and not np.isfinite(np.sum(f, dtype=np.float64)):
+        if np.isinf(f).any():
+            return None
+    bounds = None
+    if f.dtype.kind in "biu":
+        bounds = plan.expr.bounds
+        if plan.boundary == "constant":
+            bounds = (min(bounds[0], int(plan.cval)), max(bounds[1], int(plan.cval)))
+    area = int(np.prod(plan.size))
+    lead = f.shape[:-2]
+    out: dict[str, np.ndarray] = {}
+    empty = None
+    for idx in np.ndindex(*lead):
+        raw = fastwin.plane_stats(
+            f[idx], None if m is None else m[idx], lo, hi, start, stop, plan.boundary, plan.cval, plan.stats,
+            area=area, bounds=bounds, dtypes=plan.out_dtypes,
+        )
+        e = raw.pop("_empty")
+        if not lead:
+            out, empty = raw, e
+            break
+        for st, r in raw.items():
+            if st not in out:
+                out[st] = np.empty(lead + r.shape, r.dtype)
+            out[st][idx] = r
+        if e is not None:
+            if empty is None:
+                empty = np.zeros(lead + e.shape, bool)
+            empty[idx] = e
+    out["_empty"] = empty
+    return out
+
+
+def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start, stop) -> dict[str, np.ndarray]:
+    """The numpy reference path: the block padded (``np.pad``) so that every window is whole, then
+    :func:`pipeline.kernels.reduce_stats`."""
     # extend the data so that every window is whole: padding at the image edges
     pads = [(0, 0)] * (f.ndim - 2)
     for i in range(2):
@@ -200,7 +250,12 @@ def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
         bounds = plan.expr.bounds
         if plan.boundary == "constant":
             bounds = (min(bounds[0], int(plan.cval)), max(bounds[1], int(plan.cval)))
-    raw = kernels.reduce_stats(f, m, win, plan.stats, area=area, bounds=bounds, sum_dtype=plan.acc_dtype)
+    return kernels.reduce_stats(f, m, win, plan.stats, area=area, bounds=bounds, sum_dtype=plan.acc_dtype)
+
+
+def _finish(plan: Plan, raw: dict[str, np.ndarray], axes, k: int) -> dict[str, np.ndarray]:
+    """Raw statistics to outputs: each in its dtype, fill values in empty windows, window axes
+    back in place."""
     empty = raw.pop("_empty")
     out = {}
     for st in plan.stats:

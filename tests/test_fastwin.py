@@ -1,0 +1,155 @@
+"""The compiled window statistics (pipeline.fastwin): boundaries in index space against np.pad,
+every reducer × boundary × dtype × nodata against the brute-force reference, per-block memory
+with tracemalloc, and the CLI's kernel grid."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import pipeline
+from pipeline import fastwin
+from reference import brute_window
+
+pytestmark = pytest.mark.skipif(not fastwin.AVAILABLE, reason="numba not installed")
+
+REDUCERS = ["sum", "mean", "var", "std", "count", "min", "max"]
+BOUNDARIES = ["shrink", "valid", "constant", "reflect", "mirror", "nearest", "wrap"]
+NP_MODES = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap"}
+
+
+@pytest.mark.parametrize("boundary", sorted(NP_MODES))
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+@pytest.mark.parametrize("pads", [(0, 0), (1, 2), (3, 3), (7, 12)])
+def test_index_map_reads_what_np_pad_writes(boundary, n, pads):
+    got = fastwin.index_map(n, pads[0], pads[1], 0, n, boundary)
+    assert np.array_equal(got, np.pad(np.arange(n), pads, mode=NP_MODES[boundary]))
+
+
+def test_index_map_codes_outside_the_data():
+    assert fastwin.index_map(3, 2, 1, 0, 3, "constant").tolist() == [-1, -1, 0, 1, 2, -1]
+    assert fastwin.index_map(3, 2, 1, 1, 2, "shrink").tolist() == [-2, 0, 1, 2]
+
+
+def _image(rng, shape, dtype, nodata):
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        x = (rng.standard_normal(shape) * 40 + 1e4).astype(dt)  # a large mean: var's stability matters
+    else:
+        info = np.iinfo(dt)
+        x = rng.integers(max(info.min, -(2**20)), min(info.max, 2**20), shape, endpoint=True).astype(dt)
+        x.flat[:: 7] = info.max  # the dtype's extremes
+        x.flat[3:: 11] = info.min
+    miss, nd = None, None
+    if nodata:
+        miss = rng.random(shape) < 0.3
+        if dt.kind == "f":
+            x[miss] = np.nan
+        else:
+            nd = {"a": int(x.flat[1])}
+            miss = x == x.flat[1]
+    return x, miss, nd
+
+
+def _compare(got, ref, reduce, scale):
+    none = np.vectorize(lambda v: v is None, otypes=[bool])(ref)
+    if got.dtype.kind == "f":
+        r = np.array([np.nan if v is None else float(v) for v in ref.ravel()]).reshape(ref.shape)
+        atol = {"var": 1e-9 * scale**2, "std": 1e-6 * scale}.get(reduce, 1e-9 * scale)
+        np.testing.assert_allclose(got, r, rtol=1e-9, atol=atol, equal_nan=True)
+    else:
+        assert [int(v) for v in got[~none].ravel()] == [int(v) for v in ref[~none].ravel()]
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int32", "float32", "float64"])
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("nodata", [False, True])
+def test_every_reducer_boundary_dtype_nodata_matches_brute_force(dtype, boundary, nodata):
+    rng = np.random.default_rng(abs(hash((dtype, boundary, nodata))) % 2**32)
+    for size in [(3, 4), (1, 6), (7, 2), (9, 9)]:  # (9, 9): windows wider than the image
+        x, miss, nd = _image(rng, (6, 8), dtype, nodata)
+        if boundary == "valid" and size[0] > 6:
+            continue
+        got = pipeline.window_reduce("a", {"a": x}, size=size, reduce=REDUCERS, boundary=boundary, cval=-3, nodata=nd)
+        scale = float(np.nanmax(np.abs(x.astype(np.float64)))) + 3
+        for st in REDUCERS:
+            ref = brute_window(x, size, st, boundary=boundary, cval=-3, missing=miss)
+            _compare(got[st], ref, st, scale)
+
+
+def test_leading_axes_and_window_axes_not_last():
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 1000, (5, 3, 7)).astype(np.int32)  # window over axes 0 and 2, band axis 1
+    got = pipeline.window_reduce("a", {"a": x}, size=(3, 2), reduce=["mean", "max"], boundary="mirror", axes=(0, 2))
+    for st in ("mean", "max"):
+        ref = brute_window(x, (3, 2), st, boundary="mirror", axes=(0, 2))
+        _compare(got[st], ref, st, 1000.0)
+
+
+def test_constant_windows_have_zero_variance_on_a_large_offset():
+    rng = np.random.default_rng(2)
+    x = 1e8 + rng.standard_normal((40, 50))
+    x[5:25, 10:40] = 1e8 + 0.1  # flat: every window inside has variance exactly 0
+    var = pipeline.window_reduce("a", {"a": x}, size=5, reduce="var", boundary="reflect")
+    assert (var[7:23, 12:38] == 0).all()
+    assert (var[30:, :] > 0).all()
+
+
+# ------------------------------------------------------------------ memory per block
+
+
+@pytest.mark.parametrize(
+    "dtype,reduce,boundary,nodata",
+    [
+        ("float64", "std", "reflect", False),
+        ("float32", ["mean", "var"], "nearest", True),
+        ("uint8", "mean", "shrink", True),
+        ("uint16", ["min", "max"], "wrap", False),
+        ("int32", "sum", "constant", False),
+        ("uint8", "count", "mirror", True),
+    ],
+)
+def test_block_peak_memory_is_within_four_times_its_input_and_output(dtype, reduce, boundary, nodata):
+    rng = np.random.default_rng(0)
+    x, _, nd = _image(rng, (384, 512), dtype, nodata)
+    pipeline.window_reduce("a", {"a": x}, size=15, reduce=reduce, boundary=boundary, nodata=nd)  # compile outside
+    tracemalloc.start()
+    try:
+        out = pipeline.window_reduce("a", {"a": x}, size=15, reduce=reduce, boundary=boundary, nodata=nd)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    outs = out.values() if isinstance(out, dict) else [out]
+    budget = 4 * (x.nbytes + sum(o.nbytes for o in outs))
+    assert peak <= budget, (peak, budget)
+
+
+# ------------------------------------------------------------------ the kernel grid in the CLI
+
+
+def test_bench_kernels_fast_prints_the_grid(tmp_path):
+    out = tmp_path / "grid.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "bench", "--kernels", "--fast", "--reducers", "mean,max",
+         "--boundaries", "reflect,shrink", "--dtypes", "uint8", "--nodata", "no", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    cells = json.loads(out.read_text())["cells"]
+    assert {(c["W"], c["reduce"], c["boundary"]) for c in cells} == {
+        (w, st, b) for w in (3, 15) for st in ("mean", "max") for b in ("reflect", "shrink")
+    }
+    assert all(("x_scipy" in c) == (c["boundary"] == "reflect") for c in cells)
+    assert "| 15 | max | reflect | uint8 | no |" in r.stdout
+
+
+def test_bench_kernels_refuses_an_unknown_dtype_in_one_line():
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "bench", "--kernels", "--fast", "--dtypes", "int8"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["error: --dtypes: must be among uint8,uint16,int32,float32,float64, got 'int8'"]
