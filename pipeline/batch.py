@@ -138,7 +138,7 @@ def _progress(log: Log, config: str) -> Callable[[int, int], None]:
         left = f", about {_duration(eta)} left" if eta is not None else ""
         log.event(
             "progress",
-            f"  {done}/{total} block{"s" if total != 1 else ""} ({100 * done / max(total, 1):.0f}%) in {now:.1f} s{left}",
+            f"  {done}/{total} block{'s' if total != 1 else ''} ({100 * done / max(total, 1):.0f}%) in {now:.1f} s{left}",
             config=config,
             done=done,
             total=total,
