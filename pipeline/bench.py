@@ -215,7 +215,7 @@ def _run_contender(name: str, src: str, out: str, w: int, size: int, threads: in
 
 def _run_pipeline(mode: str, src: str, out: str, w: int, threads: int) -> dict[str, Any]:
     """``pipeline.run`` on ``mode``; the session's start-up timed apart."""
-    from . import runner, runtime
+    from . import runner, sessions
     from .config import parse_config
 
     compute: dict[str, Any] = {"scheduler": mode, "workers": threads}
@@ -234,7 +234,7 @@ def _run_pipeline(mode: str, src: str, out: str, w: int, threads: int) -> dict[s
     )
     t0 = time.perf_counter()
     worker_rss = 0
-    with runtime.session(cfg) as sess:
+    with sessions.session(cfg) as sess:
         if sess.executor is None:  # threads: load the kernels here, as engine.prime does on workers
             from . import engine
 

@@ -2,7 +2,7 @@
 
 An output block is a task: read its input region with its halo, compute, write its chunks, record
 it in the ledger (:meth:`Context.block`).  Blocks are run in *tiles*: a tile is a run of blocks
-of one vertical strip (:func:`pipeline.halo.strip_order`) sharing one :class:`~pipeline.halo.HaloReader`,
+of one vertical strip (:func:`pipeline.chunkcache.strip_order`) sharing one :class:`~pipeline.chunkcache.HaloReader`,
 so each input chunk is decoded about once per tile however many neighbouring blocks need it.
 :func:`run_tile` runs a tile's blocks on a number of threads; it is the only block loop, whatever
 runs it:
@@ -42,12 +42,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import io, ledger, ops
-from .halo import HaloReader, strip_order
+from .chunkcache import HaloReader, strip_order
 from .plan import Plan
 
 if TYPE_CHECKING:
     from .runner import Prepared
-    from .runtime import Session
+    from .sessions import Session
 
 ProgressFn = Callable[[int, int], None]
 Record = Callable[[tuple[int, ...]], None]
@@ -57,7 +57,7 @@ IN_FLIGHT = 2
 #: tasks per worker thread the blocks are cut into, where the image has enough blocks (balance)
 TILES_PER_THREAD = 2
 
-#: Decoded input chunks a tile may cache (see :mod:`pipeline.halo`): blocks are visited in
+#: Decoded input chunks a tile may cache (see :mod:`pipeline.chunkcache`): blocks are visited in
 #: vertical strips narrow enough that two chunk rows of a strip, with the neighbouring chunk
 #: column on each side (decoded for the halo), fit in it.  Each strip has its own cache, so the
 #: memory does not grow with the image; the neighbouring columns are decoded once more per strip
@@ -186,7 +186,7 @@ def checked_input(prep: Prepared, name: str, arr: Any) -> Any:
     if not hasattr(arr, "store_path"):  # not a zarr array
         return arr
     spec = prep.config.inputs[name]
-    return io.CheckedInput(arr, f"inputs.{name} ({io.describe(spec.path, spec.array)})")
+    return io.CheckedInput(arr, f"inputs.{name} ({io.location(spec.path, spec.array)})")
 
 
 def lazy_input(prep: Prepared, name: str, arr: Any) -> Any:
@@ -195,12 +195,12 @@ def lazy_input(prep: Prepared, name: str, arr: Any) -> Any:
 
     if not hasattr(arr, "store_path"):  # not a zarr array (tests may pass others)
         return da.from_zarr(arr)
-    token = ledger.fingerprint([str(arr.store_path), arr.path, io._jsonable(arr.metadata.to_dict())])[:24]
+    token = ledger.fingerprint([str(arr.store_path), arr.path, io.jsonable(arr.metadata.to_dict())])[:24]
     return da.from_array(checked_input(prep, name, arr), chunks=arr.chunks, name=f"input-{name}-{token}", asarray=False, fancy=False)
 
 
 def chunk_path(prep: Prepared) -> bool:
-    """Whether blocks are read chunk by chunk (:class:`~pipeline.halo.HaloReader`): every input
+    """Whether blocks are read chunk by chunk (:class:`~pipeline.chunkcache.HaloReader`): every input
     of the plan's shape (no broadcasting) and no periodic boundary (dask builds those halos)."""
     plan = prep.plan
     return not plan.wrap_axes and all(tuple(a.shape) == plan.in_shape for a in prep.arrays.values())

@@ -26,7 +26,7 @@ from .plan import ArraySpec
 _XARRAY_DIMS = "_ARRAY_DIMENSIONS"
 
 
-def describe(path: str, array: str | None) -> str:
+def location(path: str, array: str | None) -> str:
     """How an array is named in messages: ``store:array``."""
     return f"{path}:{array}" if array else path
 
@@ -107,7 +107,7 @@ def open_input(
     path: str, array: str | None, *, where: str, storage_options: Mapping[str, Any] | None = None
 ) -> zarr.Array:
     """Open an input array read-only; ``where`` is the config key for messages."""
-    name = describe(path, array)
+    name = location(path, array)
     if _is_local(path):
         if not os.path.exists(_local(path)):
             raise InputError(f"store {path} does not exist", where=where)
@@ -304,7 +304,7 @@ def _coord_conflict(group: zarr.Group, dim: str, values: np.ndarray, overwrite: 
     if isinstance(node, zarr.Array) and node.shape == values.shape and node.dtype == values.dtype:
         if np.array_equal(node[...], values, equal_nan=values.dtype.kind in "fc"):
             return False
-    where = describe(path, dim)
+    where = location(path, dim)
     if not (isinstance(node, zarr.Array) and node.attrs.get(COORD_MARK)):
         raise OutputError(
             f"{where} already exists, differs from the inputs' {dim!r} coordinate and was not written by pipeline; "
@@ -353,7 +353,7 @@ def write_scalars(group: zarr.Group, scalars: Mapping[str, tuple[Any, Mapping[st
             node = group[name]
             if isinstance(node, zarr.Array) and node.shape == () and dict(node.attrs) == attrs and np.array_equal(node[()], value):
                 continue
-            where = describe(path, name)
+            where = location(path, name)
             if not (isinstance(node, zarr.Array) and node.attrs.get(COORD_MARK)):
                 raise OutputError(
                     f"{where} already exists, differs from the inputs' {name!r} variable and was not written by pipeline; "
@@ -466,7 +466,7 @@ class DirectChunks:
 
         md = arr.metadata
         self.arr = arr
-        self.where = where or describe(str(arr.store_path.store), arr.path)
+        self.where = where or location(str(arr.store_path.store), arr.path)
         self.store = arr.store_path.store
         self.prefix = f"{arr.path}/" if arr.path else ""
         self.shape = tuple(arr.shape)
@@ -627,7 +627,7 @@ def input_identity(
     keeps every file's size and restores mtimes goes unnoticed; a store whose listing has neither
     ETags nor times is identified by names and sizes only.
     """
-    ident: dict[str, Any] = {"path": path, "array": array, "metadata": _jsonable(arr.metadata.to_dict())}
+    ident: dict[str, Any] = {"path": path, "array": array, "metadata": jsonable(arr.metadata.to_dict())}
     if not _is_local(path):
         ident["objects"] = _listing_identity(path, array, storage_options)
     if _is_local(path):
@@ -670,7 +670,7 @@ def _listing_identity(path: str, array: str | None, storage_options: Mapping[str
     try:
         listing = fs.find(base, detail=True)
     except (FileNotFoundError, OSError) as e:
-        raise InputError(f"cannot list the objects of {describe(path, array)}: {e}", where=path) from None
+        raise InputError(f"cannot list the objects of {location(path, array)}: {e}", where=path) from None
     for name in sorted(listing):
         info = listing[name]
         key = next((k for k in _VERSION_KEYS if info.get(k) is not None), None)
@@ -683,7 +683,9 @@ def _listing_identity(path: str, array: str | None, storage_options: Mapping[str
     return {"count": count, "bytes": size, "by": sorted(tagged) or ["size"], "sha256": digest.hexdigest()}
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (unknown objects as their ``str``), keys sorted: for
+    fingerprints and identities."""
     import json
 
     return json.loads(json.dumps(value, default=str, sort_keys=True))
@@ -725,7 +727,7 @@ def output_state(path: str, array: str, storage_options: Mapping[str, Any] | Non
     except KeyError:
         return None
     if not isinstance(node, zarr.Array):
-        raise OutputError(f"{describe(path, array)} exists and is a group, not an array", where="output.array")
+        raise OutputError(f"{location(path, array)} exists and is a group, not an array", where="output.array")
     state = node.attrs.get("pipeline")
     return dict(state) if isinstance(state, Mapping) else {}
 
@@ -745,7 +747,7 @@ def open_output(path: str, array: str, mode: str = "r+", storage_options: Mappin
     try:
         return zarr.open_array(**_store(path, storage_options), path=array, mode=mode).with_config(_OUTPUT_CONFIG)
     except Exception as e:
-        raise OutputError(f"cannot open {describe(path, array)}: {e}", where="output.path") from None
+        raise OutputError(f"cannot open {location(path, array)}: {e}", where="output.path") from None
 
 
 def update_state(target: zarr.Array, **changes: Any) -> None:
@@ -776,13 +778,6 @@ def stored_chunk_keys(arr: zarr.Array) -> set[str]:
 def read_chunk(arr: zarr.Array, coords: Sequence[int]) -> np.ndarray:
     """Decode one stored chunk (raises on a checksum mismatch or a damaged encoding)."""
     return arr.get_block_selection(tuple(coords))
-
-
-def delete_chunk(arr: zarr.Array, coords: Sequence[int]) -> None:
-    from zarr.core.sync import sync
-
-    prefix = f"{arr.path}/" if arr.path else ""
-    sync(arr.store_path.store.delete(prefix + chunk_key(arr, coords)))
 
 
 class CheckedInput:

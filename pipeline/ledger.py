@@ -102,9 +102,6 @@ class Ledger:
         tmp.write_text(json.dumps({"fingerprint": self.fp, **grid}))
         os.replace(tmp, self.root / "grid.json")
 
-    def exists(self) -> bool:
-        return (self.root / "grid.json").exists() and self.done_dir.is_dir()
-
     def done(self) -> set[tuple[int, ...]]:
         try:
             names = os.listdir(self.done_dir)

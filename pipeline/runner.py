@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, io, ledger, metadata, runtime, safety, urlledger
+from . import engine, io, ledger, metadata, safety, sessions, urlledger
 from .config import Config, load_config
-from .errors import LockedError, OutputError, WriteError
 from .engine import block_regions, input_regions, strip_width  # noqa: F401 - part of this module's API
+from .errors import LockedError, OutputError, WriteError
 from .lock import OutputLock
 from .plan import ArraySpec, Plan, check_inputs, make_plan
 
@@ -76,7 +76,7 @@ class RunResult:
         self.minimum, self.maximum = lo.get(stats[0]), hi.get(stats[0])
 
     def summary(self) -> str:
-        where = io.describe(self.output, self.array)
+        where = io.location(self.output, self.array)
         if self.status == UP_TO_DATE:
             return f"{where} is up to date ({_blocks(self.blocks)}, shape {self.shape}, dtype {self.dtype}); nothing to compute"
         if self.status == FAILED:
@@ -106,7 +106,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         where = f"inputs.{name}"
         arr = io.open_input(spec.path, spec.array, where=where, storage_options=spec.storage_options)
         zarrs[name] = arr
-        specs[name] = io.spec_of(name, arr, io.describe(spec.path, spec.array))
+        specs[name] = io.spec_of(name, arr, io.location(spec.path, spec.array))
         check_inputs([specs[name]])  # dtype, emptiness: named by store and array
     nodata, nodata_source = _nodata(cfg, zarrs)
     plan = make_plan(
@@ -245,7 +245,7 @@ def execute(
     blocks: Sequence[tuple[int, ...]] | None = None,
     record: Callable[[tuple[int, ...]], None] | None = None,
     progress: ProgressFn | None = None,
-    session: runtime.Session | None = None,
+    session: sessions.Session | None = None,
 ) -> tuple[int, Any, Any]:
     """Compute and write the output blocks ``blocks`` (default: all), calling ``record(index)``
     inside the task right after each block is written; returns (blocks written, min, max).
@@ -257,12 +257,12 @@ def execute(
 
     Every scheduler runs the same block task through :func:`pipeline.engine.execute`: read the
     block's inputs with their halo, compute, write, record; a bounded number of blocks in
-    flight, so memory does not grow with the image.  ``session`` (from :func:`runtime.session`)
+    flight, so memory does not grow with the image.  ``session`` (from :func:`sessions.session`)
     says where the tasks run; without one, a session for the config is opened for this call."""
     if session is not None:
-        runtime.check_session(prep.config, session)
+        sessions.check_session(prep.config, session)
         return engine.execute(prep, target, session, blocks=blocks, record=record, progress=progress)
-    with runtime.session(prep.config, task_bytes=prep.plan.task_bytes) as sess:
+    with sessions.session(prep.config, task_bytes=prep.plan.task_bytes) as sess:
         return engine.execute(prep, target, sess, blocks=blocks, record=record, progress=progress)
 
 
@@ -303,8 +303,8 @@ def run(
     *,
     progress: ProgressFn | None = None,
     overwrite: bool | None = None,
-    notify: runtime.Notify | None = None,
-    session: runtime.Session | None = None,
+    notify: sessions.Notify | None = None,
+    session: sessions.Session | None = None,
     force: bool = False,
 ) -> RunResult:
     """Run a config (a path, a mapping or a :class:`Config`) and return what was done.
@@ -314,7 +314,7 @@ def run(
     config is replaced only with ``overwrite`` (default: the config's ``output.overwrite``).  An
     exception that ends the run carries ``exc.pipeline_result`` (status ``failed``, blocks
     computed) when the output had been opened.  ``notify`` receives one-line messages about the
-    scheduler (dashboard link, warnings).  ``session`` (from :func:`runtime.session`) runs the
+    scheduler (dashboard link, warnings).  ``session`` (from :func:`sessions.session`) runs the
     tasks; without one, a session for the config is opened for this run and closed after it.
     ``force`` recomputes every block whatever the ledger or the output's state says (an output
     written by another config still needs ``overwrite``).
@@ -329,7 +329,7 @@ def run(
     store = io.local_path(cfg.output.path)
     # the lock first (a second run exits at once), then the scheduler/cluster is started and
     # checked (storage reachable, tasks fit) before anything is written
-    with OutputLock(ledger.sidecar(store) / "lock", io.describe(cfg.output.path, cfg.output.array)) as lock:
+    with OutputLock(ledger.sidecar(store) / "lock", io.location(cfg.output.path, cfg.output.array)) as lock:
         with _session(prep, session, notify) as sess:
             return _run_locked(prep, t0, progress, overwrite, store, lock, sess, force=force)
 
@@ -353,23 +353,23 @@ def _new_ledger(cfg: Config, store: str, array: str, fp: str) -> Any:
 
 
 @contextlib.contextmanager
-def _session(prep: Prepared, given: runtime.Session | None, notify: runtime.Notify | None) -> Iterator[runtime.Session]:
+def _session(prep: Prepared, given: sessions.Session | None, notify: sessions.Notify | None) -> Iterator[sessions.Session]:
     """The session given (checked for this run), or one opened for this run."""
     if given is not None:
-        runtime.check_session(prep.config, given, task_bytes=prep.plan.task_bytes, notify=notify)
+        sessions.check_session(prep.config, given, task_bytes=prep.plan.task_bytes, notify=notify)
         yield given
         return
-    with runtime.session(prep.config, task_bytes=prep.plan.task_bytes, notify=notify) as sess:
+    with sessions.session(prep.config, task_bytes=prep.plan.task_bytes, notify=notify) as sess:
         yield sess
 
 
 def _run_locked(
     prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, store: str, lock: OutputLock | _NoLock,
-    session: runtime.Session, *, force: bool = False,
+    session: sessions.Session, *, force: bool = False,
 ) -> RunResult:
     cfg, plan = prep.config, prep.plan
     path, array = cfg.output.path, cfg.output.array
-    where = io.describe(path, array)
+    where = io.location(path, array)
     doc = fingerprint_doc(prep)
     fp = ledger.fingerprint(doc)
     grid = _grid(plan)
@@ -418,6 +418,7 @@ def _run_locked(
             found = _find_ledger(cfg, store, array, fp)
 
     done: set[tuple[int, ...]] = set()
+    led = None  # the resume ledger, once the output is open
     try:
         coords = _out_coords(prep)
         if replace:  # coordinates too are replaced only once the new arrays are complete
@@ -455,7 +456,7 @@ def _run_locked(
             _swap(prep, store, names, coords)
         io.finalize(path, cfg.output.storage_options)
     except BaseException as exc:
-        computed = max(0, len(led.done()) - len(done)) if "led" in locals() else 0
+        computed = max(0, len(led.done()) - len(done)) if led is not None else 0
         result.status, result.computed = FAILED, computed
         result.seconds = time.perf_counter() - t0
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import pipeline
 from pipeline import fastsum, runner
-from pipeline.halo import HaloReader, strip_order
+from pipeline.chunkcache import HaloReader, strip_order
 from reference import brute_window_sum, seed_loop
 
 needs_numba = pytest.mark.skipif(not fastsum.AVAILABLE, reason="numba not installed: the numpy path is used")
