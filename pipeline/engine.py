@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import io, ledger, ops
+from . import io, ops, sources, zarrchunks
 from .chunkcache import HaloReader, strip_order
 from .plan import Plan
 
@@ -159,12 +159,12 @@ def write(target: Any, record: Record | None, index: tuple[int, ...], region: tu
     if plan.multi:
         parts = ops.unpack(plan, block)
         for st in plan.stats:
-            io.write_block(target[st], region, parts[st])
+            zarrchunks.write_block(target[st], region, parts[st])
         ranges = {st: _range(parts[st], plan.fill_values.get(st)) for st in plan.stats}
         if record is not None:
             record(index)
         return {st: r[0] for st, r in ranges.items()}, {st: r[1] for st, r in ranges.items()}
-    io.write_block(target, region, block)
+    zarrchunks.write_block(target, region, block)
     if record is not None:
         record(index)
     return _range(block, plan.fill_values.get(plan.stats[0]))
@@ -181,22 +181,19 @@ class Job:
     token: str
 
 
+def _where(prep: Prepared, name: str) -> str:
+    spec = prep.config.inputs[name]
+    return f"inputs.{name} ({io.location(spec.path, spec.array)})"
+
+
 def checked_input(prep: Prepared, name: str, arr: Any) -> Any:
     """An input whose failing chunk reads name the input and the chunk key."""
-    if not hasattr(arr, "store_path"):  # not a zarr array
-        return arr
-    spec = prep.config.inputs[name]
-    return io.CheckedInput(arr, f"inputs.{name} ({io.location(spec.path, spec.array)})")
+    return sources.checked(arr, _where(prep, name))
 
 
 def lazy_input(prep: Prepared, name: str, arr: Any) -> Any:
     """A dask view of an input whose chunk read errors name the array and the chunk key."""
-    import dask.array as da
-
-    if not hasattr(arr, "store_path"):  # not a zarr array (tests may pass others)
-        return da.from_zarr(arr)
-    token = ledger.fingerprint([str(arr.store_path), arr.path, io.jsonable(arr.metadata.to_dict())])[:24]
-    return da.from_array(checked_input(prep, name, arr), chunks=arr.chunks, name=f"input-{name}-{token}", asarray=False, fancy=False)
+    return sources.dask_view(arr, name, _where(prep, name))
 
 
 def chunk_path(prep: Prepared) -> bool:
@@ -213,13 +210,13 @@ class Context:
         prep = job.prep
         plan = self.plan = prep.plan
         self.record = job.record
-        self.target = io.direct(job.target)
-        self.chunks = {n: io.read_chunks(a) for n, a in prep.arrays.items()}
+        self.target = zarrchunks.direct(job.target)
+        self.chunks = {n: sources.storage_chunks(a) for n, a in prep.arrays.items()}
         self.strip = strip_width(plan, list(self.chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()])
         self.fast = chunk_path(prep)
         if self.fast:
             self.checked = {n: checked_input(prep, n, a) for n, a in prep.arrays.items()}
-            self.direct = {n: io.DirectChunks.of(a, getattr(self.checked[n], "name", n)) for n, a in prep.arrays.items()}
+            self.direct = {n: zarrchunks.DirectChunks.of(a, getattr(self.checked[n], "name", n)) for n, a in prep.arrays.items()}
         else:
             self.result = ops.build(plan, {n: lazy_input(prep, n, a) for n, a in prep.arrays.items()})
 
@@ -227,7 +224,7 @@ class Context:
         chunked = self.direct[name]
         if chunked is not None:  # one whole storage chunk, decoded in this thread
             return chunked.read(tuple(sl.start // c for sl, c in zip(region, chunked.chunks)))
-        return io.read_region(self.checked[name], region)
+        return sources.read_region(self.checked[name], region)
 
     def group(self, index: Sequence[int], by_strip: bool) -> int | None:
         """The chunk cache a block reads through: one per strip, or one for the whole tile (a
@@ -407,7 +404,7 @@ def execute(
         ordered = [idx for idx in strip_order(plan.nblocks, ctx.strip) if idx in wanted]
         run_tile(ctx, ordered, session.threads, lambda lo, hi: tally.add(lo, hi, n=1))
         return len(todo), tally.lo, tally.hi
-    strip = strip_width(plan, [io.read_chunks(a) for a in prep.arrays.values()], [a.dtype.itemsize for a in prep.arrays.values()])
+    strip = strip_width(plan, [sources.storage_chunks(a) for a in prep.arrays.values()], [a.dtype.itemsize for a in prep.arrays.values()])
     parts = tiles(plan.nblocks, strip, todo, session.threads)
     if len(parts) > 1 and getattr(session, "prime_seconds", None) is not None:
         _prime_workers(session, job)

@@ -16,7 +16,7 @@ nothing that was recorded; a power loss may (the OS may not have flushed chunk d
 ``pipeline verify`` after one.
 
 The fingerprint is a SHA-256 of the resolved config (without execution-only keys: ``compute`` and
-``output.overwrite``), the package version, each input's identity (:func:`pipeline.io.input_identity`)
+``output.overwrite``), the package version, each input's identity (:meth:`pipeline.sources.InputSource.identity`)
 and the output grid (shape, dtype, chunks, processing blocks).  Same fingerprint: a rerun resumes.
 """
 

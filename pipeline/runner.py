@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, io, ledger, metadata, safety, sessions, urlledger
+from . import engine, io, ledger, metadata, safety, sessions, sources, urlledger
 from .config import Config, load_config
 from .engine import block_regions, input_regions, strip_width  # noqa: F401 - part of this module's API
 from .errors import LockedError, OutputError, WriteError
@@ -43,6 +43,8 @@ class Prepared:
     nodata_source: dict[str, str] = field(default_factory=dict)
     #: the inputs' grid-mapping (CRS) variable, carried to the output: (name, value, attributes)
     grid_mapping: tuple[str, Any, dict[str, Any]] | None = None
+    #: the used inputs as :class:`~pipeline.sources.InputSource` (``arrays`` holds their arrays)
+    sources: dict[str, Any] = field(default_factory=dict)
 
 
 #: RunResult.status values (also used by batch reports)
@@ -100,13 +102,13 @@ def _blocks(n: int) -> str:
 def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prepared:
     """Validate a config against its inputs and plan the run; reads metadata only."""
     cfg = config if isinstance(config, Config) else load_config(config)
+    opened: dict[str, sources.InputSource] = {}
     zarrs = {}
     specs = {}
     for name, spec in cfg.inputs.items():
-        where = f"inputs.{name}"
-        arr = io.open_input(spec.path, spec.array, where=where, storage_options=spec.storage_options)
-        zarrs[name] = arr
-        specs[name] = io.spec_of(name, arr, io.location(spec.path, spec.array))
+        src = opened[name] = sources.open_source(spec.path, spec.array, where=f"inputs.{name}", storage_options=spec.storage_options)
+        zarrs[name] = src.array
+        specs[name] = sources.spec_of(name, src)
         check_inputs([specs[name]])  # dtype, emptiness: named by store and array
     nodata, nodata_source = _nodata(cfg, zarrs)
     plan = make_plan(
@@ -128,17 +130,14 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     io.check_not_overlapping(cfg.output.path, {n: cfg.inputs[n].path for n in plan.expr.names}, cfg.output.array)
     io.check_output_target(cfg.output.path)
     first = plan.expr.names[0]
-    coords = {}
-    if specs[first].dims:
-        spec = cfg.inputs[first]
-        coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape, spec.storage_options)
+    coords = opened[first].coords()
     attrs = _common_attrs(used)
     gm = attrs.get("grid_mapping")
-    spec = cfg.inputs[first]
-    grid_mapping = io.scalar_variable(spec.path, spec.array, gm, spec.storage_options) if isinstance(gm, str) else None
+    grid_mapping = opened[first].scalar(gm) if isinstance(gm, str) else None
     _check_local_output(cfg, plan, extra=[gm] if grid_mapping is not None else ())
     return Prepared(
         config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=attrs,
+        sources={n: opened[n] for n in used},
         nodata_source={n: v for n, v in nodata_source.items() if n in plan.expr.names},
         grid_mapping=(gm, *grid_mapping) if grid_mapping is not None else None,
     )
@@ -279,8 +278,8 @@ def fingerprint_doc(prep: Prepared) -> dict[str, Any]:
         "version": __version__,
         "config": cfg,
         "inputs": {
-            n: io.input_identity(a, prep.config.inputs[n].path, prep.config.inputs[n].array, prep.config.inputs[n].storage_options)
-            for n, a in prep.arrays.items()
+            n: prep.sources[n].identity()
+            for n in prep.arrays
         },
         "grid": _grid(plan),
         # nodata taken from attributes or switched off: not visible in the config dump
