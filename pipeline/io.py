@@ -1,4 +1,7 @@
-"""The only module that touches Zarr and fsspec: opening inputs, creating the output, writing blocks.
+"""Store paths and the Zarr output target: creating the output arrays, coordinates and state,
+consolidation, chunk keys and listings for resume and ``verify``.  Inputs are opened through
+:mod:`pipeline.sources` (Zarr: :mod:`pipeline.sources.zarr`); whole-chunk coding in the worker
+threads is :mod:`pipeline.zarrchunks`.
 
 A store is a local path or an fsspec URL (``s3://bucket/key.zarr``, ``gs://...``, ``file://...``)
 with optional ``storage_options`` (endpoint, profile, anonymous access, ...); credentials come
