@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import safety
-from .errors import ConfigError, ExitCode, LockedError, NotReadyError, PipelineError
+from .errors import (
+    ConfigError,
+    ExitCode,
+    LockedError,
+    NotReadyError,
+    PipelineError,
+    interrupted_message,
+)
 
 
 @dataclass
@@ -256,18 +263,16 @@ def run_one(
         if found:
             unstored = {r.name: len(r.unstored) for r in found}
         for r in found:
-            log.event("warning", f"inputs.{r.name}: {r.describe()}", level="warning", config=config, input=r.name, unstored=len(r.unstored))
+            log.event("warning", f"inputs.{r.name}: {r.message()}", level="warning", config=config, input=r.name, unstored=len(r.unstored))
         result = runner.run(cfg, progress=_progress(log, config), notify=_notify(log, config), force=force)
     except KeyboardInterrupt as exc:
         part = getattr(exc, "pipeline_result", None)  # set by runner.run once the output was open
-        why = f" by {exc.args[0]}" if exc.args else ""
-        kept = f"; {part.skipped + part.computed} of {part.blocks} blocks are done and kept" if part is not None else ""
         return Record(
             config,
             "interrupted",
             int(ExitCode.INTERRUPTED),
             seconds=time.perf_counter() - t0,
-            error=f"interrupted{why}{kept}; rerun the same config to resume",
+            error=interrupted_message(exc),
             unstored_chunks=unstored,
             **base,
             **_counts(part),
@@ -326,7 +331,7 @@ def preview_one(
 ) -> Record:
     """What running ``config`` would do (``run --dry-run``, ``validate``): the plan and a verdict,
     logged, as a record whose status is the verdict.  Nothing is computed or written."""
-    from . import preview, runtime
+    from . import preview, sessions
     from .config import load_config
 
     bv = dict(batch_vars or {})
@@ -365,11 +370,11 @@ def preview_one(
             nodata = f" nodata {nd} ({source})" if nd is not None else (f" nodata {source}" if source else "")
             lines.append(f"input {name}: {spec.source} shape {spec.shape} {spec.dtype} chunks {spec.chunks}{nodata}{used}")
     for r in view.unstored:
-        log.event("warning", f"inputs.{r.name}: {r.describe()}", level="warning", config=config, input=r.name, unstored=len(r.unstored))
+        log.event("warning", f"inputs.{r.name}: {r.message()}", level="warning", config=config, input=r.name, unstored=len(r.unstored))
     if detail:
         lines.append(prep.plan.describe())
         lines.append(f"output:        {cfg.output.path}:{cfg.output.array}" + (" (overwrite)" if cfg.output.overwrite or overwrite else ""))
-        lines.append(f"scheduler:     {runtime.describe(cfg)}")
+        lines.append(f"scheduler:     {sessions.describe_scheduler(cfg)}")
     lines.append(f"{label}: {view.verdict}: {view.detail}")
     level = "error" if view.verdict in ("refused", "locked") else "info"
     log.event("verdict", "\n".join(lines), level=level, config=config, **_fields(rec))

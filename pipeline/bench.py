@@ -18,7 +18,7 @@ summed-area tables with numpy, band by band).  Contenders:
 * ``map_overlap``: ``dask.array.map_overlap`` with ``scipy.ndimage.uniform_filter`` per block;
 * ``floor``: the codec floor: decode both inputs and encode this project's (exact) output with
   the same codecs and chunks, chunk by chunk on the same number of threads, through
-  :class:`pipeline.io.DirectChunks` as this project does; no computation.
+  :class:`pipeline.zarrchunks.DirectChunks` as this project does; no computation.
 
 Peers that are too slow at full size (``--peer-size``) run on the top-left crop of the pair,
 said in the table.  ``--fast`` is a smoke test small enough for CI.  A kernel section times the
@@ -130,7 +130,7 @@ def _run_contender(name: str, src: str, out: str, w: int, size: int, threads: in
 
     # each contender imports what it uses, before the clock starts; JIT loading is timed (and
     # this project's peak RSS includes numba, but not dask, which its local runs do not load)
-    from . import io, runner  # noqa: F401 - imported before the clock starts
+    from . import io, runner, zarrchunks  # noqa: F401 - imported before the clock starts
 
     if name not in ("pipeline", "floor"):
         import dask
@@ -158,9 +158,9 @@ def _run_contender(name: str, src: str, out: str, w: int, size: int, threads: in
         t0 = time.perf_counter()
         c0 = time.process_time()
 
-        # chunk by chunk through io.DirectChunks where it applies, as the pipeline does: the
+        # chunk by chunk through zarrchunks.DirectChunks where it applies, as the pipeline does: the
         # floor is the fastest way this project knows to move these bytes
-        da_, db_, dt_ = io.DirectChunks.of(a), io.DirectChunks.of(b), io.DirectChunks.of(target)
+        da_, db_, dt_ = zarrchunks.DirectChunks.of(a), zarrchunks.DirectChunks.of(b), zarrchunks.DirectChunks.of(target)
 
         def read(ij):
             i, j = ij
@@ -215,7 +215,7 @@ def _run_contender(name: str, src: str, out: str, w: int, size: int, threads: in
 
 def _run_pipeline(mode: str, src: str, out: str, w: int, threads: int) -> dict[str, Any]:
     """``pipeline.run`` on ``mode``; the session's start-up timed apart."""
-    from . import runner, runtime
+    from . import runner, sessions
     from .config import parse_config
 
     compute: dict[str, Any] = {"scheduler": mode, "workers": threads}
@@ -234,7 +234,7 @@ def _run_pipeline(mode: str, src: str, out: str, w: int, threads: int) -> dict[s
     )
     t0 = time.perf_counter()
     worker_rss = 0
-    with runtime.session(cfg) as sess:
+    with sessions.session(cfg) as sess:
         if sess.executor is None:  # threads: load the kernels here, as engine.prime does on workers
             from . import engine
 

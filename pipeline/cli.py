@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .errors import ExitCode, PipelineError
+from .errors import ExitCode, PipelineError, interrupted_message
 
 app = typer.Typer(
     add_completion=False,
@@ -79,10 +79,7 @@ def _guard(fn, *args: Any, **kwargs: Any) -> Any:
     except KeyboardInterrupt as exc:
         if _state["debug"]:
             raise
-        res = getattr(exc, "pipeline_result", None)
-        kept = f"; {res.skipped + res.computed} of {res.blocks} blocks are done and kept" if res is not None else ""
-        why = f" by {exc.args[0]}" if exc.args else ""
-        _say(f"interrupted{why}{kept}; rerun the same config to resume", int(ExitCode.INTERRUPTED))
+        _say(interrupted_message(exc), int(ExitCode.INTERRUPTED))
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as exc:  # noqa: BLE001 - the CLI boundary
         _fail(exc)
@@ -314,7 +311,7 @@ def validate(
     up-to-date, would-resume, would-replace, refused, locked, not-ready); for compute.cluster also
     the job script that would be submitted.  Exit code: what the run would end with before
     computing."""
-    from . import batch, runtime
+    from . import batch, sessions
 
     def go() -> int:
         log, _, variables, var_sets, overrides = _batch_setup(log_format, False, var, vars_from, set_, scheduler)
@@ -332,7 +329,7 @@ def validate(
         for rec in records:
             cfg = getattr(rec, "config_obj", None)
             if cfg is not None and cfg.compute.cluster is not None:
-                script = runtime.job_script(cfg)
+                script = sessions.job_script(cfg)
                 log.event(
                     "verdict",
                     f"job script ({cfg.compute.cluster.kind}, not submitted; the scheduler address is filled in at run time):\n"

@@ -2,7 +2,7 @@
 
 An output block is a task: read its input region with its halo, compute, write its chunks, record
 it in the ledger (:meth:`Context.block`).  Blocks are run in *tiles*: a tile is a run of blocks
-of one vertical strip (:func:`pipeline.halo.strip_order`) sharing one :class:`~pipeline.halo.HaloReader`,
+of one vertical strip (:func:`pipeline.chunkcache.strip_order`) sharing one :class:`~pipeline.chunkcache.HaloReader`,
 so each input chunk is decoded about once per tile however many neighbouring blocks need it.
 :func:`run_tile` runs a tile's blocks on a number of threads; it is the only block loop, whatever
 runs it:
@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import io, ledger, ops
-from .halo import HaloReader, strip_order
+from . import io, ops, sources, zarrchunks
+from .chunkcache import HaloReader, strip_order
 from .plan import Plan
 
 if TYPE_CHECKING:
     from .runner import Prepared
-    from .runtime import Session
+    from .sessions import Session
 
 ProgressFn = Callable[[int, int], None]
 Record = Callable[[tuple[int, ...]], None]
@@ -57,7 +57,7 @@ IN_FLIGHT = 2
 #: tasks per worker thread the blocks are cut into, where the image has enough blocks (balance)
 TILES_PER_THREAD = 2
 
-#: Decoded input chunks a tile may cache (see :mod:`pipeline.halo`): blocks are visited in
+#: Decoded input chunks a tile may cache (see :mod:`pipeline.chunkcache`): blocks are visited in
 #: vertical strips narrow enough that two chunk rows of a strip, with the neighbouring chunk
 #: column on each side (decoded for the halo), fit in it.  Each strip has its own cache, so the
 #: memory does not grow with the image; the neighbouring columns are decoded once more per strip
@@ -159,12 +159,12 @@ def write(target: Any, record: Record | None, index: tuple[int, ...], region: tu
     if plan.multi:
         parts = ops.unpack(plan, block)
         for st in plan.stats:
-            io.write_block(target[st], region, parts[st])
+            zarrchunks.write_block(target[st], region, parts[st])
         ranges = {st: _range(parts[st], plan.fill_values.get(st)) for st in plan.stats}
         if record is not None:
             record(index)
         return {st: r[0] for st, r in ranges.items()}, {st: r[1] for st, r in ranges.items()}
-    io.write_block(target, region, block)
+    zarrchunks.write_block(target, region, block)
     if record is not None:
         record(index)
     return _range(block, plan.fill_values.get(plan.stats[0]))
@@ -181,26 +181,23 @@ class Job:
     token: str
 
 
+def _where(prep: Prepared, name: str) -> str:
+    spec = prep.config.inputs[name]
+    return f"inputs.{name} ({io.location(spec.path, spec.array)})"
+
+
 def checked_input(prep: Prepared, name: str, arr: Any) -> Any:
     """An input whose failing chunk reads name the input and the chunk key."""
-    if not hasattr(arr, "store_path"):  # not a zarr array
-        return arr
-    spec = prep.config.inputs[name]
-    return io.CheckedInput(arr, f"inputs.{name} ({io.describe(spec.path, spec.array)})")
+    return sources.checked(arr, _where(prep, name))
 
 
 def lazy_input(prep: Prepared, name: str, arr: Any) -> Any:
     """A dask view of an input whose chunk read errors name the array and the chunk key."""
-    import dask.array as da
-
-    if not hasattr(arr, "store_path"):  # not a zarr array (tests may pass others)
-        return da.from_zarr(arr)
-    token = ledger.fingerprint([str(arr.store_path), arr.path, io._jsonable(arr.metadata.to_dict())])[:24]
-    return da.from_array(checked_input(prep, name, arr), chunks=arr.chunks, name=f"input-{name}-{token}", asarray=False, fancy=False)
+    return sources.dask_view(arr, name, _where(prep, name))
 
 
 def chunk_path(prep: Prepared) -> bool:
-    """Whether blocks are read chunk by chunk (:class:`~pipeline.halo.HaloReader`): every input
+    """Whether blocks are read chunk by chunk (:class:`~pipeline.chunkcache.HaloReader`): every input
     of the plan's shape (no broadcasting) and no periodic boundary (dask builds those halos)."""
     plan = prep.plan
     return not plan.wrap_axes and all(tuple(a.shape) == plan.in_shape for a in prep.arrays.values())
@@ -213,13 +210,13 @@ class Context:
         prep = job.prep
         plan = self.plan = prep.plan
         self.record = job.record
-        self.target = io.direct(job.target)
-        self.chunks = {n: io.read_chunks(a) for n, a in prep.arrays.items()}
+        self.target = zarrchunks.direct(job.target)
+        self.chunks = {n: sources.storage_chunks(a) for n, a in prep.arrays.items()}
         self.strip = strip_width(plan, list(self.chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()])
         self.fast = chunk_path(prep)
         if self.fast:
             self.checked = {n: checked_input(prep, n, a) for n, a in prep.arrays.items()}
-            self.direct = {n: io.DirectChunks.of(a, getattr(self.checked[n], "name", n)) for n, a in prep.arrays.items()}
+            self.direct = {n: zarrchunks.DirectChunks.of(a, getattr(self.checked[n], "name", n)) for n, a in prep.arrays.items()}
         else:
             self.result = ops.build(plan, {n: lazy_input(prep, n, a) for n, a in prep.arrays.items()})
 
@@ -227,7 +224,7 @@ class Context:
         chunked = self.direct[name]
         if chunked is not None:  # one whole storage chunk, decoded in this thread
             return chunked.read(tuple(sl.start // c for sl, c in zip(region, chunked.chunks)))
-        return io.read_region(self.checked[name], region)
+        return sources.read_region(self.checked[name], region)
 
     def group(self, index: Sequence[int], by_strip: bool) -> int | None:
         """The chunk cache a block reads through: one per strip, or one for the whole tile (a
@@ -407,7 +404,7 @@ def execute(
         ordered = [idx for idx in strip_order(plan.nblocks, ctx.strip) if idx in wanted]
         run_tile(ctx, ordered, session.threads, lambda lo, hi: tally.add(lo, hi, n=1))
         return len(todo), tally.lo, tally.hi
-    strip = strip_width(plan, [io.read_chunks(a) for a in prep.arrays.values()], [a.dtype.itemsize for a in prep.arrays.values()])
+    strip = strip_width(plan, [sources.storage_chunks(a) for a in prep.arrays.values()], [a.dtype.itemsize for a in prep.arrays.values()])
     parts = tiles(plan.nblocks, strip, todo, session.threads)
     if len(parts) > 1 and getattr(session, "prime_seconds", None) is not None:
         _prime_workers(session, job)

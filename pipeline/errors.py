@@ -96,3 +96,12 @@ class NotReadyError(PipelineError):
     ``unstored_chunks: not-ready``): nothing was written; a later retry may succeed."""
 
     exit_code = ExitCode.NOT_READY
+
+
+def interrupted_message(exc: BaseException) -> str:
+    """What an interrupted run says: by which signal, and how many blocks are kept (from the
+    ``pipeline_result`` that :func:`pipeline.runner.run` attaches once the output is open)."""
+    res = getattr(exc, "pipeline_result", None)
+    kept = f"; {res.skipped + res.computed} of {res.blocks} blocks are done and kept" if res is not None else ""
+    why = f" by {exc.args[0]}" if exc.args else ""
+    return f"interrupted{why}{kept}; rerun the same config to resume"

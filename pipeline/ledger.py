@@ -16,7 +16,7 @@ nothing that was recorded; a power loss may (the OS may not have flushed chunk d
 ``pipeline verify`` after one.
 
 The fingerprint is a SHA-256 of the resolved config (without execution-only keys: ``compute`` and
-``output.overwrite``), the package version, each input's identity (:func:`pipeline.io.input_identity`)
+``output.overwrite``), the package version, each input's identity (:meth:`pipeline.sources.InputSource.identity`)
 and the output grid (shape, dtype, chunks, processing blocks).  Same fingerprint: a rerun resumes.
 """
 
@@ -101,9 +101,6 @@ class Ledger:
         tmp = self.root / "grid.json.tmp"
         tmp.write_text(json.dumps({"fingerprint": self.fp, **grid}))
         os.replace(tmp, self.root / "grid.json")
-
-    def exists(self) -> bool:
-        return (self.root / "grid.json").exists() and self.done_dir.is_dir()
 
     def done(self) -> set[tuple[int, ...]]:
         try:

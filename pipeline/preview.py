@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import io, ledger, readiness, runner, runtime
+from . import io, ledger, readiness, runner, sessions
 from .config import LOCAL_SCHEDULERS, Config
 from .errors import ExitCode, LockedError, OutputError
 from .lock import is_stale, read_lock
@@ -35,16 +35,16 @@ def preview(cfg: Config, *, overwrite: bool | None = None) -> Preview:
     """The verdict for ``cfg``.  User errors (bad input, not ready) are raised as in a run; an
     output that a run would refuse or find locked is a verdict (``refused`` / ``locked``)."""
     readiness.check_markers(cfg)
-    mode = runtime.resolve(cfg)  # what run refuses (e.g. compute.scheduler with compute.cluster)
+    mode = sessions.resolve(cfg)  # what run refuses (e.g. compute.scheduler with compute.cluster)
     prep = runner.prepare(cfg)
     if mode in LOCAL_SCHEDULERS:  # a task larger than this machine: refused here as by run
         workers = 1 if mode == "synchronous" else cfg.compute.workers or os.cpu_count() or 1
-        runtime.check_local_memory(prep.plan.task_bytes, workers)
+        sessions.check_local_memory(prep.plan.task_bytes, workers)
     unstored = readiness.check(cfg, prep.arrays)
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
     out = Preview("new", "the output does not exist yet: every block would be computed", prep, unstored)
     path, array = cfg.output.path, cfg.output.array
-    where = io.describe(path, array)
+    where = io.location(path, array)
     blocks = sum(1 for _ in runner.block_regions(prep.plan))
     names = runner.output_names(prep.plan, array)
     if not io.is_local(path):

@@ -39,7 +39,7 @@ class InputReadiness:
     chunks: int  #: chunks (shards, for sharded arrays) in the grid
     unstored: list[str] = field(default_factory=list)  #: keys of the chunks not stored, in grid order
 
-    def describe(self) -> str:
+    def message(self) -> str:
         keys = ", ".join(self.unstored[:SHOWN]) + (", ..." if len(self.unstored) > SHOWN else "")
         return f"{len(self.unstored)} of {self.chunks} chunks of {self.where} are not stored (read as the fill value): {keys}"
 
@@ -91,10 +91,10 @@ def check(cfg: Config, arrays: Mapping[str, Any]) -> list[InputReadiness]:
         total, missing = unstored_chunks(arr)
         if not missing:
             continue
-        rep = InputReadiness(name, io.describe(spec.path, spec.array), total, missing)
+        rep = InputReadiness(name, io.location(spec.path, spec.array), total, missing)
         if spec.unstored_chunks == "not-ready":
-            raise NotReadyError(f"not ready: {rep.describe()}; retry later", where=f"inputs.{name}")
+            raise NotReadyError(f"not ready: {rep.message()}; retry later", where=f"inputs.{name}")
         if spec.unstored_chunks == "error":
-            raise InputError(f"{rep.describe()} (unstored_chunks: error)", where=f"inputs.{name}")
+            raise InputError(f"{rep.message()} (unstored_chunks: error)", where=f"inputs.{name}")
         found.append(rep)
     return found

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, io, ledger, metadata, runtime, safety, urlledger
+from . import engine, io, ledger, metadata, safety, sessions, sources, urlledger
 from .config import Config, load_config
-from .errors import LockedError, OutputError, WriteError
 from .engine import block_regions, input_regions, strip_width  # noqa: F401 - part of this module's API
+from .errors import LockedError, OutputError, WriteError
 from .lock import OutputLock
 from .plan import ArraySpec, Plan, check_inputs, make_plan
 
@@ -43,6 +43,8 @@ class Prepared:
     nodata_source: dict[str, str] = field(default_factory=dict)
     #: the inputs' grid-mapping (CRS) variable, carried to the output: (name, value, attributes)
     grid_mapping: tuple[str, Any, dict[str, Any]] | None = None
+    #: the used inputs as :class:`~pipeline.sources.InputSource` (``arrays`` holds their arrays)
+    sources: dict[str, Any] = field(default_factory=dict)
 
 
 #: RunResult.status values (also used by batch reports)
@@ -76,7 +78,7 @@ class RunResult:
         self.minimum, self.maximum = lo.get(stats[0]), hi.get(stats[0])
 
     def summary(self) -> str:
-        where = io.describe(self.output, self.array)
+        where = io.location(self.output, self.array)
         if self.status == UP_TO_DATE:
             return f"{where} is up to date ({_blocks(self.blocks)}, shape {self.shape}, dtype {self.dtype}); nothing to compute"
         if self.status == FAILED:
@@ -100,13 +102,13 @@ def _blocks(n: int) -> str:
 def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prepared:
     """Validate a config against its inputs and plan the run; reads metadata only."""
     cfg = config if isinstance(config, Config) else load_config(config)
+    opened: dict[str, sources.InputSource] = {}
     zarrs = {}
     specs = {}
     for name, spec in cfg.inputs.items():
-        where = f"inputs.{name}"
-        arr = io.open_input(spec.path, spec.array, where=where, storage_options=spec.storage_options)
-        zarrs[name] = arr
-        specs[name] = io.spec_of(name, arr, io.describe(spec.path, spec.array))
+        src = opened[name] = sources.open_source(spec.path, spec.array, where=f"inputs.{name}", storage_options=spec.storage_options)
+        zarrs[name] = src.array
+        specs[name] = sources.spec_of(name, src)
         check_inputs([specs[name]])  # dtype, emptiness: named by store and array
     nodata, nodata_source = _nodata(cfg, zarrs)
     plan = make_plan(
@@ -128,17 +130,14 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     io.check_not_overlapping(cfg.output.path, {n: cfg.inputs[n].path for n in plan.expr.names}, cfg.output.array)
     io.check_output_target(cfg.output.path)
     first = plan.expr.names[0]
-    coords = {}
-    if specs[first].dims:
-        spec = cfg.inputs[first]
-        coords = io.input_coords(spec.path, spec.array, specs[first].dims, specs[first].shape, spec.storage_options)
+    coords = opened[first].coords()
     attrs = _common_attrs(used)
     gm = attrs.get("grid_mapping")
-    spec = cfg.inputs[first]
-    grid_mapping = io.scalar_variable(spec.path, spec.array, gm, spec.storage_options) if isinstance(gm, str) else None
+    grid_mapping = opened[first].scalar(gm) if isinstance(gm, str) else None
     _check_local_output(cfg, plan, extra=[gm] if grid_mapping is not None else ())
     return Prepared(
         config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=attrs,
+        sources={n: opened[n] for n in used},
         nodata_source={n: v for n, v in nodata_source.items() if n in plan.expr.names},
         grid_mapping=(gm, *grid_mapping) if grid_mapping is not None else None,
     )
@@ -245,7 +244,7 @@ def execute(
     blocks: Sequence[tuple[int, ...]] | None = None,
     record: Callable[[tuple[int, ...]], None] | None = None,
     progress: ProgressFn | None = None,
-    session: runtime.Session | None = None,
+    session: sessions.Session | None = None,
 ) -> tuple[int, Any, Any]:
     """Compute and write the output blocks ``blocks`` (default: all), calling ``record(index)``
     inside the task right after each block is written; returns (blocks written, min, max).
@@ -257,12 +256,12 @@ def execute(
 
     Every scheduler runs the same block task through :func:`pipeline.engine.execute`: read the
     block's inputs with their halo, compute, write, record; a bounded number of blocks in
-    flight, so memory does not grow with the image.  ``session`` (from :func:`runtime.session`)
+    flight, so memory does not grow with the image.  ``session`` (from :func:`sessions.session`)
     says where the tasks run; without one, a session for the config is opened for this call."""
     if session is not None:
-        runtime.check_session(prep.config, session)
+        sessions.check_session(prep.config, session)
         return engine.execute(prep, target, session, blocks=blocks, record=record, progress=progress)
-    with runtime.session(prep.config, task_bytes=prep.plan.task_bytes) as sess:
+    with sessions.session(prep.config, task_bytes=prep.plan.task_bytes) as sess:
         return engine.execute(prep, target, sess, blocks=blocks, record=record, progress=progress)
 
 
@@ -279,8 +278,8 @@ def fingerprint_doc(prep: Prepared) -> dict[str, Any]:
         "version": __version__,
         "config": cfg,
         "inputs": {
-            n: io.input_identity(a, prep.config.inputs[n].path, prep.config.inputs[n].array, prep.config.inputs[n].storage_options)
-            for n, a in prep.arrays.items()
+            n: prep.sources[n].identity()
+            for n in prep.arrays
         },
         "grid": _grid(plan),
         # nodata taken from attributes or switched off: not visible in the config dump
@@ -303,8 +302,8 @@ def run(
     *,
     progress: ProgressFn | None = None,
     overwrite: bool | None = None,
-    notify: runtime.Notify | None = None,
-    session: runtime.Session | None = None,
+    notify: sessions.Notify | None = None,
+    session: sessions.Session | None = None,
     force: bool = False,
 ) -> RunResult:
     """Run a config (a path, a mapping or a :class:`Config`) and return what was done.
@@ -314,7 +313,7 @@ def run(
     config is replaced only with ``overwrite`` (default: the config's ``output.overwrite``).  An
     exception that ends the run carries ``exc.pipeline_result`` (status ``failed``, blocks
     computed) when the output had been opened.  ``notify`` receives one-line messages about the
-    scheduler (dashboard link, warnings).  ``session`` (from :func:`runtime.session`) runs the
+    scheduler (dashboard link, warnings).  ``session`` (from :func:`sessions.session`) runs the
     tasks; without one, a session for the config is opened for this run and closed after it.
     ``force`` recomputes every block whatever the ledger or the output's state says (an output
     written by another config still needs ``overwrite``).
@@ -329,7 +328,7 @@ def run(
     store = io.local_path(cfg.output.path)
     # the lock first (a second run exits at once), then the scheduler/cluster is started and
     # checked (storage reachable, tasks fit) before anything is written
-    with OutputLock(ledger.sidecar(store) / "lock", io.describe(cfg.output.path, cfg.output.array)) as lock:
+    with OutputLock(ledger.sidecar(store) / "lock", io.location(cfg.output.path, cfg.output.array)) as lock:
         with _session(prep, session, notify) as sess:
             return _run_locked(prep, t0, progress, overwrite, store, lock, sess, force=force)
 
@@ -353,23 +352,23 @@ def _new_ledger(cfg: Config, store: str, array: str, fp: str) -> Any:
 
 
 @contextlib.contextmanager
-def _session(prep: Prepared, given: runtime.Session | None, notify: runtime.Notify | None) -> Iterator[runtime.Session]:
+def _session(prep: Prepared, given: sessions.Session | None, notify: sessions.Notify | None) -> Iterator[sessions.Session]:
     """The session given (checked for this run), or one opened for this run."""
     if given is not None:
-        runtime.check_session(prep.config, given, task_bytes=prep.plan.task_bytes, notify=notify)
+        sessions.check_session(prep.config, given, task_bytes=prep.plan.task_bytes, notify=notify)
         yield given
         return
-    with runtime.session(prep.config, task_bytes=prep.plan.task_bytes, notify=notify) as sess:
+    with sessions.session(prep.config, task_bytes=prep.plan.task_bytes, notify=notify) as sess:
         yield sess
 
 
 def _run_locked(
     prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, store: str, lock: OutputLock | _NoLock,
-    session: runtime.Session, *, force: bool = False,
+    session: sessions.Session, *, force: bool = False,
 ) -> RunResult:
     cfg, plan = prep.config, prep.plan
     path, array = cfg.output.path, cfg.output.array
-    where = io.describe(path, array)
+    where = io.location(path, array)
     doc = fingerprint_doc(prep)
     fp = ledger.fingerprint(doc)
     grid = _grid(plan)
@@ -418,6 +417,7 @@ def _run_locked(
             found = _find_ledger(cfg, store, array, fp)
 
     done: set[tuple[int, ...]] = set()
+    led = None  # the resume ledger, once the output is open
     try:
         coords = _out_coords(prep)
         if replace:  # coordinates too are replaced only once the new arrays are complete
@@ -455,7 +455,7 @@ def _run_locked(
             _swap(prep, store, names, coords)
         io.finalize(path, cfg.output.storage_options)
     except BaseException as exc:
-        computed = max(0, len(led.done()) - len(done)) if "led" in locals() else 0
+        computed = max(0, len(led.done()) - len(done)) if led is not None else 0
         result.status, result.computed = FAILED, computed
         result.seconds = time.perf_counter() - t0
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -45,7 +45,7 @@ class ArrayReport:
         return not self.damaged and not self.missing
 
     def lines(self) -> list[str]:
-        name = io.describe(self.store, self.array)
+        name = io.location(self.store, self.array)
         status = {None: "", True: ", complete", False: ", INCOMPLETE"}[self.complete]
         out = [
             f"{name}: {self.stored} of {self.chunks} chunks stored and readable, "
@@ -85,7 +85,7 @@ def verify_array(path: str, array: str, *, mark: bool = True, workers: int | Non
     for k in grid_shape:
         n *= k
     if n > MAX_CHUNKS:  # a hostile zarr.json (shape 2**40 x 2**40) must not build a huge list
-        raise OutputError(f"{n:,} chunks in the grid, more than {MAX_CHUNKS:,}; not a pipeline output", where=io.describe(path, array))
+        raise OutputError(f"{n:,} chunks in the grid, more than {MAX_CHUNKS:,}; not a pipeline output", where=io.location(path, array))
     everything = list(itertools.product(*(range(n) for n in grid_shape)))
     report.chunks = len(everything)
     stored = io.stored_chunk_keys(arr)
@@ -142,7 +142,7 @@ def _mark(path: str, array: str, state: dict[str, Any], grid: dict[str, Any], ke
     safety.check_sidecar(ledger.sidecar(store), [name], {})
     bad_keys = {k for k, _ in report.damaged} | set(report.missing)
     bad_blocks = {ledger.chunk_block(grid, c) for c, k in keys.items() if k in bad_keys}
-    with OutputLock(ledger.sidecar(store) / "lock", io.describe(path, array)):
+    with OutputLock(ledger.sidecar(store) / "lock", io.location(path, array)):
         fp = state["fingerprint"]
         found = ledger.find(store, name, fp)
         if found is None:  # a complete output whose ledger was removed: rebuild it as all done

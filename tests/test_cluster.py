@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 import yaml
 import zarr
+from cluster_helpers import Cluster, SlowRecord, make_ca, recorded, worker_env
+from reference import seed_loop
 from typer.testing import CliRunner
 
-from cluster_helpers import Cluster, SlowRecord, make_ca, recorded, worker_env
-from pipeline import io, runner, runtime
+from pipeline import io, runner, sessions
 from pipeline.cli import app
 from pipeline.config import load_config, parse_config
 from pipeline.errors import PipelineError
-from reference import seed_loop
 
 pytest.importorskip("distributed")
 
@@ -194,7 +194,7 @@ def test_worker_sigkilled_mid_run_is_replaced_and_the_output_is_complete(data, c
 
     def work():
         try:
-            with runtime.session(prep.config, task_bytes=prep.plan.task_bytes) as sess:
+            with sessions.session(prep.config, task_bytes=prep.plan.task_bytes) as sess:
                 runner.execute(prep, target, record=SlowRecord(str(markers), 0.3), session=sess)
         except BaseException as e:  # noqa: BLE001 - reported by the test thread
             failure.append(e)
@@ -223,7 +223,7 @@ def test_local_cluster_from_config_on_loopback_and_resume_on_another_cluster(dat
     cfg = parse_config(
         config(data, tmp_path / "local.zarr", scheduler="local-cluster", workers=2, threads_per_worker=1, memory_limit="1GiB")
     )
-    with runtime.session(cfg, task_bytes=1) as sess:
+    with sessions.session(cfg, task_bytes=1) as sess:
         info = sess.client.scheduler_info(n_workers=-1)
         assert sess.client.scheduler.address.startswith("tls://127.0.0.1:")  # TLS, temporary credentials
         port = sess.client.scheduler.address.rsplit(":", 1)[1]
@@ -253,7 +253,7 @@ def test_local_cluster_from_config_on_loopback_and_resume_on_another_cluster(dat
     # ... finished on another one (the dask scheduler processes)
     other = parse_config(config(data, tmp_path / "moved.zarr", scheduler=cluster.address))
     rest = [(i, j) for i in range(3) for j in range(4) if (i, j) not in first]
-    with runtime.session(other) as sess:
+    with sessions.session(other) as sess:
         runner.execute(runner.prepare(other), zarr.open_group(tmp_path / "moved.zarr", mode="a")["result"], blocks=rest, session=sess)
     assert chunk_bytes(tmp_path / "moved.zarr") == chunk_bytes(threads_out)
 
@@ -349,7 +349,7 @@ def test_s3_output_interrupted_mid_run_resumes_from_its_ledger_byte_identical(da
 
 def test_process_local_memory_store_is_refused_on_a_cluster(data, cluster, tmp_path):
     for scheduler in (cluster.address, "processes", "local-cluster"):
-        with pytest.raises(runtime.ClusterError, match=r"output\.path: memory://out\.zarr is an in-memory store local to this process"):
+        with pytest.raises(sessions.ClusterError, match=r"output\.path: memory://out\.zarr is an in-memory store local to this process"):
             runner.run(config(data, "memory://out.zarr", scheduler=scheduler))
     # with threads the same store works: it is the same process
     runner.run(config(data, "memory://out.zarr", scheduler="threads"))
@@ -374,24 +374,24 @@ def test_a_task_larger_than_any_worker_is_refused_before_anything_is_written(clu
     }
     task = runner.prepare(cfg).plan.task_bytes
     assert task > 2 * 2**30  # the fixture's worker has a 2 GiB limit
-    with pytest.raises(runtime.ClusterError, match=r"compute\.memory_limit: a task needs about .* largest worker memory limit is 2\.00 GiB"):
+    with pytest.raises(sessions.ClusterError, match=r"compute\.memory_limit: a task needs about .* largest worker memory limit is 2\.00 GiB"):
         runner.run(cfg)
     assert not (tmp_path / "out.zarr").exists()
 
 
 def test_memory_check_rules():
     gib = 2**30
-    runtime.check_memory(gib, [{"name": "w", "memory_limit": gib, "nthreads": 1}])  # fits exactly
-    runtime.check_memory(10 * gib, [{"name": "w", "memory_limit": 0, "nthreads": 4}])  # unlimited
-    with pytest.raises(runtime.ClusterError):
-        runtime.check_memory(gib + 1, [{"name": "w", "memory_limit": gib, "nthreads": 1}])
+    sessions.check_memory(gib, [{"name": "w", "memory_limit": gib, "nthreads": 1}])  # fits exactly
+    sessions.check_memory(10 * gib, [{"name": "w", "memory_limit": 0, "nthreads": 4}])  # unlimited
+    with pytest.raises(sessions.ClusterError):
+        sessions.check_memory(gib + 1, [{"name": "w", "memory_limit": gib, "nthreads": 1}])
     said = []
-    runtime.check_memory(gib // 2, [{"name": "w", "memory_limit": gib, "nthreads": 4}], said.append)
+    sessions.check_memory(gib // 2, [{"name": "w", "memory_limit": gib, "nthreads": 4}], said.append)
     assert len(said) == 1 and "4 threads" in said[0]
     # a job queue's workers: memory per job split between its processes
     spec = parse_config({"inputs": {"a": {"path": "x"}}, "op": "a", "window": {"size": 3}, "output": {"path": "o"},
                          "compute": {"cluster": {"kind": "slurm", "cores": 8, "memory": "16GiB", "processes": 2, "jobs": 3}}})
-    workers = runtime._cluster_workers(spec.compute.cluster)
+    workers = sessions._cluster_workers(spec.compute.cluster)
     assert len(workers) == 6 and all(w["memory_limit"] == 8 * gib and w["nthreads"] == 4 for w in workers)
 
 
@@ -403,12 +403,12 @@ def test_plain_tcp_to_another_host_is_warned_about(data, tmp_path):
     said = []
     # TEST-NET-1 (RFC 5737): never routed, so the connection fails after the warning
     cfg = config(data, tmp_path / "out.zarr", scheduler="tcp://192.0.2.1:8786", worker_timeout=1)
-    with pytest.raises(runtime.ClusterError, match=r"compute\.scheduler: cannot reach the scheduler at tcp://192\.0\.2\.1:8786"):
+    with pytest.raises(sessions.ClusterError, match=r"compute\.scheduler: cannot reach the scheduler at tcp://192\.0\.2\.1:8786"):
         runner.run(cfg, notify=said.append)
     assert said and "plain tcp to tcp://192.0.2.1:8786" in said[0] and "tls://" in said[0]
     assert not (tmp_path / "out.zarr").exists()
-    assert runtime.is_loopback("tcp://127.0.0.1:1") and runtime.is_loopback("tcp://localhost:1")
-    assert runtime.is_loopback("tcp://[::1]:8786") and not runtime.is_loopback("tcp://10.0.0.1:8786")
+    assert sessions.is_loopback("tcp://127.0.0.1:1") and sessions.is_loopback("tcp://localhost:1")
+    assert sessions.is_loopback("tcp://[::1]:8786") and not sessions.is_loopback("tcp://10.0.0.1:8786")
 
 
 def test_tls_scheduler_with_certificates_from_the_config(data, threads_out, tmp_path):
@@ -429,9 +429,9 @@ def test_tls_scheduler_with_certificates_from_the_config(data, threads_out, tmp_
         runner.run(tmp_path / "tls.yaml")
         assert chunk_bytes(tmp_path / "tls.zarr") == chunk_bytes(threads_out)
         # no certificates: a clear error naming the key, nothing written
-        with pytest.raises(runtime.ClusterError, match=r"compute\.security: tls://.* needs TLS certificates"):
+        with pytest.raises(sessions.ClusterError, match=r"compute\.security: tls://.* needs TLS certificates"):
             runner.run(config(data, tmp_path / "none.zarr", scheduler=c.address))
-        with pytest.raises(runtime.ClusterError, match=r"compute\.security\.ca_file: certificate file .*nope.pem does not exist"):
+        with pytest.raises(sessions.ClusterError, match=r"compute\.security\.ca_file: certificate file .*nope.pem does not exist"):
             runner.run(config(data, tmp_path / "none.zarr", scheduler=c.address, security={"ca_file": str(tmp_path / "nope.pem"), "cert": certs["cert"]}))
         assert not (tmp_path / "none.zarr").exists()
     except BaseException:
@@ -471,8 +471,8 @@ def test_slurm_job_script_is_printed_by_validate_with_the_requested_resources(da
     assert r.exit_code == 2 and "compute.cluster.kind: sbatch not found" in r.output, r.output
     assert not (tmp_path / "out.zarr").exists()
     # a scheduler given with a cluster is a contradiction
-    with pytest.raises(runtime.ClusterError, match=r"compute\.scheduler: compute\.cluster starts its own scheduler"):
-        runtime.resolve(parse_config({**cfg, "compute": {**cfg["compute"], "scheduler": "threads"}}))
+    with pytest.raises(sessions.ClusterError, match=r"compute\.scheduler: compute\.cluster starts its own scheduler"):
+        sessions.resolve(parse_config({**cfg, "compute": {**cfg["compute"], "scheduler": "threads"}}))
 
 
 def test_scheduler_option_of_the_cli(data, tmp_path):

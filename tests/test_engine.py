@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import yaml
 import zarr
+from reference import brute_window, brute_window_sum
 from typer.testing import CliRunner
 
-from pipeline import engine, halo, runner, runtime
+from pipeline import chunkcache, engine, runner, sessions
 from pipeline.cli import app
 from pipeline.config import parse_config
-from reference import brute_window, brute_window_sum
 
 W = 5
 
@@ -61,7 +61,7 @@ def create(prep: runner.Prepared):
     return runner._create_outputs(prep, names, {"complete": False}, overwrite=False)[prep.plan.stats[0]]
 
 
-class PoolSession(runtime.Session):
+class PoolSession(sessions.Session):
     """A session whose executor is a thread pool of this process: the submit/wait path of the
     process pool and the Client, observable from the test (tasks pending at once)."""
 
@@ -145,7 +145,7 @@ def test_periodic_boundary_blocks_from_the_lazy_graph_on_an_executor(small, tmp_
 def test_chunks_held_and_tasks_in_flight_do_not_grow_with_the_number_of_blocks(tmp_path, monkeypatch):
     held: list[int] = []
 
-    class Counting(halo.HaloReader):
+    class Counting(chunkcache.HaloReader):
         def read(self, region, group=None):
             out = super().read(region, group)
             held.append(self.cached)
@@ -174,7 +174,7 @@ def test_chunks_held_and_tasks_in_flight_do_not_grow_with_the_number_of_blocks(t
 
 @pytest.mark.parametrize("nblocks,strip,threads", [((8, 8), 6, 2), ((16, 16), 4, 16), ((3, 1), 6, 4), ((2, 3, 5), 2, 3), ((1, 40), 6, 2)])
 def test_tiles_cover_every_block_once_in_strip_order(nblocks, strip, threads):
-    order = halo.strip_order(nblocks, 1)
+    order = chunkcache.strip_order(nblocks, 1)
     got = engine.tiles(nblocks, strip, order, threads)
     flat = [b for t in got for b in t]
     assert sorted(flat) == sorted(order) and len(flat) == len(set(flat))

@@ -79,11 +79,11 @@ def test_disk_window_at_the_limit_still_plans():
 
 
 def test_task_larger_than_the_machine_is_refused_for_threads(tmp_path, monkeypatch):
-    from pipeline import runtime
+    from pipeline import sessions
 
     monkeypatch.chdir(tmp_path)
     small_input(tmp_path / "in.zarr", shape=(512, 512), chunks=(512, 512))
-    monkeypatch.setattr(runtime, "machine_memory", lambda: 2**20)  # a 1 MiB machine
+    monkeypatch.setattr(sessions, "machine_memory", lambda: 2**20)  # a 1 MiB machine
     for cmd in ("validate", "run"):
         res = cli.invoke(app, [cmd, str(cfg_file(tmp_path, compute={"chunks": 512, "scheduler": "threads"}))])
         assert res.exit_code == 2, res.output

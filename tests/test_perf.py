@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import pipeline
 from pipeline import fastsum, runner
-from pipeline.halo import HaloReader, strip_order
+from pipeline.chunkcache import HaloReader, strip_order
 from reference import brute_window_sum, seed_loop
 
 needs_numba = pytest.mark.skipif(not fastsum.AVAILABLE, reason="numba not installed: the numpy path is used")
@@ -298,9 +298,9 @@ def _files(root):
     ],
 )
 def test_direct_chunks_write_the_bytes_zarr_writes(tmp_path, dtype, shape, chunks, fill):
-    """io.DirectChunks encodes with zarr's own codecs in the calling thread: every stored file is
+    """zarrchunks.DirectChunks encodes with zarr's own codecs in the calling thread: every stored file is
     byte-identical to zarr's, edge chunks padded alike, and its reads equal zarr's."""
-    from pipeline import io
+    from pipeline import io, zarrchunks
 
     rng = np.random.default_rng(3)
     data = rng.normal(0, 1000, shape).astype(dtype)
@@ -308,38 +308,38 @@ def test_direct_chunks_write_the_bytes_zarr_writes(tmp_path, dtype, shape, chunk
     by_zarr = io.create_output(str(tmp_path / "z.zarr"), "r", **kw)
     by_zarr[...] = data
     mine = io.create_output(str(tmp_path / "d.zarr"), "r", **kw)
-    direct = io.DirectChunks.of(mine)
+    direct = zarrchunks.DirectChunks.of(mine)
     assert direct is not None
     full = tuple(slice(0, n) for n in shape)
     direct.write_region(full, data)
     assert _files(tmp_path / "d.zarr") == _files(tmp_path / "z.zarr")
-    reader = io.DirectChunks.of(by_zarr)
+    reader = zarrchunks.DirectChunks.of(by_zarr)
     for coords in itertools.product(*(range(-(-n // c)) for n, c in zip(shape, chunks))):
         np.testing.assert_array_equal(reader.read(coords), by_zarr.get_block_selection(coords))
     # a chunk never written reads as the fill value, clipped to the array
     empty = io.create_output(str(tmp_path / "e.zarr"), "r", **kw)
     last = tuple(-(-n // c) - 1 for n, c in zip(shape, chunks))
-    np.testing.assert_array_equal(io.DirectChunks.of(empty).read(last), empty.get_block_selection(last))
+    np.testing.assert_array_equal(zarrchunks.DirectChunks.of(empty).read(last), empty.get_block_selection(last))
 
 
 def test_direct_chunks_refuses_what_it_does_not_handle(tmp_path):
     from zarr.codecs import TransposeCodec
 
-    from pipeline import io
+    from pipeline import zarrchunks
 
     g = zarr.open_group(str(tmp_path / "x.zarr"), mode="w")
     sharded = g.create_array("s", shape=(8, 8), dtype="int32", chunks=(2, 2), shards=(4, 4))
     transposed = g.create_array("t", shape=(8, 8), dtype="int32", chunks=(4, 4), filters=[TransposeCodec(order=(1, 0))])
     mem = zarr.open_group("memory://direct-refuses", mode="w").create_array("m", shape=(4,), dtype="int32", chunks=(2,))
     for arr in (sharded, transposed, mem, np.zeros(3)):
-        assert io.DirectChunks.of(arr) is None
+        assert zarrchunks.DirectChunks.of(arr) is None
     plain = g.create_array("p", shape=(8, 8), dtype="int32", chunks=(4, 4))
     with pytest.raises(ValueError, match="not aligned"):
-        io.DirectChunks.of(plain).write_region((slice(2, 6), slice(0, 4)), np.zeros((4, 4), np.int32))
+        zarrchunks.DirectChunks.of(plain).write_region((slice(2, 6), slice(0, 4)), np.zeros((4, 4), np.int32))
 
 
 def test_direct_chunks_name_a_damaged_input_chunk(tmp_path):
-    from pipeline import io
+    from pipeline import io, zarrchunks
     from pipeline.errors import InputError
 
     g = zarr.open_group(str(tmp_path / "x.zarr"), mode="w")
@@ -350,20 +350,20 @@ def test_direct_chunks_name_a_damaged_input_chunk(tmp_path):
     raw[len(raw) // 2] ^= 0xFF
     key.write_bytes(bytes(raw))
     with pytest.raises(InputError, match="chunk c/1/0 cannot be read") as e:
-        io.DirectChunks.of(arr, "inputs.a").read((1, 0))
+        zarrchunks.DirectChunks.of(arr, "inputs.a").read((1, 0))
     assert e.value.where == "inputs.a"
 
 
 def test_direct_executor_same_bytes_with_and_without_direct_chunks(tmp_path, monkeypatch):
-    """The direct executor's output through io.DirectChunks and through zarr's API is the same,
+    """The direct executor's output through zarrchunks.DirectChunks and through zarr's API is the same,
     file for file."""
-    from pipeline import io
+    from pipeline import zarrchunks
 
     _pair(tmp_path, (70, 90), (16, 32), (32, 16))
     outs = {}
     for mode in ("direct", "zarr"):
         if mode == "zarr":
-            monkeypatch.setattr(io.DirectChunks, "of", classmethod(lambda cls, arr, where=None: None))
+            monkeypatch.setattr(zarrchunks.DirectChunks, "of", classmethod(lambda cls, arr, where=None: None))
         out = tmp_path / f"{mode}.zarr"
         cfg = {
             "inputs": {"a": {"path": str(tmp_path / "in.zarr"), "array": "a"}, "b": {"path": str(tmp_path / "in.zarr"), "array": "b"}},

@@ -403,7 +403,7 @@ def test_disk_full_clear_error_then_resume_identical(work, monkeypatch, fraction
         spend(self, key, value)
         return await original(self, key, value)
 
-    def full_set_sync(self, key, value):  # chunks written by io.DirectChunks
+    def full_set_sync(self, key, value):  # chunks written by zarrchunks.DirectChunks
         spend(self, key, value)
         return original_sync(self, key, value)
 

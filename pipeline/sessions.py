@@ -567,7 +567,7 @@ def _hpc_cluster(cfg: Config, task_bytes: int | None, notify: Notify | None) -> 
         yield client
 
 
-def describe(cfg: Config) -> str:
+def describe_scheduler(cfg: Config) -> str:
     """One line on where a config's tasks would run (``pipeline validate``); starts nothing."""
     try:
         mode = resolve(cfg)
