@@ -33,10 +33,21 @@ INT_TYPES: tuple[np.dtype, ...] = (np.dtype(np.int16), np.dtype(np.int32), np.dt
 def fit(lo: int, hi: int, types: tuple[np.dtype, ...] = INT_TYPES) -> np.dtype | None:
     """The first (smallest) of ``types`` holding ``[lo, hi]``, or None when none does."""
     for dt in types:
-        info = np.iinfo(dt)
-        if int(info.min) <= lo and hi <= int(info.max):
+        mn, mx = _limits(dt)
+        if mn <= lo and hi <= mx:
             return dt
     return None
+
+
+def _limits(dtype: np.dtype) -> tuple[int, int]:
+    limits = _LIMITS.get(dtype)
+    if limits is None:
+        info = np.iinfo(dtype)
+        limits = _LIMITS[dtype] = (int(info.min), int(info.max))
+    return limits
+
+
+_LIMITS: dict[np.dtype, tuple[int, int]] = {}
 
 
 def hull(*bounds: Bounds) -> Bounds:
