@@ -3,7 +3,7 @@
 numpy evaluates ``a**2 - b**2`` on uint8 inputs as five passes over memory with four temporaries
 (two casts, two squares, a subtraction); on a 4096² pair that took longer than the window sum
 itself.  For an expression whose every node is an integer or boolean (the typed tree of
-:mod:`pipeline.expr`), :func:`pointwise` generates one loop that computes each pixel in int64
+:mod:`pipeline.expr.nodes`), :func:`pointwise` generates one loop that computes each pixel in int64
 registers and stores it in the expression's dtype, compiled with numba (``nogil``, so that two
 threads evaluate in parallel).
 
@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import expr as E
 from . import fastsum, safety
+from .expr import Expr, Node, Visitor, nodes
 
 Evaluator = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
@@ -66,67 +66,78 @@ class _Unsupported(Exception):
     pass
 
 
-class _Gen:
+class _Gen(Visitor[str]):
+    """The numba expression computing one pixel of a node, in int64 (or bool)."""
+
     def __init__(self, names: tuple[str, ...]) -> None:
         self.index = {n: i for i, n in enumerate(names)}
 
-    def as_int(self, node: E._Node) -> str:
+    def as_int(self, node: Node) -> str:
         code = self.code(node)
         return code if node.kind == "i" else f"np.int64({code})"
 
-    def code(self, node: E._Node) -> str:
+    def code(self, node: Node) -> str:
         if node.kind not in "ib":
             raise _Unsupported("float node")
         if node.kind == "i" and (node.bounds is None or node.bounds[0] < _I64[0] or node.bounds[1] > _I64[1]):
             raise _Unsupported("bounds beyond int64")
-        if isinstance(node, E._Name):
-            var = f"x{self.index[node.name]}[k]"
-            return f"np.int64({var})" if node.kind == "i" else var
-        if isinstance(node, E._Const):
-            return f"np.int64({int(node.py)})" if node.kind == "i" else ("True" if node.py else "False")
-        if isinstance(node, E._Zeros):
-            return "False"
-        if isinstance(node, E._Pow):
-            if node.kind != "i" or not isinstance(node.exponent, int) or node.exponent < 0:
-                raise _Unsupported("power")
-            if node.exponent == 0:
-                return "np.int64(1)"
-            base = self.as_int(node.base)
-            return f"_ipow({base}, {int(node.exponent)})"
-        if isinstance(node, E._Clip):
-            if node.kind != "i":
-                raise _Unsupported("clip")
-            x, lo, hi = (self.as_int(c) for c in node.children)
-            return f"min(max({x}, {lo}), {hi})"
-        if isinstance(node, E._Where):
-            cond = self.code(node.cond)
-            if node.kind == "i":
-                return f"({self.as_int(node.x)} if {cond} else {self.as_int(node.y)})"
-            return f"({self.code(node.x)} if {cond} else {self.code(node.y)})"
-        if isinstance(node, E._Chain):
-            if any(c is not None and np.dtype(c).kind == "f" for c in node.cdts):
-                raise _Unsupported("float comparison")
-            ops = node.operands
-            parts = [
-                f"({self.as_int(a)} {_COMPARE[u]} {self.as_int(b)})" for u, a, b in zip(node.ufuncs, ops, ops[1:])
-            ]
-            return "(" + " and ".join(parts) + ")"
-        if isinstance(node, E._Ufunc):
-            if node.cdt is not None and node.cdt.kind == "f":
-                raise _Unsupported("float operation")
-            if node.ufunc in _COMPARE:
-                a, b = (self.as_int(c) for c in node.children)
-                return f"({a} {_COMPARE[node.ufunc]} {b})"
-            if node.kind == "b":
-                template = _BOOL_OPS.get(node.ufunc)
-                if template is None:
-                    raise _Unsupported(str(node.ufunc))
-                return template.format(*(self.code(c) for c in node.children))
-            template = _INT_OPS.get(node.ufunc)
+        return self.visit(node)
+
+    def _unhandled(self, node: Node) -> str:
+        raise _Unsupported(type(node).__name__)
+
+    def visit_name(self, node: nodes.Name) -> str:
+        var = f"x{self.index[node.name]}[k]"
+        return f"np.int64({var})" if node.kind == "i" else var
+
+    def visit_const(self, node: nodes.Const) -> str:
+        return f"np.int64({int(node.py)})" if node.kind == "i" else ("True" if node.py else "False")
+
+    def visit_zeros(self, node: nodes.Zeros) -> str:
+        return "False"
+
+    def visit_pow(self, node: nodes.Pow) -> str:
+        if node.kind != "i" or not isinstance(node.exponent, int) or node.exponent < 0:
+            raise _Unsupported("power")
+        if node.exponent == 0:
+            return "np.int64(1)"
+        base = self.as_int(node.base)
+        return f"_ipow({base}, {int(node.exponent)})"
+
+    def visit_clip(self, node: nodes.Clip) -> str:
+        if node.kind != "i":
+            raise _Unsupported("clip")
+        x, lo, hi = (self.as_int(c) for c in node.children)
+        return f"min(max({x}, {lo}), {hi})"
+
+    def visit_where(self, node: nodes.Where) -> str:
+        cond = self.code(node.cond)
+        if node.kind == "i":
+            return f"({self.as_int(node.x)} if {cond} else {self.as_int(node.y)})"
+        return f"({self.code(node.x)} if {cond} else {self.code(node.y)})"
+
+    def visit_chain(self, node: nodes.Chain) -> str:
+        if any(c is not None and np.dtype(c).kind == "f" for c in node.cdts):
+            raise _Unsupported("float comparison")
+        ops = node.operands
+        parts = [f"({self.as_int(a)} {_COMPARE[u]} {self.as_int(b)})" for u, a, b in zip(node.ufuncs, ops, ops[1:])]
+        return "(" + " and ".join(parts) + ")"
+
+    def visit_ufunc(self, node: nodes.Ufunc) -> str:
+        if node.cdt is not None and node.cdt.kind == "f":
+            raise _Unsupported("float operation")
+        if node.ufunc in _COMPARE:
+            a, b = (self.as_int(c) for c in node.children)
+            return f"({a} {_COMPARE[node.ufunc]} {b})"
+        if node.kind == "b":
+            template = _BOOL_OPS.get(node.ufunc)
             if template is None:
                 raise _Unsupported(str(node.ufunc))
-            return template.format(*(self.as_int(c) for c in node.children))
-        raise _Unsupported(type(node).__name__)
+            return template.format(*(self.code(c) for c in node.children))
+        template = _INT_OPS.get(node.ufunc)
+        if template is None:
+            raise _Unsupported(str(node.ufunc))
+        return template.format(*(self.as_int(c) for c in node.children))
 
 
 _TEMPLATE = '''"""Generated by pipeline.compiled: the pointwise loop of one integer expression."""
@@ -149,10 +160,10 @@ def evaluate(out, {args}):
 '''
 
 
-def source(expression: E.Expr, *, cache: bool = True) -> str | None:
+def source(expression: Expr, *, cache: bool = True) -> str | None:
     """The generated module source for ``expression``, or None where it is not supported."""
     try:
-        body = _Gen(expression.names).code(expression._root)
+        body = _Gen(expression.names).code(expression.root)
     except (_Unsupported, KeyError, AttributeError):
         return None
     args = ", ".join(f"x{i}" for i in range(len(expression.names)))
@@ -244,20 +255,20 @@ def _call(text: str, *args: np.ndarray) -> None:
         fresh(*args)
 
 
-def pointwise(expression: E.Expr) -> Evaluator | None:
+def pointwise(expression: Expr) -> Evaluator | None:
     """A compiled evaluator for ``expression`` (same values and dtype as
     :meth:`~pipeline.expr.Expr.evaluate` on inputs of one shape), or None where numba is
     missing or the expression has a float node."""
     if not fastsum.AVAILABLE or expression.dtype.kind not in "biu" or expression.dtype == np.uint64:
         return None
     with _lock:  # generated once per parsed expression, not once per block
-        known = _sources.get(id(expression._root))
+        known = _sources.get(id(expression.root))
     if known is None:
-        known = (expression._root, source(expression))  # the tree is kept: its id stays unique
+        known = (expression.root, source(expression))  # the tree is kept: its id stays unique
         with _lock:
             if len(_sources) >= 256:  # a long-lived process parsing many expressions
                 _sources.clear()
-            _sources[id(expression._root)] = known
+            _sources[id(expression.root)] = known
     text = known[1]
     if text is None:
         return None
