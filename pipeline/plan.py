@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from . import registry
 from .errors import ConfigError, InputError
 from .expr import Expr, parse_expression
+from .registry import FLOAT64, fit, sum_dtype  # noqa: F401 - sum_dtype: the plan's rule, re-exported
 
 #: Auto processing blocks are grown to at least this many pixels per window axis ...
 MIN_AUTO_CHUNK = 256
@@ -35,9 +37,9 @@ MAX_AUTO_CHUNK = 1024
 #: Processing block side when the inputs carry no chunking (numpy arrays).
 DEFAULT_CHUNK = 1024
 
-INT32 = np.dtype("int32")
-INT64 = np.dtype("int64")
-FLOAT64 = np.dtype("float64")
+#: the registries' names, kept here for callers that import them from the plan
+REDUCERS = registry.REDUCER_NAMES
+BOUNDARIES = registry.BOUNDARY_NAMES
 
 _ACCEPTED_KINDS = "biuf"  # bool (masks), signed, unsigned, float
 
@@ -57,7 +59,6 @@ class ArraySpec:
 @dataclass(frozen=True)
 class Plan:
     expr: Expr
-    reduce: str
     boundary: str
     window_axes: tuple[int, ...]
     size: tuple[int, ...]  #: window size per window axis
@@ -67,8 +68,6 @@ class Plan:
     out_shape: tuple[int, ...]
     in_dtypes: Mapping[str, np.dtype]
     acc_dtype: np.dtype  #: dtype the window reduction accumulates in
-    out_dtype: np.dtype
-    out_bounds: tuple[int, int] | None  #: exact bounds of an integer result
     dims: tuple[str, ...]
     storage_chunks: tuple[int, ...]  #: output Zarr chunk shape
     in_chunks: tuple[tuple[int, ...], ...]  #: processing blocks, input coordinates
@@ -88,6 +87,41 @@ class Plan:
     in_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  #: per used input (may broadcast)
 
     @property
+    def reduce(self) -> str:
+        """The statistics as one name (``"mean,std"`` for several)."""
+        return ",".join(self.stats)
+
+    @property
+    def out_dtype(self) -> np.dtype:
+        """The first statistic's output dtype."""
+        return self.out_dtypes[self.stats[0]]
+
+    @property
+    def out_bounds(self) -> tuple[int, int] | None:
+        """Exact bounds of the first statistic's integer result."""
+        return self.stat_bounds[self.stats[0]]
+
+    @property
+    def bnd(self) -> registry.Boundary:
+        """The boundary's registry entry."""
+        return registry.BOUNDARIES[self.boundary]
+
+    @property
+    def area(self) -> int:
+        """Pixels that count in a whole window (the footprint's, or the rectangle's)."""
+        if self.footprint is not None:
+            return sum(map(sum, self.footprint))
+        return math.prod(self.size)
+
+    @property
+    def plain_sum(self) -> bool:
+        """The kernel choice, written once: a lone sum over a plain rectangular window without
+        padding takes the window-sum paths (:mod:`pipeline.fastsum` when no pixel can be missing,
+        else ``kernels.window_sum`` / ``fastwin``); every other plan takes the general
+        every-statistic path."""
+        return self.stats == ("sum",) and self.shape == "rect" and not self.bnd.pads
+
+    @property
     def multi(self) -> bool:
         """Several statistics: ops.build then gives a packed block, one array per statistic."""
         return len(self.stats) > 1
@@ -95,7 +129,7 @@ class Plan:
     @property
     def wrap_axes(self) -> tuple[int, ...]:
         """Window axes whose halo comes from the opposite image edge (dask 'periodic')."""
-        if self.boundary != "wrap":
+        if not self.bnd.periodic:
             return ()
         return tuple(ax for ax in self.window_axes if self.depth[ax] > 0)
 
@@ -116,7 +150,7 @@ class Plan:
             ext *= max(chunks) + 2 * self.depth[ax]
         per_pixel = sum(d.itemsize for d in self.in_dtypes.values())
         per_pixel += 2 * self.expr.dtype.itemsize + 3 * self.acc_dtype.itemsize + self.out_dtype.itemsize
-        if self.stats != ("sum",) or self.shape != "rect" or self.missing_possible or self.boundary not in ("shrink", "valid"):
+        if not self.plain_sum or self.missing_possible:
             # general path: padded copy, missing mask, valid counts, float64 temporaries, every output
             per_pixel += self.expr.dtype.itemsize + 1 + 4 + 3 * 8
             per_pixel += sum(dt.itemsize for dt in self.out_dtypes.values()) * (2 if self.multi else 1)
@@ -132,7 +166,7 @@ class Plan:
             s = sum(chunks[:k])
             e = s + chunks[k]
             a = s - self.depth[ax] if (k > 0 or ax in self.wrap_axes) else s  # where the delivered data starts
-            if ax in self.window_axes and self.boundary == "valid":
+            if ax in self.window_axes and self.bnd.shrinks:
                 i = self.window_axes.index(ax)
                 n = self.in_shape[ax]
                 s, e = max(s, self.lo[i]), min(e, n - self.hi[i])
@@ -151,8 +185,8 @@ class Plan:
             f"reduce {', '.join(self.stats)}, boundary {self.boundary}"
             + (f" (cval {self.cval})" if self.boundary == "constant" else ""),
             *(
-                f"{('output ' + st if self.multi else 'output') + ':':<15}shape {self.out_shape}, dtype {self.out_dtypes.get(st, self.out_dtype)}"
-                + (f", values in [{b[0]}, {b[1]}]" if (b := self.stat_bounds.get(st, self.out_bounds)) else "")
+                f"{('output ' + st if self.multi else 'output') + ':':<15}shape {self.out_shape}, dtype {self.out_dtypes[st]}"
+                + (f", values in [{b[0]}, {b[1]}]" if (b := self.stat_bounds[st]) else "")
                 + (f", fill {self.fill_values[st]}" if self.fill_values.get(st) is not None else "")
                 for st in self.stats
             ),
@@ -170,29 +204,6 @@ def _human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"  # pragma: no cover
-
-
-def sum_dtype(bounds: tuple[int, int] | None, area: int) -> tuple[np.dtype, tuple[int, int] | None]:
-    """Output dtype of a window sum of ``area`` values each within ``bounds``.
-
-    The rule: a float expression gives float64; an integer (or boolean) expression with exact
-    bounds ``[l, h]`` gives sums within ``[min(l, area*l), max(h, area*h)]`` (a truncated window
-    holds between 1 and ``area`` values); the output is int32 when that range fits int32, else
-    int64; beyond int64 the config is refused.
-    """
-    if bounds is None:
-        return FLOAT64, None
-    lo, hi = bounds
-    out = (min(lo, area * lo), max(hi, area * hi))
-    for dt in (INT32, INT64):
-        info = np.iinfo(dt)
-        if info.min <= out[0] and out[1] <= info.max:
-            return dt, out
-    raise ConfigError(
-        f"window sums can reach {out[1] if abs(out[1]) >= abs(out[0]) else out[0]}, beyond int64; "
-        "use a smaller window or scale the expression",
-        where="op",
-    )
 
 
 def _window(size: int | Sequence[int], ndim: int, nwin: int | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -273,15 +284,6 @@ def disk_footprint(size: Sequence[int]) -> np.ndarray:
         c = (w - 1) / 2 - w // 2
         grids.append(((d - c) / r) ** 2)
     return (grids[0][:, None] + grids[1][None, :]) <= 1 + 1e-9
-
-
-def _fit_any(lo: int, hi: int, first: np.dtype | None = None) -> np.dtype | None:
-    """``first`` when it holds ``[lo, hi]``, else the smallest of int16/int32/int64 that does."""
-    for dt in ((first,) if first is not None and first.kind in "iu" else ()) + (np.dtype("int16"), INT32, INT64):
-        info = np.iinfo(dt)
-        if info.min <= lo and hi <= info.max:
-            return np.dtype(dt)
-    return None
 
 
 def _holds(dt: np.dtype, bounds: tuple[int, int] | None, is_float: bool) -> bool:
@@ -368,12 +370,6 @@ def check_inputs(specs: Sequence[ArraySpec]) -> tuple[int, ...]:
     return tuple(shape)
 
 
-REDUCERS = ("sum", "mean", "min", "max", "var", "std", "count")
-BOUNDARIES = ("shrink", "valid", "constant", "reflect", "mirror", "nearest", "wrap")
-#: boundaries that extend the image by padding (scipy.ndimage's modes)
-PADDED = ("constant", "reflect", "mirror", "nearest", "wrap")
-
-
 def make_plan(
     op: str,
     inputs: Mapping[str, ArraySpec],
@@ -390,68 +386,122 @@ def make_plan(
     dtype: str | Mapping[str, str] | None = None,
     fill_value: int | float | None = None,
 ) -> Plan:
-    """Decide everything about a run from input metadata alone (no I/O)."""
+    """Decide everything about a run from input metadata alone (no I/O): the choices checked
+    against the registries, then the window, the missing pixels, the dtypes and the grid."""
     stats = (reduce,) if isinstance(reduce, str) else tuple(reduce)
-    if not stats:
-        raise ConfigError("needs at least one reducer", where="window.reduce")
-    for st in stats:
-        if st not in REDUCERS:
-            raise ConfigError(f"unknown reducer {st!r} (available: {', '.join(REDUCERS)})", where="window.reduce")
-    if len(set(stats)) != len(stats):
-        raise ConfigError(f"reducers must not repeat, got {list(stats)}", where="window.reduce")
-    if boundary not in BOUNDARIES:
-        raise ConfigError(f"unknown boundary {boundary!r} (available: {', '.join(BOUNDARIES)})", where="window.boundary")
-    if shape not in ("rect", "disk"):
-        raise ConfigError(f"unknown window shape {shape!r} (available: rect, disk)", where="window.shape")
-    if isinstance(cval, bool) or not isinstance(cval, (int, float, np.integer, np.floating)) or math.isnan(cval):
-        raise ConfigError(f"must be a number, got {cval!r}", where="window.cval")
+    reds, bnd = check_choices(stats, boundary, shape, cval)
     expr = parse_expression(op, {name: spec.dtype for name, spec in inputs.items()})
     used = [inputs[n] for n in expr.names]
     in_shape = check_inputs(used)
     full = [s for s in used if s.shape == in_shape]
     ref = full[0] if full else used[0]
     ndim = len(in_shape)
+    ref_dims = ref.dims if ref.dims and len(ref.dims) == ndim else None
+    win = plan_window(ndim, ref_dims, reds, size=size, shape=shape, weights=weights, axes=axes)
+    nd_used, missing_possible = plan_nodata(expr, inputs, nodata)
+    values = registry.Values(expr.dtype, registry.window_values(expr.bounds, bnd, cval), win.area, bnd.name, win.weights)
+    out_dtypes, stat_bounds, fills, acc_dtype = plan_dtypes(reds, values, missing_possible, dtype, fill_value)
+    out_shape = output_shape(in_shape, win.axes, win.sizes, bnd)
+    requested = requested_chunks(chunks, win.order)
+    storage = ref.chunks if ref.chunks and len(ref.chunks) == ndim else (None,) * ndim
+    grid = plan_grid(in_shape, out_shape, storage, win, requested, bnd)
+    return Plan(
+        expr=expr,
+        boundary=boundary,
+        window_axes=win.axes,
+        size=win.sizes,
+        lo=win.lo,
+        hi=win.hi,
+        in_shape=in_shape,
+        out_shape=out_shape,
+        in_dtypes={n: inputs[n].dtype for n in expr.names},
+        acc_dtype=acc_dtype,
+        dims=tuple(ref_dims or _default_dims(ndim, win.axes)),
+        storage_chunks=grid.storage_chunks,
+        in_chunks=grid.in_chunks,
+        out_chunks=grid.out_chunks,
+        depth=grid.depth,
+        notes=grid.notes,
+        stats=stats,
+        out_dtypes=out_dtypes,
+        stat_bounds=stat_bounds,
+        fill_values=fills,
+        missing_possible=missing_possible,
+        nodata=nd_used,
+        cval=cval,
+        shape=win.kind,
+        footprint=win.footprint,
+        weights=win.weights,
+        in_shapes={n: inputs[n].shape for n in expr.names},
+    )
 
-    wmat = None
-    kind = "rect"
-    if weights is not None:
-        wmat = np.asarray(weights, dtype=object)
-        if wmat.ndim != 2 or wmat.size == 0:
-            raise ConfigError("must be a non-empty matrix (a list of rows)", where="window.weights")
-        if shape != "rect":
-            raise ConfigError("give either window.weights or window.shape: disk, not both", where="window.weights")
-        if size is not None and tuple(_window(size, ndim, 2)[1]) != wmat.shape:
-            raise ConfigError(f"window.size {size} differs from the weights' shape {list(wmat.shape)}", where="window.size")
-        for v in wmat.ravel():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ConfigError(f"weights must be finite numbers, got {v!r}", where="window.weights")
+
+def check_choices(stats: tuple[str, ...], boundary: str, shape: str, cval: Any) -> tuple[tuple[registry.Reducer, ...], registry.Boundary]:
+    """The reducers and the boundary from the registries (unknown names refused), the window
+    shape and ``cval`` checked."""
+    reds = registry.reducers(stats)
+    bnd = registry.boundary(boundary)
+    if shape not in ("rect", "disk"):
+        raise ConfigError(f"unknown window shape {shape!r} (available: rect, disk)", where="window.shape")
+    if isinstance(cval, bool) or not isinstance(cval, (int, float, np.integer, np.floating)) or math.isnan(cval):
+        raise ConfigError(f"must be a number, got {cval!r}", where="window.cval")
+    return reds, bnd
+
+
+@dataclass(frozen=True)
+class Window:
+    """The window, its axes in increasing order (sizes, arms and weights along)."""
+
+    axes: tuple[int, ...]
+    sizes: tuple[int, ...]
+    lo: tuple[int, ...]
+    hi: tuple[int, ...]
+    order: tuple[int, ...]  #: the given axes' positions, sorted by axis
+    kind: str  #: 'rect', 'disk' or 'weights'
+    area: int  #: pixels that count in a whole window
+    footprint: tuple[tuple[bool, ...], ...] | None = None
+    weights: tuple[tuple[int | float, ...], ...] | None = None
+
+
+def _check_weights(weights, shape: str, size, ndim: int, reds) -> np.ndarray:
+    wmat = np.asarray(weights, dtype=object)
+    if wmat.ndim != 2 or wmat.size == 0:
+        raise ConfigError("must be a non-empty matrix (a list of rows)", where="window.weights")
+    if shape != "rect":
+        raise ConfigError("give either window.weights or window.shape: disk, not both", where="window.weights")
+    if size is not None and tuple(_window(size, ndim, 2)[1]) != wmat.shape:
+        raise ConfigError(f"window.size {size} differs from the weights' shape {list(wmat.shape)}", where="window.size")
+    for v in wmat.ravel():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ConfigError(f"weights must be finite numbers, got {v!r}", where="window.weights")
+    for r in reds:
+        if not r.with_weights:
+            raise ConfigError(f"reducer {r.name!r} is not available with window.weights (sum, mean, min, max, count are)", where="window.reduce")
+    return wmat
+
+
+def plan_window(
+    ndim: int, dims: Sequence[str] | None, reds, *, size=None, shape: str = "rect", weights=None, axes=None
+) -> Window:
+    """The window from ``window.size``/``shape``/``weights``/``axes``: axes sorted, arms
+    ``lo = W // 2``, ``hi = W - 1 - lo``, the footprint and its area."""
+    wmat = None if weights is None else _check_weights(weights, shape, size, ndim, reds)
+    kind = "weights" if wmat is not None else shape
+    if wmat is not None:
         size = wmat.shape
-        kind = "weights"
-        for st in stats:
-            if st in ("var", "std"):
-                raise ConfigError(f"reducer {st!r} is not available with window.weights (sum, mean, min, max, count are)", where="window.reduce")
-    elif shape == "disk":
-        kind = "disk"
     if size is None:
         raise ConfigError("required key is missing", where="window.size")
-    nwin = None
-    if axes is not None:
-        nwin = len(axes)
-    _, sizes = _window(size, ndim, nwin)
+    _, sizes = _window(size, ndim, None if axes is None else len(axes))
     if kind != "rect" and len(sizes) != 2:
         raise ConfigError(f"a {kind} window needs two window axes", where="window.shape" if kind == "disk" else "window.weights")
     if axes is not None and len(axes) != len(sizes):
         raise ConfigError(f"{len(axes)} axes for a {len(sizes)}-D window size", where="window.axes")
-    waxes = window_axes(axes, ndim, ref.dims if ref.dims and len(ref.dims) == ndim else None, len(sizes))
-    # the window axes in increasing order, sizes along
-    order = sorted(range(len(waxes)), key=lambda i: waxes[i])
-    if wmat is not None and order != list(range(len(order))):
+    waxes = window_axes(axes, ndim, dims, len(sizes))
+    order = tuple(sorted(range(len(waxes)), key=lambda i: waxes[i]))
+    if wmat is not None and order != tuple(range(len(order))):
         wmat = wmat.T
-    axes_t = tuple(waxes[i] for i in order)
     sizes = tuple(sizes[i] for i in order)
     lo = tuple(w // 2 for w in sizes)
-    hi = tuple(w - 1 - l for w, l in zip(sizes, lo))
-
     if kind != "rect" and math.prod(sizes) > MAX_FOOTPRINT:
         raise ConfigError(
             f"a {kind} window of {' x '.join(map(str, sizes))} has {math.prod(sizes):,} pixels, more than "
@@ -460,102 +510,86 @@ def make_plan(
         )
     if kind == "disk":
         fp = disk_footprint(sizes)
-    elif kind == "weights":
+    elif wmat is not None:
         fp = np.array([[v != 0 for v in row] for row in wmat.tolist()], dtype=bool)
     else:
         fp = None
-    area = int(fp.sum()) if fp is not None else math.prod(sizes)
-
-    # ---- missing pixels and nodata
-    nodata = dict(nodata or {})
-    nd_used: dict[str, Any] = {}
-    for n in expr.names:
-        v = nodata.get(n)
-        dt = inputs[n].dtype
-        if v is not None:
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-                raise ConfigError(f"must be a number, got {v!r}", where=f"inputs.{n}.nodata")
-            if dt.kind in "iu":
-                if isinstance(v, float) and not v.is_integer():
-                    raise ConfigError(f"{v} is not an integer; {n} is {dt}", where=f"inputs.{n}.nodata")
-                info = np.iinfo(dt)
-                if not info.min <= int(v) <= info.max:
-                    raise ConfigError(f"{int(v)} is outside the range of {dt} [{info.min}, {info.max}]", where=f"inputs.{n}.nodata")
-                v = int(v)
-            elif isinstance(v, float) and math.isnan(v):
-                v = None  # NaN is always missing in float inputs
-        nd_used[n] = v
-    missing_possible = expr.dtype.kind == "f" or any(
-        inputs[n].dtype.kind == "f" or nd_used[n] is not None for n in expr.names
+    return Window(
+        axes=tuple(waxes[i] for i in order),
+        sizes=sizes,
+        lo=lo,
+        hi=tuple(w - 1 - l for w, l in zip(sizes, lo)),
+        order=order,
+        kind=kind,
+        area=int(fp.sum()) if fp is not None else math.prod(sizes),
+        footprint=None if fp is None else tuple(tuple(bool(v) for v in row) for row in fp),
+        weights=None if wmat is None else tuple(tuple(v for v in row) for row in wmat.tolist()),
     )
 
-    # ---- values the reducers see: the expression, plus cval for 'constant'
-    fb = expr.bounds
-    is_float = fb is None
-    if boundary == "constant" and fb is not None:
-        if isinstance(cval, (float, np.floating)) and not float(cval).is_integer():
-            fb, is_float = None, True
-        else:
-            c = int(cval)
-            fb = (min(fb[0], c), max(fb[1], c))
-    int_weights = wmat is not None and all(isinstance(v, int) or float(v).is_integer() for v in wmat.ravel())
 
-    # ---- dtypes per statistic
+def _nodata_value(v: Any, n: str, dt: np.dtype) -> int | float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"must be a number, got {v!r}", where=f"inputs.{n}.nodata")
+    if dt.kind in "iu":
+        if isinstance(v, float) and not v.is_integer():
+            raise ConfigError(f"{v} is not an integer; {n} is {dt}", where=f"inputs.{n}.nodata")
+        info = np.iinfo(dt)
+        if not info.min <= int(v) <= info.max:
+            raise ConfigError(f"{int(v)} is outside the range of {dt} [{info.min}, {info.max}]", where=f"inputs.{n}.nodata")
+        return int(v)
+    if isinstance(v, float) and math.isnan(v):
+        return None  # NaN is always missing in float inputs
+    return v
+
+
+def plan_nodata(expr: Expr, inputs: Mapping[str, ArraySpec], nodata: Mapping[str, Any] | None) -> tuple[dict[str, Any], bool]:
+    """Per used input its checked nodata value (or None), and whether any pixel can be missing
+    (NaN in a float input or field, an input's nodata value)."""
+    nodata = dict(nodata or {})
+    nd_used = {n: _nodata_value(nodata.get(n), n, inputs[n].dtype) for n in expr.names}
+    missing_possible = expr.dtype.kind == "f" or any(inputs[n].dtype.kind == "f" or nd_used[n] is not None for n in expr.names)
+    return nd_used, missing_possible
+
+
+def _int_fill(st: str, dt: np.dtype, bounds: tuple[int, int], fill_value) -> tuple[np.dtype, int]:
+    """An integer output's dtype and fill value for empty windows: ``fill_value`` (the dtype
+    widened to hold it), else the lowest value of an integer dtype that no result can equal."""
+    if fill_value is not None:
+        if isinstance(fill_value, float) and not float(fill_value).is_integer():
+            raise ConfigError(f"{fill_value} is not an integer; the {st} output is integer", where="output.fill_value")
+        fill = int(fill_value)
+        return fit(min(bounds[0], fill), max(bounds[1], fill), dt) or dt, fill
+    cand = fit(*bounds, dt)
+    while cand is not None and np.iinfo(cand).min >= bounds[0]:
+        cand = fit(int(np.iinfo(cand).min) - 1, bounds[1])
+    if cand is None:
+        raise ConfigError(f"no integer dtype leaves room for a fill value below {bounds[0]}; set output.fill_value", where="output.fill_value")
+    return cand, int(np.iinfo(cand).min)
+
+
+def plan_dtypes(reds, values: registry.Values, empty_possible: bool, dtype, fill_value):
+    """Per statistic its output dtype, exact integer bounds and fill value, plus the sum's
+    accumulator dtype: the registry's rule, then room for a fill value when a window can be
+    empty (a pixel can be missing), then ``output.dtype`` if given and able to hold the results."""
+    stats = [r.name for r in reds]
     user_dt = dtype if isinstance(dtype, Mapping) else ({st: dtype for st in stats} if dtype else {})
     for k in user_dt:
         if k not in stats:
             raise ConfigError(f"{k!r} is not one of the reducers {list(stats)}", where="output.dtype")
-    empty_possible = missing_possible  # shrink/valid/padded windows always hold an in-image pixel
     out_dtypes: dict[str, np.dtype] = {}
     stat_bounds: dict[str, tuple[int, int] | None] = {}
     fills: dict[str, Any] = {}
     acc_dtype = FLOAT64
-    for st in stats:
-        fill = None
-        bounds: tuple[int, int] | None = None
-        if st == "count":
-            dt, bounds = INT32, (0, area)
-        elif st in ("mean", "var", "std"):
-            dt = FLOAT64
-            fill = math.nan if empty_possible else None
-        elif st == "sum":
-            if kind == "weights":
-                if is_float or not int_weights:
-                    dt, bounds = FLOAT64, None
-                else:
-                    l, h = fb
-                    ws = [int(v) for v in wmat.ravel()]
-                    bounds = (sum(min(0, w * l, w * h) for w in ws), sum(max(0, w * l, w * h) for w in ws))
-                    dt = _fit_any(*bounds, INT32)
-                    if dt is None:
-                        raise ConfigError(f"weighted sums can reach {bounds}, beyond int64", where="window.weights")
-            else:
-                dt, bounds = sum_dtype(None if is_float else fb, area)
+    for r in reds:
+        st = r.name
+        dt, bounds = r.dtype(values)
+        if r.accumulates:
             acc_dtype = dt
-        else:  # min, max
-            if is_float:
-                dt = expr.dtype if expr.dtype.kind == "f" and boundary != "constant" else FLOAT64
-            else:
-                bounds = fb
-                dt = _fit_any(*bounds, expr.dtype if expr.dtype.kind in "iu" else None)
-                if dt is None:  # pragma: no cover - expression bounds always fit int64
-                    dt = FLOAT64
-                if expr.dtype.kind == "b" and boundary != "constant":
-                    dt = expr.dtype
-        if dt.kind in "iub" and empty_possible and st != "count":
-            if fill_value is not None:
-                if isinstance(fill_value, float) and not float(fill_value).is_integer():
-                    raise ConfigError(f"{fill_value} is not an integer; the {st} output is integer", where="output.fill_value")
-                fill = int(fill_value)
-                hull = (min(bounds[0], fill), max(bounds[1], fill))
-                dt = _fit_any(*hull, dt) or dt
-            else:  # the lowest value of an integer dtype that no result can equal
-                cand = _fit_any(*bounds, dt)
-                while cand is not None and np.iinfo(cand).min >= bounds[0]:
-                    cand = _fit_any(int(np.iinfo(cand).min) - 1, bounds[1])
-                if cand is None:
-                    raise ConfigError(f"no integer dtype leaves room for a fill value below {bounds[0]}; set output.fill_value", where="output.fill_value")
-                dt, fill = cand, int(np.iinfo(cand).min)
+        fill = None
+        if dt.kind in "iub" and empty_possible and r.empty_fill:
+            dt, fill = _int_fill(st, dt, bounds, fill_value)
             bounds = (min(bounds[0], fill), max(bounds[1], fill))
         elif dt.kind == "f" and empty_possible:
             fill = math.nan
@@ -564,53 +598,72 @@ def make_plan(
             dt = _user_dtype(user_dt[st], st, dt, bounds, dt.kind == "f", key)
             if dt.kind == "f" and fill is not None and fill_value is None:
                 fill = math.nan
-        out_dtypes[st] = dt
-        stat_bounds[st] = bounds
-        fills[st] = fill
+        out_dtypes[st], stat_bounds[st], fills[st] = dt, bounds, fill
+    return out_dtypes, stat_bounds, fills, acc_dtype
 
-    out_shape = list(in_shape)
-    if boundary == "valid":
-        for ax, w in zip(axes_t, sizes):
+
+def output_shape(in_shape: tuple[int, ...], axes: Sequence[int], sizes: Sequence[int], bnd: registry.Boundary) -> tuple[int, ...]:
+    """The input's shape, or ``W - 1`` smaller per window axis for a shrinking boundary ('valid')."""
+    out = list(in_shape)
+    if bnd.shrinks:
+        for ax, w in zip(axes, sizes):
             if in_shape[ax] < w:
                 raise ConfigError(
                     f"window {w} is larger than the image ({in_shape[ax]} pixels on axis {ax}); "
                     "boundary 'valid' would give an empty output",
                     where="window.size",
                 )
-            out_shape[ax] = in_shape[ax] - w + 1
+            out[ax] = in_shape[ax] - w + 1
+    return tuple(out)
 
+
+def requested_chunks(chunks: str | int | Sequence[int], order: Sequence[int]) -> tuple[int | None, ...]:
+    """``compute.chunks`` per window axis (in increasing axis order); None for 'auto'."""
     if isinstance(chunks, str):
         if chunks != "auto":
             raise ConfigError(f"must be 'auto', an int or a list of ints, got {chunks!r}", where="compute.chunks")
-        requested: tuple[int | None, ...] = (None,) * len(axes_t)
+        requested: tuple[int | None, ...] = (None,) * len(order)
     elif isinstance(chunks, (int, np.integer)):
-        requested = (int(chunks),) * len(axes_t)
+        requested = (int(chunks),) * len(order)
     else:
-        requested = tuple(int(c) for c in chunks)
-        if len(requested) != len(axes_t):
-            raise ConfigError(f"needs {len(axes_t)} values (one per window axis), got {len(requested)}", where="compute.chunks")
-        requested = tuple(requested[i] for i in order)
+        given = tuple(int(c) for c in chunks)
+        if len(given) != len(order):
+            raise ConfigError(f"needs {len(order)} values (one per window axis), got {len(given)}", where="compute.chunks")
+        requested = tuple(given[i] for i in order)
     if any(c is not None and c < 1 for c in requested):
         raise ConfigError(f"chunk sizes must be >= 1, got {list(requested)}", where="compute.chunks")
+    return requested
 
+
+@dataclass(frozen=True)
+class Grid:
+    storage_chunks: tuple[int, ...]
+    in_chunks: tuple[tuple[int, ...], ...]
+    out_chunks: tuple[tuple[int, ...], ...]
+    depth: tuple[int, ...]
+    notes: tuple[str, ...]
+
+
+def plan_grid(
+    in_shape: tuple[int, ...], out_shape: tuple[int, ...], storage: Sequence[int | None], win: Window,
+    requested: Sequence[int | None], bnd: registry.Boundary,
+) -> Grid:
+    """The processing grid: output blocks that are unions of whole output storage chunks, the
+    matching input blocks and the halo per axis; no block narrower than the halo."""
     notes: list[str] = []
-    storage = list(ref.chunks) if ref.chunks and len(ref.chunks) == ndim else [None] * ndim
-    storage_chunks: list[int] = []
-    in_chunks: list[tuple[int, ...]] = []
-    out_chunks: list[tuple[int, ...]] = []
-    depth: list[int] = []
-    for ax in range(ndim):
+    storage_chunks, in_chunks, out_chunks, depth = [], [], [], []
+    for ax in range(len(in_shape)):
         m = out_shape[ax]
-        if ax not in axes_t:
-            c = storage[ax] or in_shape[ax]
-            storage_chunks.append(min(c, m))
-            grid = _axis_grid(m, min(c, m), 0)
+        if ax not in win.axes:
+            c = min(storage[ax] or in_shape[ax], m)
+            grid = _axis_grid(m, c, 0)
+            storage_chunks.append(c)
             in_chunks.append(grid)
             out_chunks.append(grid)
             depth.append(0)
             continue
-        i = axes_t.index(ax)
-        h = max(lo[i], hi[i])
+        i = win.axes.index(ax)
+        h = max(win.lo[i], win.hi[i])
         want = requested[i]
         if want is None:
             c = _auto_chunk(storage[ax], m, h)
@@ -622,55 +675,21 @@ def make_plan(
         grid = _axis_grid(m, c, h)
         storage_chunks.append(c)
         out_chunks.append(grid)
-        if boundary == "valid":
+        if bnd.shrinks:
             g = list(grid)
-            g[0] += lo[i]
-            g[-1] += hi[i]
+            g[0] += win.lo[i]
+            g[-1] += win.hi[i]
             grid = tuple(g)
         in_chunks.append(grid)
         depth.append(h if len(grid) > 1 else 0)
-
     nblocks = math.prod(len(g) for g in out_chunks)
     if nblocks > MAX_BLOCKS:
         raise ConfigError(
-            f"output shape {out_shape} makes {nblocks:,} processing blocks, more than {MAX_BLOCKS:,}; "
+            f"output shape {list(out_shape)} makes {nblocks:,} processing blocks, more than {MAX_BLOCKS:,}; "
             "use larger compute.chunks (or check the inputs' shapes)",
             where="compute.chunks",
         )
-    dims = ref.dims if ref.dims and len(ref.dims) == ndim else _default_dims(ndim, axes_t)
-    first = stats[0]
-    return Plan(
-        expr=expr,
-        reduce=first if len(stats) == 1 else ",".join(stats),
-        boundary=boundary,
-        window_axes=axes_t,
-        size=sizes,
-        lo=lo,
-        hi=hi,
-        in_shape=in_shape,
-        out_shape=tuple(out_shape),
-        in_dtypes={n: inputs[n].dtype for n in expr.names},
-        acc_dtype=acc_dtype,
-        out_dtype=out_dtypes[first],
-        out_bounds=stat_bounds[first],
-        dims=tuple(dims),
-        storage_chunks=tuple(storage_chunks),
-        in_chunks=tuple(in_chunks),
-        out_chunks=tuple(out_chunks),
-        depth=tuple(depth),
-        notes=tuple(notes),
-        stats=stats,
-        out_dtypes=out_dtypes,
-        stat_bounds=stat_bounds,
-        fill_values=fills,
-        missing_possible=missing_possible,
-        nodata=nd_used,
-        cval=cval,
-        shape=kind,
-        footprint=None if fp is None else tuple(tuple(bool(v) for v in row) for row in fp),
-        weights=None if wmat is None else tuple(tuple(v for v in row) for row in wmat.tolist()),
-        in_shapes={n: inputs[n].shape for n in expr.names},
-    )
+    return Grid(tuple(storage_chunks), tuple(in_chunks), tuple(out_chunks), tuple(depth), tuple(notes))
 
 
 def _default_dims(ndim: int, window: Sequence[int] = ()) -> tuple[str, ...]:
