@@ -11,7 +11,10 @@ user asked for (expression, window, boundary, chunks), :func:`make_plan` decides
   is narrower than the halo, so dask never re-chunks behind our back;
 * an estimate of the memory one task needs.
 
-Nothing here touches zarr or dask; it is tested as plain functions.
+:func:`make_plan` is a short composition of pure steps, each tested on its own
+(``tests/test_plan.py``): the choices checked against :mod:`pipeline.registry`, the window
+(:mod:`pipeline.window`), the missing pixels and the dtypes (:mod:`pipeline.dtypes`), the grid
+(:mod:`pipeline.grid`).  Nothing here touches zarr or dask.
 """
 
 from __future__ import annotations
@@ -24,18 +27,30 @@ from typing import Any
 import numpy as np
 
 from . import registry
+from .dtypes import plan_dtypes, plan_nodata
 from .errors import ConfigError, InputError
 from .expr import Expr, parse_expression
-from .registry import FLOAT64, fit, sum_dtype  # noqa: F401 - sum_dtype: the plan's rule, re-exported
-
-#: Auto processing blocks are grown to at least this many pixels per window axis ...
-MIN_AUTO_CHUNK = 256
-#: ... and split (by halving, to stay aligned with the storage chunks) down to at most this
-#: (1024² blocks keep the blocks in flight, with their encode buffers, within the memory budget
-#: of the direct executor; larger blocks were not faster end to end).
-MAX_AUTO_CHUNK = 1024
-#: Processing block side when the inputs carry no chunking (numpy arrays).
-DEFAULT_CHUNK = 1024
+from .grid import (  # noqa: F401 - re-exported: the plan's constants and steps
+    DEFAULT_CHUNK,
+    MAX_AUTO_CHUNK,
+    MAX_BLOCKS,
+    MIN_AUTO_CHUNK,
+    _auto_chunk,
+    _axis_grid,
+    output_shape,
+    plan_grid,
+    requested_chunks,
+)
+from .registry import sum_dtype  # noqa: F401 - the sum's dtype rule, re-exported
+from .window import (  # noqa: F401 - re-exported
+    MAX_FOOTPRINT,
+    SPATIAL_PAIRS,
+    Window,
+    disk_footprint,
+    plan_window,
+    spatial_axes,
+    window_axes,
+)
 
 #: the registries' names, kept here for callers that import them from the plan
 REDUCERS = registry.REDUCER_NAMES
@@ -206,144 +221,6 @@ def _human(n: float) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def _window(size: int | Sequence[int], ndim: int, nwin: int | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Window axes and sizes: the last two axes (the last one for 1-D data)."""
-    if isinstance(size, (int, np.integer)):
-        sizes = (int(size),) * (nwin if nwin is not None else min(2, ndim))
-    else:
-        sizes = tuple(int(s) for s in size)
-    if len(sizes) > ndim:
-        raise ConfigError(f"a {len(sizes)}-D window needs inputs with at least {len(sizes)} dimensions, got {ndim}", where="window.size")
-    if any(s < 1 for s in sizes):
-        raise ConfigError(f"window sizes must be >= 1, got {list(sizes)}", where="window.size")
-    axes = tuple(range(ndim - len(sizes), ndim))
-    return axes, sizes
-
-
-#: Dimension-name pairs recognised as the image's (row, column) axes, compared in lower case.
-SPATIAL_PAIRS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"), ("row", "col"), ("rows", "cols"))
-
-
-def spatial_axes(dims: Sequence[str] | None) -> tuple[int, int] | None:
-    """The (row, column) axes named by a pair of :data:`SPATIAL_PAIRS`, or None."""
-    if not dims:
-        return None
-    lower = [str(d).lower() for d in dims]
-    for row, col in SPATIAL_PAIRS:
-        if row in lower and col in lower:
-            return lower.index(row), lower.index(col)
-    return None
-
-
-def window_axes(
-    axes: Sequence[int | str] | None, ndim: int, dims: Sequence[str] | None, nwin: int, *, key: str = "window.axes"
-) -> tuple[int, ...]:
-    """The window axes: ``axes`` (names or ints) if given; else the axes named as a pair of
-    :data:`SPATIAL_PAIRS` (``y``/``x``, ``lat``/``lon``, ...); else, for 1-D and 2-D inputs, the
-    last ``nwin`` axes.  A >=3-D input without such names is refused (naming ``key``): a
-    ``(rows, cols, 3)`` image and a ``(bands, rows, cols)`` stack look alike, and a window over
-    the wrong axes would be silently wrong."""
-    if axes is None:
-        pair = spatial_axes(dims)
-        if pair is not None and nwin <= 2:
-            return pair if nwin == 2 else pair[1:]
-        if ndim <= 2:
-            return tuple(range(ndim - nwin, ndim))
-        named = f"dimensions {list(dims)}" if dims else "unnamed dimensions"
-        raise ConfigError(
-            f"cannot tell which axes of a {ndim}-D input the window runs over ({named}); "
-            f"set {key} to the two image axes, e.g. [0, 1] for (rows, cols, bands) or [1, 2] for (bands, rows, cols)"
-            + ("" if dims else ", or name the dimensions y and x"),
-            where=key,
-        )
-    out = []
-    for a in axes:
-        if isinstance(a, str):
-            if not dims or a not in dims:
-                raise ConfigError(f"no dimension named {a!r} (dimensions: {list(dims) if dims else 'unnamed'})", where=key)
-            out.append(list(dims).index(a))
-        else:
-            if not -ndim <= int(a) < ndim:
-                raise ConfigError(f"axis {a} is out of range for {ndim}-D inputs", where=key)
-            out.append(int(a) % ndim)
-    if len(set(out)) != len(out):
-        raise ConfigError(f"window axes must differ, got {list(axes)}", where=key)
-    return tuple(out)
-
-
-def disk_footprint(size: Sequence[int]) -> np.ndarray:
-    """The disk (ellipse) footprint of a window of ``size`` (rows, cols): the pixels whose centres
-    lie in the ellipse inscribed in the window rectangle, i.e. offsets ``(dy, dx)`` (each in
-    ``-W//2 … W-1-W//2``) with ``((dy-cy)/ry)**2 + ((dx-cx)/rx)**2 <= 1``, where ``r = W/2`` and
-    ``c = (W-1)/2 - W//2`` is the window's geometric centre.  Never empty; W = 1, 2, 3 give the
-    full square, W = 5 the square less its 4 corners."""
-    grids = []
-    for w in size:
-        d = np.arange(w) - w // 2
-        r = w / 2
-        c = (w - 1) / 2 - w // 2
-        grids.append(((d - c) / r) ** 2)
-    return (grids[0][:, None] + grids[1][None, :]) <= 1 + 1e-9
-
-
-def _holds(dt: np.dtype, bounds: tuple[int, int] | None, is_float: bool) -> bool:
-    """Whether ``dt`` holds every result: integer ``bounds`` exactly, or float results."""
-    if is_float:
-        return dt.kind == "f"
-    lo, hi = bounds
-    if dt.kind in "iu":
-        info = np.iinfo(dt)
-        return info.min <= lo and hi <= info.max
-    if dt.kind == "f":
-        limit = 2 ** (np.finfo(dt).nmant + 1)
-        return -limit <= lo and hi <= limit
-    if dt.kind == "b":
-        return 0 <= lo and hi <= 1
-    return False
-
-
-def _user_dtype(name: str, stat: str, auto: np.dtype, bounds, is_float: bool, key: str) -> np.dtype:
-    try:
-        dt = np.dtype(name)
-    except TypeError:
-        raise ConfigError(f"unknown dtype {name!r}", where=key) from None
-    if dt.kind not in "biuf":
-        raise ConfigError(f"dtype {dt} is not supported (integer, float or bool)", where=key)
-    if not _holds(dt, bounds, is_float):
-        what = "floating-point results" if is_float else f"results in [{bounds[0]}, {bounds[1]}]"
-        raise ConfigError(f"{dt} cannot hold the {stat} {what}; use {auto}", where=key)
-    return dt
-
-
-#: At most this many processing blocks per run (checked before any block list is built, so that a
-#: hostile zarr.json declaring shape (2**40, 2**40) is refused in microseconds, not by the OOM killer).
-MAX_BLOCKS = 10_000_000
-#: At most this many pixels in a disk or weights footprint (2048 x 2048).
-MAX_FOOTPRINT = 2048 * 2048
-
-
-def _axis_grid(m: int, c: int, depth: int) -> tuple[int, ...]:
-    """Blocks of ``c`` over ``m`` pixels; a last block narrower than ``depth`` joins the one before."""
-    if m == 0:
-        return (0,)
-    if m // max(1, c) > MAX_BLOCKS:
-        raise ConfigError(f"{m} pixels in blocks of {c} make more than {MAX_BLOCKS:,} blocks; use larger compute.chunks", where="compute.chunks")
-    blocks = [c] * (m // c) + ([m % c] if m % c else [])
-    if len(blocks) > 1 and blocks[-1] < depth:
-        last = blocks.pop()
-        blocks[-1] += last
-    return tuple(blocks)
-
-
-def _auto_chunk(storage: int | None, n: int, depth: int) -> int:
-    c = storage if storage else DEFAULT_CHUNK
-    while c > MAX_AUTO_CHUNK and c % 2 == 0:
-        c //= 2
-    if c < max(MIN_AUTO_CHUNK, depth):
-        c *= math.ceil(max(MIN_AUTO_CHUNK, depth) / c)
-    return max(1, min(c, n))
-
-
 def check_inputs(specs: Sequence[ArraySpec]) -> tuple[int, ...]:
     """Refuse input arrays the pipeline cannot process exactly (dtype, emptiness, shapes that do
     not broadcast); returns the broadcast shape."""
@@ -446,250 +323,6 @@ def check_choices(stats: tuple[str, ...], boundary: str, shape: str, cval: Any) 
     if isinstance(cval, bool) or not isinstance(cval, (int, float, np.integer, np.floating)) or math.isnan(cval):
         raise ConfigError(f"must be a number, got {cval!r}", where="window.cval")
     return reds, bnd
-
-
-@dataclass(frozen=True)
-class Window:
-    """The window, its axes in increasing order (sizes, arms and weights along)."""
-
-    axes: tuple[int, ...]
-    sizes: tuple[int, ...]
-    lo: tuple[int, ...]
-    hi: tuple[int, ...]
-    order: tuple[int, ...]  #: the given axes' positions, sorted by axis
-    kind: str  #: 'rect', 'disk' or 'weights'
-    area: int  #: pixels that count in a whole window
-    footprint: tuple[tuple[bool, ...], ...] | None = None
-    weights: tuple[tuple[int | float, ...], ...] | None = None
-
-
-def _check_weights(weights, shape: str, size, ndim: int, reds) -> np.ndarray:
-    wmat = np.asarray(weights, dtype=object)
-    if wmat.ndim != 2 or wmat.size == 0:
-        raise ConfigError("must be a non-empty matrix (a list of rows)", where="window.weights")
-    if shape != "rect":
-        raise ConfigError("give either window.weights or window.shape: disk, not both", where="window.weights")
-    if size is not None and tuple(_window(size, ndim, 2)[1]) != wmat.shape:
-        raise ConfigError(f"window.size {size} differs from the weights' shape {list(wmat.shape)}", where="window.size")
-    for v in wmat.ravel():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ConfigError(f"weights must be finite numbers, got {v!r}", where="window.weights")
-    for r in reds:
-        if not r.with_weights:
-            raise ConfigError(f"reducer {r.name!r} is not available with window.weights (sum, mean, min, max, count are)", where="window.reduce")
-    return wmat
-
-
-def plan_window(
-    ndim: int, dims: Sequence[str] | None, reds, *, size=None, shape: str = "rect", weights=None, axes=None
-) -> Window:
-    """The window from ``window.size``/``shape``/``weights``/``axes``: axes sorted, arms
-    ``lo = W // 2``, ``hi = W - 1 - lo``, the footprint and its area."""
-    wmat = None if weights is None else _check_weights(weights, shape, size, ndim, reds)
-    kind = "weights" if wmat is not None else shape
-    if wmat is not None:
-        size = wmat.shape
-    if size is None:
-        raise ConfigError("required key is missing", where="window.size")
-    _, sizes = _window(size, ndim, None if axes is None else len(axes))
-    if kind != "rect" and len(sizes) != 2:
-        raise ConfigError(f"a {kind} window needs two window axes", where="window.shape" if kind == "disk" else "window.weights")
-    if axes is not None and len(axes) != len(sizes):
-        raise ConfigError(f"{len(axes)} axes for a {len(sizes)}-D window size", where="window.axes")
-    waxes = window_axes(axes, ndim, dims, len(sizes))
-    order = tuple(sorted(range(len(waxes)), key=lambda i: waxes[i]))
-    if wmat is not None and order != tuple(range(len(order))):
-        wmat = wmat.T
-    sizes = tuple(sizes[i] for i in order)
-    lo = tuple(w // 2 for w in sizes)
-    if kind != "rect" and math.prod(sizes) > MAX_FOOTPRINT:
-        raise ConfigError(
-            f"a {kind} window of {' x '.join(map(str, sizes))} has {math.prod(sizes):,} pixels, more than "
-            f"{MAX_FOOTPRINT:,} (2048 x 2048); use a rect window or a smaller size",
-            where="window.size",
-        )
-    if kind == "disk":
-        fp = disk_footprint(sizes)
-    elif wmat is not None:
-        fp = np.array([[v != 0 for v in row] for row in wmat.tolist()], dtype=bool)
-    else:
-        fp = None
-    return Window(
-        axes=tuple(waxes[i] for i in order),
-        sizes=sizes,
-        lo=lo,
-        hi=tuple(w - 1 - l for w, l in zip(sizes, lo)),
-        order=order,
-        kind=kind,
-        area=int(fp.sum()) if fp is not None else math.prod(sizes),
-        footprint=None if fp is None else tuple(tuple(bool(v) for v in row) for row in fp),
-        weights=None if wmat is None else tuple(tuple(v for v in row) for row in wmat.tolist()),
-    )
-
-
-def _nodata_value(v: Any, n: str, dt: np.dtype) -> int | float | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"must be a number, got {v!r}", where=f"inputs.{n}.nodata")
-    if dt.kind in "iu":
-        if isinstance(v, float) and not v.is_integer():
-            raise ConfigError(f"{v} is not an integer; {n} is {dt}", where=f"inputs.{n}.nodata")
-        info = np.iinfo(dt)
-        if not info.min <= int(v) <= info.max:
-            raise ConfigError(f"{int(v)} is outside the range of {dt} [{info.min}, {info.max}]", where=f"inputs.{n}.nodata")
-        return int(v)
-    if isinstance(v, float) and math.isnan(v):
-        return None  # NaN is always missing in float inputs
-    return v
-
-
-def plan_nodata(expr: Expr, inputs: Mapping[str, ArraySpec], nodata: Mapping[str, Any] | None) -> tuple[dict[str, Any], bool]:
-    """Per used input its checked nodata value (or None), and whether any pixel can be missing
-    (NaN in a float input or field, an input's nodata value)."""
-    nodata = dict(nodata or {})
-    nd_used = {n: _nodata_value(nodata.get(n), n, inputs[n].dtype) for n in expr.names}
-    missing_possible = expr.dtype.kind == "f" or any(inputs[n].dtype.kind == "f" or nd_used[n] is not None for n in expr.names)
-    return nd_used, missing_possible
-
-
-def _int_fill(st: str, dt: np.dtype, bounds: tuple[int, int], fill_value) -> tuple[np.dtype, int]:
-    """An integer output's dtype and fill value for empty windows: ``fill_value`` (the dtype
-    widened to hold it), else the lowest value of an integer dtype that no result can equal."""
-    if fill_value is not None:
-        if isinstance(fill_value, float) and not float(fill_value).is_integer():
-            raise ConfigError(f"{fill_value} is not an integer; the {st} output is integer", where="output.fill_value")
-        fill = int(fill_value)
-        return fit(min(bounds[0], fill), max(bounds[1], fill), dt) or dt, fill
-    cand = fit(*bounds, dt)
-    while cand is not None and np.iinfo(cand).min >= bounds[0]:
-        cand = fit(int(np.iinfo(cand).min) - 1, bounds[1])
-    if cand is None:
-        raise ConfigError(f"no integer dtype leaves room for a fill value below {bounds[0]}; set output.fill_value", where="output.fill_value")
-    return cand, int(np.iinfo(cand).min)
-
-
-def plan_dtypes(reds, values: registry.Values, empty_possible: bool, dtype, fill_value):
-    """Per statistic its output dtype, exact integer bounds and fill value, plus the sum's
-    accumulator dtype: the registry's rule, then room for a fill value when a window can be
-    empty (a pixel can be missing), then ``output.dtype`` if given and able to hold the results."""
-    stats = [r.name for r in reds]
-    user_dt = dtype if isinstance(dtype, Mapping) else ({st: dtype for st in stats} if dtype else {})
-    for k in user_dt:
-        if k not in stats:
-            raise ConfigError(f"{k!r} is not one of the reducers {list(stats)}", where="output.dtype")
-    out_dtypes: dict[str, np.dtype] = {}
-    stat_bounds: dict[str, tuple[int, int] | None] = {}
-    fills: dict[str, Any] = {}
-    acc_dtype = FLOAT64
-    for r in reds:
-        st = r.name
-        dt, bounds = r.dtype(values)
-        if r.accumulates:
-            acc_dtype = dt
-        fill = None
-        if dt.kind in "iub" and empty_possible and r.empty_fill:
-            dt, fill = _int_fill(st, dt, bounds, fill_value)
-            bounds = (min(bounds[0], fill), max(bounds[1], fill))
-        elif dt.kind == "f" and empty_possible:
-            fill = math.nan
-        if st in user_dt:
-            key = "output.dtype" + (f".{st}" if isinstance(dtype, Mapping) else "")
-            dt = _user_dtype(user_dt[st], st, dt, bounds, dt.kind == "f", key)
-            if dt.kind == "f" and fill is not None and fill_value is None:
-                fill = math.nan
-        out_dtypes[st], stat_bounds[st], fills[st] = dt, bounds, fill
-    return out_dtypes, stat_bounds, fills, acc_dtype
-
-
-def output_shape(in_shape: tuple[int, ...], axes: Sequence[int], sizes: Sequence[int], bnd: registry.Boundary) -> tuple[int, ...]:
-    """The input's shape, or ``W - 1`` smaller per window axis for a shrinking boundary ('valid')."""
-    out = list(in_shape)
-    if bnd.shrinks:
-        for ax, w in zip(axes, sizes):
-            if in_shape[ax] < w:
-                raise ConfigError(
-                    f"window {w} is larger than the image ({in_shape[ax]} pixels on axis {ax}); "
-                    "boundary 'valid' would give an empty output",
-                    where="window.size",
-                )
-            out[ax] = in_shape[ax] - w + 1
-    return tuple(out)
-
-
-def requested_chunks(chunks: str | int | Sequence[int], order: Sequence[int]) -> tuple[int | None, ...]:
-    """``compute.chunks`` per window axis (in increasing axis order); None for 'auto'."""
-    if isinstance(chunks, str):
-        if chunks != "auto":
-            raise ConfigError(f"must be 'auto', an int or a list of ints, got {chunks!r}", where="compute.chunks")
-        requested: tuple[int | None, ...] = (None,) * len(order)
-    elif isinstance(chunks, (int, np.integer)):
-        requested = (int(chunks),) * len(order)
-    else:
-        given = tuple(int(c) for c in chunks)
-        if len(given) != len(order):
-            raise ConfigError(f"needs {len(order)} values (one per window axis), got {len(given)}", where="compute.chunks")
-        requested = tuple(given[i] for i in order)
-    if any(c is not None and c < 1 for c in requested):
-        raise ConfigError(f"chunk sizes must be >= 1, got {list(requested)}", where="compute.chunks")
-    return requested
-
-
-@dataclass(frozen=True)
-class Grid:
-    storage_chunks: tuple[int, ...]
-    in_chunks: tuple[tuple[int, ...], ...]
-    out_chunks: tuple[tuple[int, ...], ...]
-    depth: tuple[int, ...]
-    notes: tuple[str, ...]
-
-
-def plan_grid(
-    in_shape: tuple[int, ...], out_shape: tuple[int, ...], storage: Sequence[int | None], win: Window,
-    requested: Sequence[int | None], bnd: registry.Boundary,
-) -> Grid:
-    """The processing grid: output blocks that are unions of whole output storage chunks, the
-    matching input blocks and the halo per axis; no block narrower than the halo."""
-    notes: list[str] = []
-    storage_chunks, in_chunks, out_chunks, depth = [], [], [], []
-    for ax in range(len(in_shape)):
-        m = out_shape[ax]
-        if ax not in win.axes:
-            c = min(storage[ax] or in_shape[ax], m)
-            grid = _axis_grid(m, c, 0)
-            storage_chunks.append(c)
-            in_chunks.append(grid)
-            out_chunks.append(grid)
-            depth.append(0)
-            continue
-        i = win.axes.index(ax)
-        h = max(win.lo[i], win.hi[i])
-        want = requested[i]
-        if want is None:
-            c = _auto_chunk(storage[ax], m, h)
-        else:
-            c = min(want, m)
-            if c < h and c < m:
-                notes.append(f"chunk {want} on axis {ax} is narrower than the halo {h}; using {h}")
-                c = min(h, m)
-        grid = _axis_grid(m, c, h)
-        storage_chunks.append(c)
-        out_chunks.append(grid)
-        if bnd.shrinks:
-            g = list(grid)
-            g[0] += win.lo[i]
-            g[-1] += win.hi[i]
-            grid = tuple(g)
-        in_chunks.append(grid)
-        depth.append(h if len(grid) > 1 else 0)
-    nblocks = math.prod(len(g) for g in out_chunks)
-    if nblocks > MAX_BLOCKS:
-        raise ConfigError(
-            f"output shape {list(out_shape)} makes {nblocks:,} processing blocks, more than {MAX_BLOCKS:,}; "
-            "use larger compute.chunks (or check the inputs' shapes)",
-            where="compute.chunks",
-        )
-    return Grid(tuple(storage_chunks), tuple(in_chunks), tuple(out_chunks), tuple(depth), tuple(notes))
 
 
 def _default_dims(ndim: int, window: Sequence[int] = ()) -> tuple[str, ...]:
