@@ -49,8 +49,9 @@ def _missing(plan: Plan, arrays: Mapping[str, np.ndarray], field: np.ndarray) ->
     return missing
 
 
-def _fast_sum(plan: Plan, field: np.ndarray, ranges) -> np.ndarray:
-    """The main job's path: a plain rectangular window sum with truncated windows."""
+def _numpy_sum(plan: Plan, field: np.ndarray, ranges) -> np.ndarray:
+    """The numpy window sum (``kernels.window_sum``) of a plain sum whose field the compiled
+    kernels do not take (uint64, object)."""
     if field.dtype != plan.acc_dtype:
         field = field.astype(plan.acc_dtype)
     return kernels.window_sum(
@@ -122,8 +123,14 @@ def _fused_sum(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequen
 
 
 def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequence[int]) -> dict[str, np.ndarray]:
-    """Every statistic of the block ``block_index`` from halo-extended input blocks (pure numpy),
-    each in its output dtype."""
+    """Every statistic of the block ``block_index`` from halo-extended input blocks, each in its
+    output dtype.
+
+    The one kernel dispatch point, in order: a plain sum (:attr:`Plan.plain_sum`) of an integer
+    field with nothing missing takes the fused compiled sum (:mod:`pipeline.fastsum`); a plain
+    sum of a field the compiled kernels do not take, the numpy window sum; everything else the
+    compiled statistics (:mod:`pipeline.fastwin`) where they apply, else the numpy reference
+    (a padded copy, then :func:`pipeline.kernels.reduce_stats`)."""
     fused = _fused_sum(plan, arrays, block_index)
     if fused is not None:
         return {"sum": fused}
@@ -141,12 +148,8 @@ def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
         and not np.isfinite(field).all()
     ):
         missing = np.zeros(field.shape, bool)  # infinities: the general path counts them apart
-    if (
-        plan.plain_sum
-        and missing is None
-        and not fastwin.supports(field.dtype)
-    ):
-        return {"sum": _fast_sum(plan, field, ranges)}
+    if plan.plain_sum and missing is None and not fastwin.supports(field.dtype):
+        return {"sum": _numpy_sum(plan, field, ranges)}
 
     axes = plan.window_axes
     k = len(axes)
