@@ -20,7 +20,8 @@ import numpy as np
 from . import labelled
 from .errors import ArgumentTypeError, ConfigError, InputError, PipelineError
 from .expr import parse_expression
-from .plan import REDUCERS, ArraySpec, make_plan
+from .plan import ArraySpec, make_plan
+from .registry import REDUCER_NAMES as REDUCERS
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.array

@@ -87,9 +87,6 @@ def window_sum(
     return out
 
 
-REDUCERS = {"sum": window_sum}
-
-
 # --------------------------------------------------------------------------------------------
 # General reductions: every reducer, any footprint, missing pixels.
 #

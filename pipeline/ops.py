@@ -15,9 +15,7 @@ import numpy as np
 from . import compiled, fastsum, fastwin, kernels
 from .errors import InputError
 from .plan import Plan
-
-
-_NP_MODES = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap"}
+from .registry import FLOAT64, fit
 
 
 def _nan_mask(x: np.ndarray) -> np.ndarray | None:
@@ -51,8 +49,9 @@ def _missing(plan: Plan, arrays: Mapping[str, np.ndarray], field: np.ndarray) ->
     return missing
 
 
-def _fast_sum(plan: Plan, field: np.ndarray, ranges) -> np.ndarray:
-    """The main job's path: a plain rectangular window sum with truncated windows."""
+def _numpy_sum(plan: Plan, field: np.ndarray, ranges) -> np.ndarray:
+    """The numpy window sum (``kernels.window_sum``) of a plain sum whose field the compiled
+    kernels do not take (uint64, object)."""
     if field.dtype != plan.acc_dtype:
         field = field.astype(plan.acc_dtype)
     return kernels.window_sum(
@@ -69,18 +68,18 @@ def _work_dtype(plan: Plan, dtype: np.dtype) -> np.dtype:
     """A dtype for the field that also holds ``cval`` (boundary 'constant')."""
     if plan.boundary != "constant":
         return dtype
-    c = plan.cval
-    if dtype.kind == "f":
-        return np.dtype(np.float64)
-    if isinstance(c, float) and not c.is_integer():
-        return np.dtype(np.float64)
+    if dtype.kind == "f" or (isinstance(plan.cval, float) and not plan.cval.is_integer()):
+        return FLOAT64
+    return fit(*_value_bounds(plan), dtype) or FLOAT64
+
+
+def _value_bounds(plan: Plan) -> tuple[int, int]:
+    """Bounds of the integer values a window sees: the expression's, plus ``int(cval)`` for
+    boundary 'constant'."""
     lo, hi = plan.expr.bounds
-    lo, hi = min(lo, int(c)), max(hi, int(c))
-    for dt in ((dtype,) if dtype.kind in "iu" else ()) + tuple(np.dtype(t) for t in ("int16", "int32", "int64")):
-        info = np.iinfo(dt)
-        if info.min <= lo and hi <= info.max:
-            return dt
-    return np.dtype(np.float64)  # pragma: no cover
+    if plan.boundary == "constant":
+        return min(lo, int(plan.cval)), max(hi, int(plan.cval))
+    return lo, hi
 
 
 #: Blocks whose field takes at most this many bytes are evaluated whole, then summed in one
@@ -95,9 +94,7 @@ def _fused_sum(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequen
     plain rectangular 2-D window, boundary shrink/valid, nothing missing, inputs of one shape;
     None elsewhere (the numpy path below is the reference it is tested against)."""
     if not (
-        plan.stats == ("sum",)
-        and plan.shape == "rect"
-        and plan.boundary in ("shrink", "valid")
+        plan.plain_sum
         and not plan.missing_possible
         and plan.out_dtype.kind == "i"
         and fastsum.supports(plan.expr.dtype, plan.ndim, plan.window_axes)
@@ -126,8 +123,14 @@ def _fused_sum(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequen
 
 
 def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequence[int]) -> dict[str, np.ndarray]:
-    """Every statistic of the block ``block_index`` from halo-extended input blocks (pure numpy),
-    each in its output dtype."""
+    """Every statistic of the block ``block_index`` from halo-extended input blocks, each in its
+    output dtype.
+
+    The one kernel dispatch point, in order: a plain sum (:attr:`Plan.plain_sum`) of an integer
+    field with nothing missing takes the fused compiled sum (:mod:`pipeline.fastsum`); a plain
+    sum of a field the compiled kernels do not take, the numpy window sum; everything else the
+    compiled statistics (:mod:`pipeline.fastwin`) where they apply, else the numpy reference
+    (a padded copy, then :func:`pipeline.kernels.reduce_stats`)."""
     fused = _fused_sum(plan, arrays, block_index)
     if fused is not None:
         return {"sum": fused}
@@ -145,14 +148,8 @@ def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
         and not np.isfinite(field).all()
     ):
         missing = np.zeros(field.shape, bool)  # infinities: the general path counts them apart
-    if (
-        plan.stats == ("sum",)
-        and plan.shape == "rect"
-        and plan.boundary in ("shrink", "valid")
-        and missing is None
-        and not fastwin.supports(field.dtype)
-    ):
-        return {"sum": _fast_sum(plan, field, ranges)}
+    if plan.plain_sum and missing is None and not fastwin.supports(field.dtype):
+        return {"sum": _numpy_sum(plan, field, ranges)}
 
     axes = plan.window_axes
     k = len(axes)
@@ -183,12 +180,8 @@ def _compiled_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, sta
     if f.dtype.kind == "f" and not np.isfinite(np.sum(f, dtype=np.float64)):
         if np.isinf(f).any():
             return None
-    bounds = None
-    if f.dtype.kind in "biu":
-        bounds = plan.expr.bounds
-        if plan.boundary == "constant":
-            bounds = (min(bounds[0], int(plan.cval)), max(bounds[1], int(plan.cval)))
-    area = int(np.prod(plan.size))
+    bounds = _value_bounds(plan) if f.dtype.kind in "biu" else None
+    area = plan.area
     lead = f.shape[:-2]
     out: dict[str, np.ndarray] = {}
     empty = None
@@ -229,7 +222,7 @@ def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start
             f = np.pad(f.astype(_work_dtype(plan, f.dtype), copy=False), pads, constant_values=plan.cval)
             m = None if m is None else np.pad(m, pads, constant_values=False)
         else:
-            mode = _NP_MODES[plan.boundary]
+            mode = plan.bnd.np_mode
             f = np.pad(f, pads, mode=mode)
             m = None if m is None else np.pad(m, pads, mode=mode)
         start = [s + pads[f.ndim - 2 + i][0] for i, s in enumerate(start)]
@@ -244,12 +237,8 @@ def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start
     if plan.weights is not None:
         taps = kernels.weight_taps(np.array(plan.weights, dtype=object), lo2)
     win = kernels.Window(lo2, tuple(hi), tuple(start), tuple(stop), runs=runs, taps=taps)
-    area = int(np.count_nonzero(plan.footprint)) if plan.footprint is not None else int(np.prod(plan.size))
-    bounds = None
-    if f.dtype.kind in "biu":
-        bounds = plan.expr.bounds
-        if plan.boundary == "constant":
-            bounds = (min(bounds[0], int(plan.cval)), max(bounds[1], int(plan.cval)))
+    area = plan.area
+    bounds = _value_bounds(plan) if f.dtype.kind in "biu" else None
     return kernels.reduce_stats(f, m, win, plan.stats, area=area, bounds=bounds, sum_dtype=plan.acc_dtype)
 
 
