@@ -441,7 +441,7 @@ def run_bench(
                 runs = []
                 for _ in range(max(1, repeats)):
                     out = str(work / f"out-{name}-{w}.zarr")
-                    shutil.rmtree(out, ignore_errors=True)
+                    _remove_output(out)
                     args = ["_contender", name, src, out, str(w), str(crop), str(threads), str(work / f"out-pipeline-{w}.zarr")]
                     r = _spawn(args, thread_env)
                     if "error" in r:
@@ -473,7 +473,7 @@ def run_bench(
                     row["exact"] = ok[row["contender"]]
             if not keep:
                 for name in ("pipeline", *modes, *peers, "floor"):
-                    shutil.rmtree(work / f"out-{name}-{w}.zarr", ignore_errors=True)
+                    _remove_output(str(work / f"out-{name}-{w}.zarr"))
         if kernel_size:
             results["kernel"] = _spawn(
                 ["_kernel", str(kernel_size), ",".join(map(str, kernel_windows)), "5" if kernel_size >= 2048 else "3"], thread_env
@@ -485,6 +485,12 @@ def run_bench(
             shutil.rmtree(src, ignore_errors=True)
     _ratios(results)
     return results
+
+
+def _remove_output(out: str) -> None:
+    """A contender's output and this project's sidecar beside it (lock, ledger)."""
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(out + ".pipeline", ignore_errors=True)
 
 
 def _ratios(results: dict[str, Any]) -> None:
