@@ -69,13 +69,13 @@ class BatchInfo:
     def new(cls) -> BatchInfo:
         """Batch id from ``PIPELINE_BATCH_ID`` (set by workflows/pipeline-batch.sh, so that its own
         lines and pipeline's share it), else the start time and process id."""
-        now = _dt.datetime.now(_dt.timezone.utc)
+        now = _dt.datetime.now(_dt.UTC)
         bid = os.environ.get("PIPELINE_BATCH_ID") or f"{now:%Y%m%dT%H%M%SZ}-{os.getpid()}"
         return cls(id=bid, host=socket.gethostname(), started=now.isoformat(timespec="seconds"))
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 class Log:
@@ -104,7 +104,7 @@ class Log:
         if self.quiet and event == "progress":
             return
         if self.fmt == "json":
-            now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+            now = _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
             line = json.dumps({"time": now, "level": level, "event": event, "message": message, **self.context, **fields}, default=str)
             stream = self.err
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from . import compiled, fastsum, fastwin, kernels
 from .errors import InputError
 from .plan import Plan
 from .registry import FLOAT64, fit
+
+if TYPE_CHECKING:
+    import dask.array
 
 
 def _nan_mask(x: np.ndarray) -> np.ndarray | None:
@@ -306,7 +310,7 @@ def _block(*blocks: np.ndarray, plan: Plan, block_id: tuple[int, ...] | None = N
     return compute_block(plan, dict(zip(plan.expr.names, blocks)), block_id[: plan.ndim])
 
 
-def build(plan: Plan, arrays: Mapping[str, "dask.array.Array"]):  # noqa: F821
+def build(plan: Plan, arrays: Mapping[str, dask.array.Array]):
     """The lazy result: inputs re-chunked explicitly to the plan's grid, then ``map_overlap``."""
     import dask.array as da
 
@@ -340,7 +344,7 @@ def build(plan: Plan, arrays: Mapping[str, "dask.array.Array"]):  # noqa: F821
     )
 
 
-def build_stats(plan: Plan, arrays: Mapping[str, "dask.array.Array"]) -> dict[str, "dask.array.Array"]:  # noqa: F821
+def build_stats(plan: Plan, arrays: Mapping[str, dask.array.Array]) -> dict[str, dask.array.Array]:
     """The lazy result per statistic; several statistics share one map_overlap (one read of the
     inputs, one computation per block)."""
     result = build(plan, arrays)
