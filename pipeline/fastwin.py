@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -291,7 +292,12 @@ def _extreme(x, miss, use_miss, rmap, cmap, li0, li1, cval, ident, w0, w1, out, 
                 o[c] = _pick(hr[c], gr[c], is_max)
 
 
+# numba dispatchers (None without numba: the callers check AVAILABLE first)
+_moments_jit: Any
+_extreme_jit: Any
+_variance_jit: Any
 if AVAILABLE:
+    assert numba is not None
     _jit = numba.njit(nogil=True, cache=True, boundscheck=False)
     _load_part = _jit(_load_part)
     _run = _jit(_run)

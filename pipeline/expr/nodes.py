@@ -67,7 +67,7 @@ class Const(Node):
         self.py = value
         if isinstance(value, bool):
             self._typed("b", BOOL, None)
-            self.value = np.bool_(value)
+            self.value: np.generic = np.bool_(value)
         elif isinstance(value, int):
             dtype = fit(value, value)
             if dtype is None:  # e.g. -((-2)**63): each literal fits, the folded value does not
