@@ -251,7 +251,7 @@ def run_one(
     started = _now()
     bv = dict(batch_vars or {})
     values = {**(os.environ if variables is None else variables), **bv}
-    base = {"variables": bv, "started": started}
+    base: dict[str, Any] = {"variables": bv, "started": started}
     t0 = time.perf_counter()
     unstored = None
     try:
@@ -336,7 +336,7 @@ def preview_one(
 
     bv = dict(batch_vars or {})
     values = {**(os.environ if variables is None else variables), **bv}
-    base = {"variables": bv, "started": _now()}
+    base: dict[str, Any] = {"variables": bv, "started": _now()}
     t0 = time.perf_counter()
     label = config + "".join(f" {k}={v}" for k, v in bv.items())
     try:

@@ -37,6 +37,12 @@ class Node:
         self.dtype = np.dtype(dtype)
         self.bounds = (0, 1) if kind == "b" else (bounds if kind == "i" else None)
 
+    @property
+    def ibounds(self) -> tuple[int, int]:
+        """``bounds`` of a bool or integer node (which always has them)."""
+        assert self.bounds is not None, f"a {self.kind!r} node has no bounds"
+        return self.bounds
+
     def accept(self, visitor: Visitor[T]) -> T:
         raise NotImplementedError
 
