@@ -84,7 +84,7 @@ class _AccessorOnXarrayImport(importlib.abc.MetaPathFinder):
             run(module)
             importlib.import_module(".accessor", __name__)
 
-        spec.loader.exec_module = exec_module  # this spec's own loader instance
+        setattr(spec.loader, "exec_module", exec_module)  # this spec's own loader instance (mypy: no method-assign)
         return spec
 
 

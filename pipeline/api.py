@@ -150,7 +150,7 @@ def window_reduce(
     inputs = _as_inputs(inputs)
     size, axes = _check_size(size, axes)
     stats = _check_reduce(reduce)
-    boundary, cval = _check_boundary(boundary, mode, cval)
+    bnd, cval = _check_boundary(boundary, mode, cval)
     weights, size = _check_footprint(footprint, weights, size)
     _check_types(chunks, axes, fill_value)
     if nodata is not None:
@@ -177,7 +177,7 @@ def window_reduce(
     if not lazy:
         data = {n: np.asarray(data[n]) for n in names}
 
-    kw = dict(reduce=stats, boundary=boundary, cval=cval, shape=shape, weights=weights, axes=axes,
+    kw = dict(reduce=stats, boundary=bnd, cval=cval, shape=shape, weights=weights, axes=axes,
               nodata=nodata, dtype=dtype, fill_value=fill_value)
     try:
         data, plan = _plan_narrowing(op, {n: data[n] for n in names}, dims, lazy, size, chunks, kw, arrays)
@@ -453,9 +453,9 @@ def _value_range(x: Any, original: Any) -> tuple[int, int] | None:
         if pair in attrs and len(attrs[pair]) == 2:
             lo, hi = attrs[pair]
             return int(lo), int(hi)
-    for a, b in RANGE_ATTRS:
-        if a in attrs and b in attrs:
-            return int(attrs[a]), int(attrs[b])
+    for lo_key, hi_key in RANGE_ATTRS:
+        if lo_key in attrs and hi_key in attrs:
+            return int(attrs[lo_key]), int(attrs[hi_key])
     return None
 
 

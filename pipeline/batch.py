@@ -69,13 +69,13 @@ class BatchInfo:
     def new(cls) -> BatchInfo:
         """Batch id from ``PIPELINE_BATCH_ID`` (set by workflows/pipeline-batch.sh, so that its own
         lines and pipeline's share it), else the start time and process id."""
-        now = _dt.datetime.now(_dt.timezone.utc)
+        now = _dt.datetime.now(_dt.UTC)
         bid = os.environ.get("PIPELINE_BATCH_ID") or f"{now:%Y%m%dT%H%M%SZ}-{os.getpid()}"
         return cls(id=bid, host=socket.gethostname(), started=now.isoformat(timespec="seconds"))
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 class Log:
@@ -104,7 +104,7 @@ class Log:
         if self.quiet and event == "progress":
             return
         if self.fmt == "json":
-            now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+            now = _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
             line = json.dumps({"time": now, "level": level, "event": event, "message": message, **self.context, **fields}, default=str)
             stream = self.err
         else:
@@ -251,7 +251,7 @@ def run_one(
     started = _now()
     bv = dict(batch_vars or {})
     values = {**(os.environ if variables is None else variables), **bv}
-    base = {"variables": bv, "started": started}
+    base: dict[str, Any] = {"variables": bv, "started": started}
     t0 = time.perf_counter()
     unstored = None
     try:
@@ -336,7 +336,7 @@ def preview_one(
 
     bv = dict(batch_vars or {})
     values = {**(os.environ if variables is None else variables), **bv}
-    base = {"variables": bv, "started": _now()}
+    base: dict[str, Any] = {"variables": bv, "started": _now()}
     t0 = time.perf_counter()
     label = config + "".join(f" {k}={v}" for k, v in bv.items())
     try:

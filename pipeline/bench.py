@@ -37,13 +37,25 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import zarr
 
 OP = "a**2 - b**2"
 CONTENDERS = ("pipeline", "dask-image", "xarray", "map_overlap", "floor")
 SCHEDULERS = ("local-cluster", "processes", "tcp")
+
+
+def _member(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of ``group`` (the bench's stores hold arrays under these names)."""
+    import zarr
+
+    arr = group[name]
+    assert isinstance(arr, zarr.Array), f"{name} is not an array"
+    return arr
 
 
 # ------------------------------------------------------------------------------ data
@@ -92,19 +104,19 @@ def check_outputs(src: str, n: int, w: int, outputs: dict[str, tuple[str, str, i
     import zarr
 
     g = zarr.open_group(src, mode="r")
-    a, b = g["a"], g["b"]
+    a, b = _member(g, "a"), _member(g, "b")
     lo, hi = w // 2, w - 1 - w // 2
-    outs = {k: (zarr.open_group(p, mode="r")[arr], size) for k, (p, arr, size) in outputs.items()}
+    outs = {k: (_member(zarr.open_group(p, mode="r"), arr), size) for k, (p, arr, size) in outputs.items()}
     ok = {k: True for k in outs}
     for size in sorted({s for _, s in outs.values()}):
         for i in range(0, size, band):
             r0, r1 = max(i - lo, 0), min(i + band + hi, size)
-            fa = a[r0:r1, :size].astype(np.int64)
-            fb = b[r0:r1, :size].astype(np.int64)
+            fa = np.asarray(a[r0:r1, :size]).astype(np.int64)
+            fb = np.asarray(b[r0:r1, :size]).astype(np.int64)
             ref = _box_sum_int64(fa * fa - fb * fb, w)[i - r0 : i - r0 + min(band, size - i)]
             for k, (arr, s) in outs.items():
                 if s == size and ok[k]:
-                    got = arr[i : i + ref.shape[0], :]
+                    got = np.asarray(arr[i : i + ref.shape[0], :])
                     ok[k] = bool(got.shape == ref.shape and np.array_equal(got.astype(np.int64), ref))
     return ok
 
@@ -147,9 +159,9 @@ def _run_contender(name: str, src: str, out: str, w: int, size: int, threads: in
     elif name == "floor":
         from concurrent.futures import ThreadPoolExecutor
 
-        exact = zarr.open_group(ref, mode="r")["result"]
+        exact = _member(zarr.open_group(ref, mode="r"), "result")
         data = exact[...]  # loaded before the clock starts
-        a, b = g["a"], g["b"]
+        a, b = _member(g, "a"), _member(g, "b")
         target = io.create_output(
             out, "result", shape=exact.shape, dtype=exact.dtype, chunks=exact.chunks, dims=("y", "x"), attrs={}, coords={},
             overwrite=True,
@@ -262,7 +274,7 @@ class _TcpCluster:
         self.file = folder / "scheduler.json"
         self.file.unlink(missing_ok=True)
         py = [sys.executable, "-m"]
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         self.procs = [
             subprocess.Popen([*py, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
                               "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(self.file)], **quiet)
@@ -418,7 +430,7 @@ def run_bench(
         echo(f"generated {src} ({size}x{size} uint8 pair, chunks {chunk}) in {time.perf_counter() - t:.1f} s")
     import zarr
 
-    shape = zarr.open_group(src, mode="r")["a"].shape
+    shape = _member(zarr.open_group(src, mode="r"), "a").shape
     n = shape[0]
     results: dict[str, Any] = {"size": n, "chunk": chunk, "threads": threads, "cores": os.cpu_count(), "store": src, "runs": []}
     thread_env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -438,7 +450,7 @@ def run_bench(
                 crop = min(n, (peer_size or {}).get(f"{name}@{w}", (peer_size or {}).get(name, n)))
                 if name == "floor":
                     crop = n
-                runs = []
+                runs: list[dict[str, Any]] = []
                 for _ in range(max(1, repeats)):
                     out = str(work / f"out-{name}-{w}.zarr")
                     _remove_output(out)

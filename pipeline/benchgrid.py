@@ -121,10 +121,10 @@ def kernel_grid(
                 x, value = images[key]
                 for boundary in boundaries:
                     for reduce in reducers:
-                        kw = dict(size=w, reduce=reduce, boundary=boundary, nodata=None if value is None else {"a": value})
+                        kw: dict[str, Any] = dict(size=w, reduce=reduce, boundary=boundary, nodata=None if value is None else {"a": value})
                         api.window_reduce("a", {"a": x[:64, :64]}, **kw)
                         sec = _median_time(lambda: api.window_reduce("a", {"a": x}, **kw), repeats)
-                        cell = {
+                        cell: dict[str, Any] = {
                             "W": w, "reduce": reduce, "boundary": boundary, "dtype": dtype, "nodata": nd,
                             "seconds": sec, "mpix_s": n * n / 1e6 / sec,
                             "vs_int_sum": sec / base / WEIGHT.get(reduce, 1), "int_sum_seconds": base,

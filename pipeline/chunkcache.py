@@ -92,7 +92,7 @@ class HaloReader:
         with self._lock:
             fut = self._cache.get(key)
             mine = fut is None
-            if mine:
+            if fut is None:
                 fut = Future()
                 self._cache[key] = fut
         if mine:

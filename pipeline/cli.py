@@ -45,7 +45,7 @@ def _plain_flags() -> None:
             return _shown(self, ctx)
 
         display_type_rich._pipeline = True  # type: ignore[attr-defined]
-        cls.display_type_rich = display_type_rich
+        setattr(cls, "display_type_rich", display_type_rich)  # a patched method (mypy: no method-assign)
 
 
 _plain_flags()
@@ -477,10 +477,12 @@ def entrypoint(argv: list[str] | None = None) -> int:
     if not _json_requested(argv):
         app(args=argv, prog_name="pipeline")
         return 0
+    import importlib
+
     try:
-        from typer._click import exceptions as click_exc  # typer >= 0.20 carries its own click
+        click_exc = importlib.import_module("typer._click.exceptions")  # typer >= 0.20 carries its own click
     except ImportError:  # pragma: no cover - older typer
-        from click import exceptions as click_exc
+        click_exc = importlib.import_module("click.exceptions")
 
     try:
         code = app(args=argv, prog_name="pipeline", standalone_mode=False)
@@ -491,9 +493,9 @@ def entrypoint(argv: list[str] | None = None) -> int:
         log = batch.Log("json", context={"batch": info.id, "host": info.host})
         log.event("error", f"usage: {exc.format_message()}", level="error", exit_code=int(ExitCode.USER_ERROR))
         sys.exit(int(ExitCode.USER_ERROR))
-    except click_exc.Exit as exc:
+    except typer.Exit as exc:  # typer's own (click's Exit in older typer); typer._click has none
         sys.exit(exc.exit_code)
-    except click_exc.Abort:
+    except typer.Abort:
         sys.exit(int(ExitCode.INTERRUPTED))
     sys.exit(code if isinstance(code, int) else 0)
 

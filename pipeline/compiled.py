@@ -58,7 +58,7 @@ _BOOL_OPS = {
     np.minimum: "({0} and {1})",
     np.maximum: "({0} or {1})",
 }
-_COMPARE = {np.less: "<", np.less_equal: "<=", np.greater: ">", np.greater_equal: ">=", np.equal: "==", np.not_equal: "!="}
+_COMPARE: dict[np.ufunc, str] = {np.less: "<", np.less_equal: "<=", np.greater: ">", np.greater_equal: ">=", np.equal: "==", np.not_equal: "!="}
 _I64 = (int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max))
 
 

@@ -97,7 +97,7 @@ class InputSpec(_Model):
     @property
     def nodata_value(self) -> int | float | None:
         """The configured nodata value (None: unset or switched off)."""
-        return None if self.nodata in (None, "none") else self.nodata
+        return None if self.nodata is None or isinstance(self.nodata, str) else self.nodata  # the only str is "none"
 
 
 Reducer = Literal["sum", "mean", "min", "max", "var", "std", "count"]
@@ -158,7 +158,9 @@ _SIDECAR_FILES = ("lock", "lock.guard")
 _RESERVED_SUFFIXES = (".pipeline-new", ".pipeline-old")
 
 
-def _check_output_array(v: str) -> str:
+def _check_output_array(v: str | None) -> str | None:
+    if v is None:  # not reached: the field is required (typing: _check_array_path passes None on)
+        return v
     parts = v.strip("/").split("/")
     if any(p in _STORE_FILES for p in parts) or parts[0] in _SIDECAR_FILES or v.endswith(_RESERVED_SUFFIXES):
         raise ValueError(f"{v!r} collides with a file of the store or of its .pipeline folder; choose another array name")

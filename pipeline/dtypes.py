@@ -22,6 +22,7 @@ def _holds(dt: np.dtype, bounds: tuple[int, int] | None, is_float: bool) -> bool
     """Whether ``dt`` holds every result: integer ``bounds`` exactly, or float results."""
     if is_float:
         return dt.kind == "f"
+    assert bounds is not None  # integer results come with their bounds
     lo, hi = bounds
     if dt.kind in "iu":
         info = np.iinfo(dt)
@@ -47,7 +48,7 @@ def _user_dtype(name: str, stat: str, auto: np.dtype, bounds, is_float: bool, ke
     return dt
 
 
-def _nodata_value(v: Any, n: str, dt: np.dtype) -> int | float | None:
+def _nodata_value(v: Any, n: str, dt: np.dtype) -> int | float | np.integer | np.floating | None:
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
@@ -107,7 +108,7 @@ def plan_dtypes(reds, values: registry.Values, empty_possible: bool, dtype, fill
         dt, bounds = r.dtype(values)
         if r.accumulates:
             acc_dtype = dt
-        fill = None
+        fill: int | float | None = None
         if dt.kind in "iub" and empty_possible and r.empty_fill:
             dt, fill = _int_fill(st, dt, bounds, fill_value)
             bounds = (min(bounds[0], fill), max(bounds[1], fill))

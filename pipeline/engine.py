@@ -357,8 +357,9 @@ def prime(job: Job) -> int:
     so that the compiled kernels are loaded before the tiles arrive; the process id."""
     ctx = _context(job)
     first = next(iter(block_regions(ctx.plan)))[0]
-    if ctx.fast:
-        ops.compute_block(ctx.plan, ctx.reader([first]).read(input_regions(ctx.plan, first), group=first[-1] // ctx.strip), first)
+    reader = ctx.reader([first])
+    if reader is not None:  # ctx.fast
+        ops.compute_block(ctx.plan, reader.read(input_regions(ctx.plan, first), group=first[-1] // ctx.strip), first)
     return os.getpid()
 
 

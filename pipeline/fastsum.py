@@ -18,11 +18,14 @@ numpy path.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 import os
 
+numba: ModuleType | None  # None without numba
 try:  # pragma: no cover - exercised by whether numba is installed
     if os.environ.get("PIPELINE_KERNEL", "") == "numpy":  # force the reference path (benchmarks)
         raise ImportError("PIPELINE_KERNEL=numpy")
@@ -98,7 +101,11 @@ def _rows(ring, m, col, d, out, rs, re, r0, h, lo0, hi0, wd, lo1, hi1, c0, c1, j
             o[c - c0] = s
 
 
+# numba dispatchers (None without numba: the callers check AVAILABLE first)
+_init_col_jit: Any
+_rows_jit: Any
 if AVAILABLE:
+    assert numba is not None
     _jit = numba.njit(nogil=True, cache=True, boundscheck=False)
     _init_col_jit = _jit(_init_col)
     _rows_jit = _jit(_rows)

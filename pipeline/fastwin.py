@@ -23,7 +23,8 @@ Semantics are those of :func:`pipeline.kernels.reduce_stats` on the ``np.pad``-e
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -291,7 +292,12 @@ def _extreme(x, miss, use_miss, rmap, cmap, li0, li1, cval, ident, w0, w1, out, 
                 o[c] = _pick(hr[c], gr[c], is_max)
 
 
+# numba dispatchers (None without numba: the callers check AVAILABLE first)
+_moments_jit: Any
+_extreme_jit: Any
+_variance_jit: Any
 if AVAILABLE:
+    assert numba is not None
     _jit = numba.njit(nogil=True, cache=True, boundscheck=False)
     _load_part = _jit(_load_part)
     _run = _jit(_run)
@@ -388,8 +394,8 @@ def plane_stats(
     *,
     area: int,
     bounds: tuple[int, int] | None,
-    dtypes: dict[str, np.dtype],
-) -> dict[str, np.ndarray]:
+    dtypes: Mapping[str, np.dtype],
+) -> dict[str, np.ndarray | None]:
     """Every statistic of ``stats`` over the rectangular window of one 2-D plane, same contract
     as :func:`pipeline.kernels.reduce_stats` (with ``"_empty"``) but taking the block before
     any padding: ``boundary``/``cval`` are applied in index space.  ``dtypes``: the dtype each
@@ -403,12 +409,12 @@ def plane_stats(
     off = start[1] - lo[1]  # extended column l is data column l + off
     is_int = x.dtype.kind in "biu" and bounds is not None and float(cval).is_integer()
     holes = missing is not None  # else the count is separable: counted from the index maps
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, np.ndarray | None] = {}  # and "_empty": a bool array or None
     n = None
     need_var = "var" in stats or "std" in stats
     need_sum = "sum" in stats or "mean" in stats
     # integer window sums fit int64 (else the mean is summed in float64, as the numpy path does)
-    wide = is_int and area * max(abs(int(bounds[0])), abs(int(bounds[1]))) < 2**63
+    wide = is_int and bounds is not None and area * max(abs(int(bounds[0])), abs(int(bounds[1]))) < 2**63
     if need_var:
         n, s1, s2, shift, span = _shifted_moments(x, missing, rmap, cmap, off, w, cval, bounds, is_int, area)
         if n is None:
@@ -422,7 +428,7 @@ def plane_stats(
             else:
                 sums = s1 + n * float(shift)
     elif need_sum or holes:
-        acc = np.dtype(np.float64)
+        acc: np.dtype = np.dtype(np.float64)
         if is_int and "sum" in stats and dtypes["sum"].kind == "i" and "mean" not in stats:
             acc = dtypes["sum"]  # the sum's own dtype: every window sum fits it
         elif is_int and (wide or "mean" not in stats):
@@ -441,6 +447,7 @@ def plane_stats(
     if "sum" in stats:
         out["sum"] = sums
     if "mean" in stats:
+        assert n is not None  # counted above whenever the mean is wanted
         with np.errstate(invalid="ignore", divide="ignore"):
             out["mean"] = np.divide(sums, n, dtype=np.float64)
     if need_var:

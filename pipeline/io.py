@@ -16,13 +16,16 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .errors import InputError, OutputError
+
+if TYPE_CHECKING:
+    from zarr.core.array_spec import ArrayConfigParams
 
 
 def location(path: str, array: str | None) -> str:
@@ -242,7 +245,7 @@ def write_scalars(group: zarr.Group, scalars: Mapping[str, tuple[Any, Mapping[st
 
 #: Every chunk of the output is stored, even one equal to the fill value, so that "not stored"
 #: means "missing" (``pipeline verify``), never "empty".
-_OUTPUT_CONFIG = {"write_empty_chunks": True}
+_OUTPUT_CONFIG: ArrayConfigParams = {"write_empty_chunks": True}
 
 
 def finalize(path: str, storage_options: Mapping[str, Any] | None = None) -> None:
@@ -373,7 +376,7 @@ def open_output(path: str, array: str, mode: str = "r+", storage_options: Mappin
 
 def update_state(target: zarr.Array, **changes: Any) -> None:
     """Update keys of the output's ``pipeline`` attribute (e.g. ``complete=True``, written last)."""
-    state = dict(target.attrs.get("pipeline") or {})
+    state = dict(cast("Mapping[str, Any]", target.attrs.get("pipeline") or {}))
     state.update(changes)
     target.update_attributes({"pipeline": state})
 
@@ -398,7 +401,7 @@ def stored_chunk_keys(arr: zarr.Array) -> set[str]:
 
 def read_chunk(arr: zarr.Array, coords: Sequence[int]) -> np.ndarray:
     """Decode one stored chunk (raises on a checksum mismatch or a damaged encoding)."""
-    return arr.get_block_selection(tuple(coords))
+    return cast(np.ndarray, arr.get_block_selection(tuple(coords)))  # zarr's return type covers every buffer kind
 
 
 def list_arrays(path: str) -> list[str]:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 
 def window_sum_1d(x: np.ndarray, axis: int, lo: int, hi: int, start: int, stop: int) -> np.ndarray:
@@ -156,27 +157,27 @@ def _prefix_x(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return p
 
 
-def footprint_sum(x: np.ndarray, win: Window, dtype: np.dtype) -> np.ndarray:
+def footprint_sum(x: np.ndarray, win: Window, dtype: npt.DTypeLike) -> np.ndarray:
     """Sums of ``x`` (cast to ``dtype``) over the window's footprint (taps: weighted) for every
     centre.  Rectangles: separable running sums, O(1) per pixel; row runs: one running-sum
     difference per footprint row, O(rows); taps: O(taps).  Integer sums wrap only in
     intermediates and are exact whenever the result fits ``dtype``."""
-    dtype = np.dtype(dtype)
+    dt: np.dtype = np.dtype(dtype)
     if win.taps is not None:
-        out = np.zeros(x.shape[:-2] + win.out_shape, dtype=dtype)
+        out = np.zeros(x.shape[:-2] + win.out_shape, dtype=dt)
         with np.errstate(over="ignore", invalid="ignore"):
             for dy, dx, w in win.taps:
-                term = x[(..., *win.shifted(dy, dx))].astype(dtype, copy=False)
+                term = x[(..., *win.shifted(dy, dx))].astype(dt, copy=False)
                 if w == 1:
                     out += term
                 else:
-                    out += term * dtype.type(w)
+                    out += term * dt.type(w)
         return out
     if win.runs is None:
         n = x.ndim
-        return window_sum(x.astype(dtype, copy=False), (n - 2, n - 1), win.lo, win.hi, win.start, win.stop)
-    p = _prefix_x(x, dtype)
-    out = np.zeros(x.shape[:-2] + win.out_shape, dtype=dtype)
+        return window_sum(x.astype(dt, copy=False), (n - 2, n - 1), win.lo, win.hi, win.start, win.stop)
+    p = _prefix_x(x, dt)
+    out = np.zeros(x.shape[:-2] + win.out_shape, dtype=dt)
     with np.errstate(over="ignore"):
         for dy, a, b in win.runs:
             ys, _ = win.shifted(dy, 0)
@@ -245,6 +246,7 @@ def footprint_extreme(x: np.ndarray, win: Window, op: str) -> np.ndarray:
         for dy in dys:
             part = f[(..., *win.shifted(dy, a))]
             out = part.copy() if out is None else pick(out, part, out=out)
+    assert out is not None  # a footprint has at least one run
     return out
 
 
@@ -267,7 +269,7 @@ def reduce_stats(
     area: int,
     bounds: tuple[int, int] | None,
     sum_dtype: np.dtype,
-) -> dict[str, np.ndarray]:
+) -> dict[str, np.ndarray | None]:
     """Every statistic in ``stats`` over the window, skipping ``missing`` pixels.
 
     Returns, per statistic, the raw result and under the key ``"_empty"`` a boolean array of the
@@ -276,7 +278,7 @@ def reduce_stats(
     the footprint.  mean/var/std are float64 (population variance, ``ddof=0``)."""
     valid = None if missing is None else ~missing
     is_int = field.dtype.kind in "biu"
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, np.ndarray | None] = {}  # and "_empty": a bool array or None
     count_win = win if win.taps is None else Window(win.lo, win.hi, win.start, win.stop, runs=win.runs)
     if valid is not None:
         n = footprint_sum(valid.view(np.uint8) if valid.dtype == bool else valid, count_win, np.int32)
@@ -290,6 +292,7 @@ def reduce_stats(
     zeroed = field if valid is None else np.where(valid, field, field.dtype.type(0))
     wide = None  # an integer dtype in which the (weighted) sums of an integer field are exact
     if is_int:
+        assert bounds is not None  # integer fields come with their bounds
         mag = max(abs(bounds[0]), abs(bounds[1]))
         if win.taps is None:
             if area * mag < 2**63:
@@ -297,14 +300,16 @@ def reduce_stats(
         elif all(float(w).is_integer() for *_, w in win.taps):
             if sum(abs(int(w)) for *_, w in win.taps) * mag < 2**63:
                 wide = np.dtype(np.int64)
+    sums = None  # the sums when "sum" is wanted
     if "sum" in stats:
         if is_int:
-            out["sum"] = footprint_sum(zeroed, win, sum_dtype)
+            sums = footprint_sum(zeroed, win, sum_dtype)
         else:
-            out["sum"] = _float_sum(zeroed, win)
+            sums = _float_sum(zeroed, win)
+        out["sum"] = sums
     if "mean" in stats:
-        if "sum" in stats and (out["sum"].dtype.kind == "f" or wide is not None):
-            s = out["sum"]
+        if sums is not None and (sums.dtype.kind == "f" or wide is not None):
+            s = sums
         elif is_int and wide is not None:
             s = footprint_sum(zeroed, win, wide)
         else:
@@ -340,7 +345,7 @@ def _variance(field: np.ndarray, valid: np.ndarray | None, win: Window, n: np.nd
     if field.dtype.kind in "biu":
         # |d| <= span, the range of this block's valid values (at most the dtype bounds' span)
         span = int(sel.max()) - int(sel.min()) if sel.size else 0
-        shift = int(round(float(np.median(sel)))) if sel.size else 0
+        shift: float = int(round(float(np.median(sel)))) if sel.size else 0  # an int here, a float below
         if area * span * span < 2**63:
             d = field.astype(np.int64) - shift
             if valid is not None:

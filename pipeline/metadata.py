@@ -123,7 +123,7 @@ def usable_nodata(value: int | float, dtype: np.dtype) -> int | float | None:
     return value
 
 
-def fill_attr(fill: Any, dtype: np.dtype) -> Any:
+def fill_attr(fill: Any, dtype: np.dtype | None) -> Any:
     """The ``_FillValue`` attribute of an output of ``dtype``, as xarray reads it from a Zarr v3
     array: integers as they are, floats as base64 of their 8 little-endian bytes."""
     dtype = np.dtype(dtype)
@@ -141,7 +141,7 @@ def output_attrs(
     same_units: bool,
     bare: bool = False,
     fill: Any,
-    dtype: np.dtype,
+    dtype: np.dtype | None,
     grid_mapping: str | None = None,
 ) -> dict[str, Any]:
     """The attributes of one output array: the inputs' ``common`` attributes without those about

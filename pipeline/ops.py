@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from . import compiled, fastsum, fastwin, kernels
 from .errors import InputError
 from .plan import Plan
 from .registry import FLOAT64, fit
+
+if TYPE_CHECKING:
+    import dask.array
 
 
 def _nan_mask(x: np.ndarray) -> np.ndarray | None:
@@ -76,6 +80,7 @@ def _work_dtype(plan: Plan, dtype: np.dtype) -> np.dtype:
 def _value_bounds(plan: Plan) -> tuple[int, int]:
     """Bounds of the integer values a window sees: the expression's, plus ``int(cval)`` for
     boundary 'constant'."""
+    assert plan.expr.bounds is not None  # called for bool and integer expressions, which have bounds
     lo, hi = plan.expr.bounds
     if plan.boundary == "constant":
         return min(lo, int(plan.cval)), max(hi, int(plan.cval))
@@ -170,7 +175,7 @@ def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
     return _finish(plan, raw, axes, k)
 
 
-def _compiled_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start, stop) -> dict[str, np.ndarray] | None:
+def _compiled_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start, stop) -> dict[str, np.ndarray | None] | None:
     """Every statistic through the compiled kernels (:mod:`pipeline.fastwin`), the boundary applied
     in index space (no padded copy), plane by plane over leading axes; None where they do not
     apply (footprints, weights, uint64/object fields, float fields holding an infinity: the numpy
@@ -183,7 +188,7 @@ def _compiled_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, sta
     bounds = _value_bounds(plan) if f.dtype.kind in "biu" else None
     area = plan.area
     lead = f.shape[:-2]
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, np.ndarray | None] = {}  # and "_empty": a bool array or None
     empty = None
     for idx in np.ndindex(*lead):
         raw = fastwin.plane_stats(
@@ -195,9 +200,11 @@ def _compiled_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, sta
             out, empty = raw, e
             break
         for st, r in raw.items():
-            if st not in out:
-                out[st] = np.empty(lead + r.shape, r.dtype)
-            out[st][idx] = r
+            assert r is not None  # a statistic ("_empty" is popped)
+            o = out.get(st)
+            if o is None:  # not in out yet
+                o = out[st] = np.empty(lead + r.shape, r.dtype)
+            o[idx] = r
         if e is not None:
             if empty is None:
                 empty = np.zeros(lead + e.shape, bool)
@@ -206,7 +213,7 @@ def _compiled_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, sta
     return out
 
 
-def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start, stop) -> dict[str, np.ndarray]:
+def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start, stop) -> dict[str, np.ndarray | None]:
     """The numpy reference path: the block padded (``np.pad``) so that every window is whole, then
     :func:`pipeline.kernels.reduce_stats`."""
     # extend the data so that every window is whole: padding at the image edges
@@ -223,6 +230,7 @@ def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start
             m = None if m is None else np.pad(m, pads, constant_values=False)
         else:
             mode = plan.bnd.np_mode
+            assert mode is not None  # the padding boundaries have an np.pad mode
             f = np.pad(f, pads, mode=mode)
             m = None if m is None else np.pad(m, pads, mode=mode)
         start = [s + pads[f.ndim - 2 + i][0] for i, s in enumerate(start)]
@@ -242,13 +250,14 @@ def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start
     return kernels.reduce_stats(f, m, win, plan.stats, area=area, bounds=bounds, sum_dtype=plan.acc_dtype)
 
 
-def _finish(plan: Plan, raw: dict[str, np.ndarray], axes, k: int) -> dict[str, np.ndarray]:
+def _finish(plan: Plan, raw: dict[str, np.ndarray | None], axes, k: int) -> dict[str, np.ndarray]:
     """Raw statistics to outputs: each in its dtype, fill values in empty windows, window axes
     back in place."""
     empty = raw.pop("_empty")
     out = {}
     for st in plan.stats:
         r = raw[st]
+        assert r is not None  # a statistic ("_empty" is popped)
         fill = plan.fill_values.get(st)
         dt = plan.out_dtypes[st]
         if r.dtype != dt:
@@ -306,7 +315,7 @@ def _block(*blocks: np.ndarray, plan: Plan, block_id: tuple[int, ...] | None = N
     return compute_block(plan, dict(zip(plan.expr.names, blocks)), block_id[: plan.ndim])
 
 
-def build(plan: Plan, arrays: Mapping[str, "dask.array.Array"]):  # noqa: F821
+def build(plan: Plan, arrays: Mapping[str, dask.array.Array]):
     """The lazy result: inputs re-chunked explicitly to the plan's grid, then ``map_overlap``."""
     import dask.array as da
 
@@ -340,7 +349,7 @@ def build(plan: Plan, arrays: Mapping[str, "dask.array.Array"]):  # noqa: F821
     )
 
 
-def build_stats(plan: Plan, arrays: Mapping[str, "dask.array.Array"]) -> dict[str, "dask.array.Array"]:  # noqa: F821
+def build_stats(plan: Plan, arrays: Mapping[str, dask.array.Array]) -> dict[str, dask.array.Array]:
     """The lazy result per statistic; several statistics share one map_overlap (one read of the
     inputs, one computation per block)."""
     result = build(plan, arrays)

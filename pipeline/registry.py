@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from .errors import ConfigError
 from .expr import intervals
+
+#: np.pad's modes that the padding boundaries use
+PadMode = Literal["symmetric", "reflect", "edge", "wrap"]
 
 INT16 = np.dtype("int16")
 INT32 = np.dtype("int32")
@@ -118,7 +121,7 @@ class Reducer:
 class Boundary:
     name: str
     pads: bool  #: windows at the edges see values outside the image (padding)
-    np_mode: str | None = None  #: np.pad's mode for the numpy reference path (None: constant/none)
+    np_mode: PadMode | None = None  #: np.pad's mode for the numpy reference path (None: constant/none)
     scipy_mode: str | None = None  #: scipy.ndimage's mode giving the same values
     shrinks: bool = False  #: the output is ``W - 1`` smaller per window axis
     periodic: bool = False  #: the halo comes from the opposite image edge

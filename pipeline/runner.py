@@ -133,13 +133,15 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     coords = opened[first].coords()
     attrs = _common_attrs(used)
     gm = attrs.get("grid_mapping")
-    grid_mapping = opened[first].scalar(gm) if isinstance(gm, str) else None
-    _check_local_output(cfg, plan, extra=[gm] if grid_mapping is not None else ())
+    gm_name: str | None = gm if isinstance(gm, str) else None
+    gm_var = opened[first].scalar(gm_name) if gm_name is not None else None
+    grid_mapping = (gm_name, *gm_var) if gm_name is not None and gm_var is not None else None
+    _check_local_output(cfg, plan, extra=[grid_mapping[0]] if grid_mapping is not None else ())
     return Prepared(
         config=cfg, arrays=used, specs=specs, plan=plan, coords=coords, attrs=attrs,
         sources={n: opened[n] for n in used},
         nodata_source={n: v for n, v in nodata_source.items() if n in plan.expr.names},
-        grid_mapping=(gm, *grid_mapping) if grid_mapping is not None else None,
+        grid_mapping=grid_mapping,
     )
 
 

@@ -77,8 +77,8 @@ def _check(arr: Any, coords: tuple[int, ...]) -> str | None:
 
 def verify_array(path: str, array: str, *, mark: bool = True, workers: int | None = None) -> ArrayReport:
     arr = io.open_output(path, array, mode="r")
-    state = arr.attrs.get("pipeline")
-    state = dict(state) if isinstance(state, dict) else None
+    raw = arr.attrs.get("pipeline")
+    state: dict[str, Any] | None = dict(raw) if isinstance(raw, dict) else None
     report = ArrayReport(store=path, array=array, complete=None if state is None else bool(state.get("complete")))
     grid_shape = io.chunk_grid(arr)
     n = 1

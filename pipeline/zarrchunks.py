@@ -82,8 +82,11 @@ class DirectChunks:
     def __init__(self, arr: zarr.Array, where: str | None = None) -> None:
         from zarr.core.array_spec import ArrayConfig, ArraySpec
         from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.metadata import ArrayV3Metadata
 
         md = arr.metadata
+        if not isinstance(md, ArrayV3Metadata):  # refused before (_direct_refusal); narrows the type
+            raise TypeError("not a zarr v3 array")
         self.arr = arr
         self.where = where or location(str(arr.store_path.store), arr.path)
         self.store = arr.store_path.store
@@ -96,6 +99,8 @@ class DirectChunks:
         self.spec = ArraySpec(
             shape=self.chunks, dtype=md.data_type, fill_value=md.fill_value, config=ArrayConfig.from_dict({}), prototype=self.prototype
         )
+        self.array_bytes: Any
+        self.bytes_bytes: list[Any]  # zarr's codecs (their private synchronous _encode/_decode)
         self.array_bytes, *self.bytes_bytes = md.codecs
         self.fill = np.asarray(arr.fill_value, dtype=self.dtype)
 
@@ -130,7 +135,8 @@ class DirectChunks:
         inner = self._bounds(coords)
         key = self.key(coords)
         try:
-            data = self.store.get_sync(key, prototype=self.prototype)
+            # the local and memory stores have zarr's synchronous protocol; the Store ABC does not declare it
+            data = self.store.get_sync(key, prototype=self.prototype)  # type: ignore[attr-defined]
             if data is None:
                 return np.full(tuple(s.stop for s in inner), self.fill, dtype=self.dtype)
             for codec in reversed(self.bytes_bytes):
@@ -153,7 +159,7 @@ class DirectChunks:
         data = self.array_bytes._encode_sync(self.prototype.nd_buffer.from_numpy_array(np.ascontiguousarray(block)), self.spec)
         for codec in self.bytes_bytes:
             data = codec._encode_sync(data, self.spec)
-        self.store.set_sync(self.key(coords), data)
+        self.store.set_sync(self.key(coords), data)  # type: ignore[attr-defined]  # as get_sync above
 
     def write_region(self, region: tuple[slice, ...], block: np.ndarray) -> None:
         """Write a chunk-aligned region (it may span several chunks) chunk by chunk."""

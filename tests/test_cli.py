@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -286,3 +284,21 @@ def test_binary_config_file(tmp_path):
     cfg = tmp_path / "config.yaml"
     cfg.write_bytes(b"\xff\xfe\x00garbage\x80")
     assert_user_error(runner.invoke(app, ["run", str(cfg)]), "config.yaml", tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize(("exc", "code"), [("abort", 4), ("exit", 3)])
+def test_json_entrypoint_maps_typer_abort_and_exit(monkeypatch, exc, code):
+    """With --log-format json the entrypoint catches typer's Abort (interrupted, exit 4) and Exit
+    (its own code): typer >= 0.20's bundled click has neither class in its exceptions module."""
+    import typer
+
+    import pipeline.cli as cli
+    from pipeline.errors import ExitCode
+
+    def raising(*args, **kwargs):
+        raise typer.Abort() if exc == "abort" else typer.Exit(3)
+
+    monkeypatch.setattr(cli, "app", raising)
+    with pytest.raises(SystemExit) as info:
+        cli.entrypoint(["--log-format", "json", "info"])
+    assert info.value.code == (int(ExitCode.INTERRUPTED) if exc == "abort" else code)

@@ -3,7 +3,6 @@ boundary x window shape x input dtype x chunking, missing pixels, several statis
 
 from __future__ import annotations
 
-import math
 import os
 
 import dask.array as da
@@ -120,27 +119,27 @@ def test_grid_matches_brute_force(case):
         # the one refusal the grid can meet: a sum whose bounds exceed int64 does not happen here
         raise AssertionError(e)
     stats = reduce if isinstance(reduce, list) else [reduce]
-    got = {st: g.compute(scheduler="sync") for st, g in (got_lazy.items() if isinstance(reduce, list) else [(reduce, got_lazy)])}
+    got = {stat: g.compute(scheduler="sync") for stat, g in (got_lazy.items() if isinstance(reduce, list) else [(reduce, got_lazy)])}
     whole = pipeline.window_reduce(op, {"a": a, "b": b}, reduce=reduce, **kw)
     whole = whole if isinstance(reduce, list) else {reduce: whole}
     plan = pipeline.plan.make_plan(op, {n: pipeline.plan.ArraySpec(n, (rows, cols), np.dtype(dtype)) for n in "ab"},
                                    reduce=reduce, **{k: v for k, v in kw.items()})
-    for st in stats:
-        ref = brute_window(fvalue, sizes, st, missing=miss, **ref_kw)
-        fill = plan.fill_values.get(st)
+    for stat in stats:
+        ref = brute_window(fvalue, sizes, stat, missing=miss, **ref_kw)
+        fill = plan.fill_values.get(stat)
         atol = None
-        if st in ("var", "std"):
+        if stat in ("var", "std"):
             # var/std in float64 after a per-block shift: rounding ~eps * (block range)**2
             # (integer fields are exact while area * range**2 < 2**63, e.g. not for squared uint16)
             fscale = np.nanmax(np.abs(np.asarray(fvalue, np.float64)), initial=1.0) + abs(cval)
-            atol = 1e-9 * fscale**2 if st == "var" else 1e-7 * fscale
-        check(got[st], ref, fill, atol)
-        assert got[st].dtype == plan.out_dtypes[st]
-        if got[st].dtype.kind == "f":
-            tol = 1e-9 * np.nanmax(np.abs(got[st]), initial=1) if atol is None else atol
-            np.testing.assert_allclose(whole[st], got[st], rtol=1e-9, atol=tol, equal_nan=True)
+            atol = 1e-9 * fscale**2 if stat == "var" else 1e-7 * fscale
+        check(got[stat], ref, fill, atol)
+        assert got[stat].dtype == plan.out_dtypes[stat]
+        if got[stat].dtype.kind == "f":
+            tol = 1e-9 * np.nanmax(np.abs(got[stat]), initial=1) if atol is None else atol
+            np.testing.assert_allclose(whole[stat], got[stat], rtol=1e-9, atol=tol, equal_nan=True)
         else:
-            assert np.array_equal(whole[st], got[st])
+            assert np.array_equal(whole[stat], got[stat])
 
 
 # ------------------------------------------------------------------ scipy.ndimage as a second reference
@@ -241,15 +240,15 @@ def test_all_missing_windows_float_and_int():
                                      reduce=["mean", "count", "min", "sum", "std"], chunks=chunks)
         out = {k: v.compute() for k, v in out.items()}
         miss = np.isnan(x)
-        for st in out:
-            check(out[st], brute_window(x, 3, st, missing=miss))
+        for stat in out:
+            check(out[stat], brute_window(x, 3, stat, missing=miss))
         assert np.isnan(out["mean"][:2, :3]).all() and (out["count"][:2, :3] == 0).all()
         assert out["count"].dtype == np.int32
     xi = np.nan_to_num(x, nan=255).astype(np.uint8)
     got = pipeline.window_reduce("a", {"a": xi}, size=3, reduce=["sum", "max"], nodata={"a": 255}, fill_value=-1)
-    for st in ("sum", "max"):
-        check(got[st], brute_window(xi.astype(object), 3, st, missing=xi == 255), fill=-1)
-        assert (got[st][:2, :3] == -1).all()
+    for stat in ("sum", "max"):
+        check(got[stat], brute_window(xi.astype(object), 3, stat, missing=xi == 255), fill=-1)
+        assert (got[stat][:2, :3] == -1).all()
     assert got["max"].dtype == np.int16  # uint8 maxima and the fill -1
     # default fill: the lowest value of a dtype no result can reach
     got = pipeline.window_reduce("a", {"a": xi}, size=3, reduce="max", nodata={"a": 255})
@@ -296,12 +295,12 @@ def test_band_stack_with_broadcast_mask():
     out = pipeline.window_reduce("where(m, s, 0)", {"s": da.from_array(stack, chunks=(1, 5, 4)), "m": mask},
                                  size=3, reduce=["sum", "max"], chunks=5, axes=[1, 2])
     field = np.where(mask, stack.astype(object), 0)
-    for st in ("sum", "max"):
-        got = out[st].compute()
+    for stat in ("sum", "max"):
+        got = out[stat].compute()
         assert got.shape == (4, 12, 10)
-        check(got, brute_window(field, 3, st))
+        check(got, brute_window(field, 3, stat))
         for band in range(4):  # bands are independent
-            check(got[band], brute_window(field[band], 3, st))
+            check(got[band], brute_window(field[band], 3, stat))
     # xarray with named dims: the window runs on y/x wherever they are
     xs = xr.DataArray(stack.transpose(1, 2, 0), dims=("y", "x", "band"), coords={"band": list("rgbn")})
     got = pipeline.window_reduce("s", {"s": xs}, size=(3, 5), reduce="mean")

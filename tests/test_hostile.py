@@ -7,7 +7,6 @@ Memory-bound reproductions run ``pipeline`` in a subprocess under ``resource.set
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,9 +27,9 @@ LIMIT = 4 * 2**30  # address space for the subprocesses: imports fit, a 2**30-en
 
 def limited(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     code = (
-        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({0}, {0})); "
+        f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({LIMIT}, {LIMIT})); "
         "from pipeline.cli import entrypoint; sys.argv = ['pipeline'] + sys.argv[1:]; entrypoint()"
-    ).format(LIMIT)
+    )
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 

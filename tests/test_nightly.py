@@ -409,7 +409,7 @@ def test_prefect_flow_with_variables_date_and_report(site, monkeypatch):
         sys.path.pop(0)
     import datetime as dt
 
-    yesterday = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
+    yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
     day_inputs(root, yesterday)
     cfg = str(root / "configs" / "day.yaml")
     with prefect_test_harness(server_startup_timeout=180):

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
-from reference import SEED_A, SEED_B, SEED_EXPECTED, brute_window_sum, seed_loop
+from reference import SEED_A, SEED_B, SEED_EXPECTED, seed_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"

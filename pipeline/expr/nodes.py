@@ -37,6 +37,12 @@ class Node:
         self.dtype = np.dtype(dtype)
         self.bounds = (0, 1) if kind == "b" else (bounds if kind == "i" else None)
 
+    @property
+    def ibounds(self) -> tuple[int, int]:
+        """``bounds`` of a bool or integer node (which always has them)."""
+        assert self.bounds is not None, f"a {self.kind!r} node has no bounds"
+        return self.bounds
+
     def accept(self, visitor: Visitor[T]) -> T:
         raise NotImplementedError
 
@@ -67,7 +73,7 @@ class Const(Node):
         self.py = value
         if isinstance(value, bool):
             self._typed("b", BOOL, None)
-            self.value = np.bool_(value)
+            self.value: np.generic = np.bool_(value)
         elif isinstance(value, int):
             dtype = fit(value, value)
             if dtype is None:  # e.g. -((-2)**63): each literal fits, the folded value does not

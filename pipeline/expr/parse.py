@@ -156,6 +156,7 @@ class _Walk:
     def build(self, node: ast.AST) -> Node:
         built = self._build(node)
         if built.kind == "i" and not built.names and not isinstance(built, Const):
+            assert built.bounds is not None  # integer nodes carry their bounds
             lo, hi = built.bounds
             if lo == hi:  # an integer expression of literals only, e.g. 2**40: a literal
                 return Const(lo)

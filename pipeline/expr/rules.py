@@ -42,10 +42,11 @@ def float_op(ufunc: np.ufunc, children: list[Node]) -> Node:
 
 def int_op(ufunc: np.ufunc, children: list[Node], result: tuple[int, int]) -> Node:
     """An integer operation with exact result bounds ``result`` (float64 beyond int64)."""
-    cdt = fit(*hull(result, *(c.bounds for c in children)))
-    if cdt is None:
+    cdt = fit(*hull(result, *(c.ibounds for c in children)))
+    dtype = fit(*result)
+    if cdt is None or dtype is None:  # result is inside the hull: fits whenever cdt does
         return float_op(ufunc, children)
-    return Ufunc(ufunc, children, cdt, "i", fit(*result), result)
+    return Ufunc(ufunc, children, cdt, "i", dtype, result)
 
 
 def logical(ufunc: np.ufunc, children: list[Node]) -> Node:
@@ -63,17 +64,18 @@ def arithmetic(symbol: str, left: Node, right: Node) -> Node:
             return float_op(ufunc, [left, right])
         d = int(right.py)
         rule = iv.floordiv_bounds if symbol == "//" else iv.mod_bounds
-        return int_op(ufunc, [left, right], rule(*left.bounds, d))
-    return int_op(ufunc, [left, right], _BOUNDS[symbol](left.bounds, right.bounds))
+        return int_op(ufunc, [left, right], rule(*left.ibounds, d))
+    return int_op(ufunc, [left, right], _BOUNDS[symbol](left.ibounds, right.ibounds))
 
 
 def power(base: Node, n: float) -> Node:
     """``base ** n`` for a literal exponent ``n``."""
     if base.kind in "bi" and isinstance(n, int) and n >= 0:
-        result = iv.pow_bounds(*base.bounds, n)
-        cdt = fit(*hull(result, base.bounds))
-        if cdt is not None:
-            return Pow(base, n, cdt, "i", fit(*result), result)
+        result = iv.pow_bounds(*base.ibounds, n)
+        cdt = fit(*hull(result, base.ibounds))
+        dtype = fit(*result)
+        if cdt is not None and dtype is not None:  # result is inside the hull: fits whenever cdt does
+            return Pow(base, n, cdt, "i", dtype, result)
     return Pow(base, n, F64, "f", F64, None)
 
 
@@ -87,7 +89,7 @@ def sign(operand: Node, negate: bool) -> Node:
     ufunc = np.negative if negate else np.positive
     if operand.kind == "f":
         return float_op(ufunc, [operand])
-    return int_op(ufunc, [operand], iv.neg_bounds(operand.bounds) if negate else operand.bounds)
+    return int_op(ufunc, [operand], iv.neg_bounds(operand.ibounds) if negate else operand.ibounds)
 
 
 def _compare_dtype(left: Node, right: Node) -> np.dtype | None:
@@ -98,7 +100,7 @@ def _compare_dtype(left: Node, right: Node) -> np.dtype | None:
         return F64
     if np.result_type(left.dtype, right.dtype).kind in "biu":
         return None  # numpy compares these exactly in a common integer type
-    cdt = fit(*hull(left.bounds, right.bounds))
+    cdt = fit(*hull(left.ibounds, right.ibounds))
     return cdt if cdt is not None else F64
 
 
@@ -130,7 +132,7 @@ def _isnan(x: Node) -> Node:
 def _abs(x: Node) -> Node:
     if x.kind == "f":
         return float_op(np.absolute, [x])
-    return int_op(np.absolute, [x], iv.abs_bounds(x.bounds))
+    return int_op(np.absolute, [x], iv.abs_bounds(x.ibounds))
 
 
 def _extremum(ufunc: np.ufunc, pick: Callable[[int, int], int]) -> Callable[[Node, Node], Node]:
@@ -139,7 +141,7 @@ def _extremum(ufunc: np.ufunc, pick: Callable[[int, int], int]) -> Callable[[Nod
             return Ufunc(ufunc, [x, y], BOOL, "b", BOOL, None)
         if x.kind == "f" or y.kind == "f":
             return float_op(ufunc, [x, y])
-        result = (pick(x.bounds[0], y.bounds[0]), pick(x.bounds[1], y.bounds[1]))
+        result = (pick(x.ibounds[0], y.ibounds[0]), pick(x.ibounds[1], y.ibounds[1]))
         return int_op(ufunc, [x, y], result)
 
     return rule
@@ -151,11 +153,12 @@ def _clip(x: Node, lo: Node, hi: Node) -> Node:
         return Clip(args, BOOL, "b", BOOL, None)
     if any(a.kind == "f" for a in args):
         return Clip(args, F64, "f", F64, None)
-    result = iv.clip_bounds(x.bounds, lo.bounds, hi.bounds)
-    cdt = fit(*hull(result, *(a.bounds for a in args)))
-    if cdt is None:
+    result = iv.clip_bounds(x.ibounds, lo.ibounds, hi.ibounds)
+    cdt = fit(*hull(result, *(a.ibounds for a in args)))
+    dtype = fit(*result)
+    if cdt is None or dtype is None:  # result is inside the hull: fits whenever cdt does
         return Clip(args, F64, "f", F64, None)
-    return Clip(args, cdt, "i", fit(*result), result)
+    return Clip(args, cdt, "i", dtype, result)
 
 
 def _where(cond: Node, x: Node, y: Node) -> Node:
@@ -163,7 +166,7 @@ def _where(cond: Node, x: Node, y: Node) -> Node:
     if x.kind == "b" and y.kind == "b":
         return Where(cond, x, y, "b", BOOL, None)
     if x.kind != "f" and y.kind != "f":
-        result = hull(x.bounds, y.bounds)
+        result = hull(x.ibounds, y.ibounds)
         dtype = fit(*result)
         if dtype is not None:
             return Where(cond, x, y, "i", dtype, result)

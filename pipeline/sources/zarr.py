@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -304,7 +304,7 @@ class CheckedInput:
 
     def __getitem__(self, selection: Any) -> np.ndarray:
         try:
-            return self.arr[selection]
+            return cast(np.ndarray, self.arr[selection])  # zarr's return type covers scalars and other buffers
         except Exception as e:  # find the chunk that fails, for the message
             bad = self._failing_chunk(selection)
             if bad is None:
