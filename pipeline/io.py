@@ -178,19 +178,24 @@ def _coord_conflict(group: zarr.Group, dim: str, values: np.ndarray, overwrite: 
     if isinstance(node, zarr.Array) and node.shape == values.shape and node.dtype == values.dtype:
         if np.array_equal(node[...], values, equal_nan=values.dtype.kind in "fc"):
             return False
-    where = location(path, dim)
+    _check_replaceable(node, location(path, dim), f"{dim!r} coordinate", overwrite)
+    return True
+
+
+def _check_replaceable(node: Any, where: str, what: str, overwrite: bool) -> None:
+    """Refuse to replace ``node`` (differing from the inputs' ``what``) unless the tool wrote it
+    (marked :data:`COORD_MARK`) and ``overwrite`` is set."""
     if not (isinstance(node, zarr.Array) and node.attrs.get(COORD_MARK)):
         raise OutputError(
-            f"{where} already exists, differs from the inputs' {dim!r} coordinate and was not written by pipeline; "
+            f"{where} already exists, differs from the inputs' {what} and was not written by pipeline; "
             "refusing to replace it: choose another output path",
             where="output.path",
         )
     if not overwrite:
         raise OutputError(
-            f"{where} differs from the inputs' {dim!r} coordinate; pass --overwrite (or set output.overwrite: true) to replace it",
+            f"{where} differs from the inputs' {what}; pass --overwrite (or set output.overwrite: true) to replace it",
             where="output.path",
         )
-    return True
 
 
 def check_coords(path: str, coords: Mapping[str, np.ndarray], *, overwrite: bool) -> list[str]:
@@ -227,18 +232,7 @@ def write_scalars(group: zarr.Group, scalars: Mapping[str, tuple[Any, Mapping[st
             node = group[name]
             if isinstance(node, zarr.Array) and node.shape == () and dict(node.attrs) == attrs and np.array_equal(node[()], value):
                 continue
-            where = location(path, name)
-            if not (isinstance(node, zarr.Array) and node.attrs.get(COORD_MARK)):
-                raise OutputError(
-                    f"{where} already exists, differs from the inputs' {name!r} variable and was not written by pipeline; "
-                    "refusing to replace it: choose another output path",
-                    where="output.path",
-                )
-            if not overwrite:
-                raise OutputError(
-                    f"{where} differs from the inputs' {name!r} variable; pass --overwrite (or set output.overwrite: true) to replace it",
-                    where="output.path",
-                )
+            _check_replaceable(node, location(path, name), f"{name!r} variable", overwrite)
         c = group.create_array(name, shape=(), dtype=value.dtype, dimension_names=(), attributes=attrs, overwrite=True)
         c[()] = value
 

@@ -230,3 +230,18 @@ def test_api_xarray_result_attributes_are_true_of_it():
         assert got.get("long_name") == "red" and got.get("grid_mapping") == "spatial_ref" and "spatial_ref" in out[st].coords
         assert not {"_FillValue", "scale_factor", "STATISTICS_MEAN"} & set(got), got
         assert ("units" in got) == units, (st, got)
+
+
+def test_a_users_crs_variable_in_the_output_group_is_never_replaced(tmp_path):
+    """The CRS variable the output carries is written like the coordinates: an array of that
+    name the tool did not write stays untouched (exit 2), even with overwrite."""
+    path, a, _ = _geotiff_like(tmp_path)
+    g = zarr.open_group(tmp_path / "out.zarr", mode="w")
+    mine = g.create_array("spatial_ref", shape=(), dtype="int64", attributes={"crs_wkt": "mine"})
+    mine[()] = 7
+    cfg = _config(tmp_path, {"a": {"path": str(path), "array": "band"}})
+    res = cli.invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 2, res.output
+    assert "spatial_ref" in res.output and "not written by pipeline" in res.output, res.output
+    kept = zarr.open_group(tmp_path / "out.zarr", mode="r")["spatial_ref"]
+    assert kept[()] == 7 and dict(kept.attrs) == {"crs_wkt": "mine"}
