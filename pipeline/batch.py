@@ -259,12 +259,13 @@ def run_one(
         if overwrite:
             cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"overwrite": True})})
         readiness.check_markers(cfg)  # before the inputs are opened: a delivery not started has no store
-        found = readiness.check(cfg, runner.prepare(cfg).arrays)  # the config and inputs first, then their chunks
+        prep = runner.prepare(cfg)  # the config and inputs first, then their chunks; the run reuses it
+        found = readiness.check(cfg, prep.arrays)
         if found:
             unstored = {r.name: len(r.unstored) for r in found}
         for r in found:
             log.event("warning", f"inputs.{r.name}: {r.message()}", level="warning", config=config, input=r.name, unstored=len(r.unstored))
-        result = runner.run(cfg, progress=_progress(log, config), notify=_notify(log, config), force=force)
+        result = runner.run(prep, progress=_progress(log, config), notify=_notify(log, config), force=force)
     except KeyboardInterrupt as exc:
         part = getattr(exc, "pipeline_result", None)  # set by runner.run once the output was open
         return Record(

@@ -300,7 +300,7 @@ def _grid(plan: Plan) -> dict[str, Any]:
 
 
 def run(
-    config: Config | str | os.PathLike[str] | Mapping[str, Any],
+    config: Prepared | Config | str | os.PathLike[str] | Mapping[str, Any],
     *,
     progress: ProgressFn | None = None,
     overwrite: bool | None = None,
@@ -308,7 +308,7 @@ def run(
     session: sessions.Session | None = None,
     force: bool = False,
 ) -> RunResult:
-    """Run a config (a path, a mapping or a :class:`Config`) and return what was done.
+    """Run a config (a path, a mapping, a :class:`Config` or an already :func:`prepare`d one) and return what was done.
 
     A rerun of the same config resumes (computes only the blocks not recorded as done) or, when
     the output is complete, does nothing (status ``up-to-date``).  An output written by another
@@ -321,7 +321,7 @@ def run(
     written by another config still needs ``overwrite``).
     """
     t0 = time.perf_counter()
-    prep = prepare(config)
+    prep = config if isinstance(config, Prepared) else prepare(config)  # a batch prepares once
     cfg = prep.config
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
     if not io.is_local(cfg.output.path):  # object storage: the ledger beside it, no lock (see urlledger)
