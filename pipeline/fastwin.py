@@ -28,13 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from . import _fastextreme
 from .fastsum import AVAILABLE, numba
 
 #: index-map codes: the position holds ``cval`` / holds nothing (skipped, like a missing pixel)
 CVAL, NONE = -1, -2
-
-#: output rows per strip of the running extremes
-STRIP = 64
 
 
 def index_map(n: int, lo: int, hi: int, start: int, stop: int, boundary: str) -> np.ndarray:
@@ -214,87 +212,8 @@ def _variance(n, s1, s2, exact, var):  # pragma: no cover - compiled
             var[i, j] = v if v > 0.0 else 0.0
 
 
-def _pick(a, b, is_max):  # pragma: no cover - compiled (inlined)
-    """The larger (``is_max``) or the smaller of ``a`` and ``b``."""
-    if is_max:
-        return a if a > b else b
-    return a if a < b else b
-
-
-def _extreme(x, miss, use_miss, rmap, cmap, li0, li1, cval, ident, w0, w1, out, buf, g, t, tg, th, is_max):  # pragma: no cover - compiled
-    """Running minimum (or maximum) over ``w0 × w1`` windows of the extended data: van
-    Herk/Gil-Werman along each row into ``t``, then down the columns of ``t``, a strip of
-    output rows at a time.  Pixels missing or outside (:data:`NONE`) hold ``ident``."""
-    nr, nc = out.shape
-    ew = cmap.size
-    strip = t.shape[0] - w0 + 1
-    for r0 in range(0, nr, strip):
-        r1 = min(r0 + strip, nr)
-        ne = r1 - r0 + w0 - 1
-        for k in range(ne):
-            rs = rmap[r0 + k]
-            l0 = l1 = 0
-            if rs >= 0 and li1 > li0:
-                off = cmap[li0] - li0
-                xr = x[rs]
-                if use_miss:
-                    mr = miss[rs]
-                    for l in range(li0, li1):
-                        buf[l] = ident if mr[l + off] else xr[l + off]
-                else:
-                    for l in range(li0, li1):
-                        buf[l] = xr[l + off]
-                l0, l1 = li0, li1
-            for l in range(ew):
-                if l == l0 and l1 > l0:
-                    continue
-                if l0 < l < l1:
-                    continue
-                c = cmap[l]
-                if rs == NONE or c == NONE:
-                    buf[l] = ident
-                elif c >= 0 and rs >= 0:
-                    if use_miss and miss[rs, c]:
-                        buf[l] = ident
-                    else:
-                        buf[l] = x[rs, c]
-                else:
-                    buf[l] = cval
-            # forward (g) and backward (buf, in place) extremes within blocks of w1
-            for b in range(0, ew, w1):
-                e = min(b + w1, ew)
-                a = buf[b]
-                g[b] = a
-                for l in range(b + 1, e):
-                    a = _pick(buf[l], a, is_max)
-                    g[l] = a
-                for l in range(e - 2, b - 1, -1):
-                    buf[l] = _pick(buf[l], buf[l + 1], is_max)
-            tk = t[k]
-            for c in range(nc):
-                tk[c] = _pick(buf[c], g[c + w1 - 1], is_max)
-        # down the columns of t: blocks of w0 rows
-        for b in range(0, ne, w0):
-            e = min(b + w0, ne)
-            tg[b] = t[b]
-            th[e - 1] = t[e - 1]
-            for k in range(b + 1, e):
-                gk, gp, tk = tg[k], tg[k - 1], t[k]
-                for c in range(nc):
-                    gk[c] = _pick(tk[c], gp[c], is_max)
-            for k in range(e - 2, b - 1, -1):
-                hk, hn, tk = th[k], th[k + 1], t[k]
-                for c in range(nc):
-                    hk[c] = _pick(tk[c], hn[c], is_max)
-        for r in range(r1 - r0):
-            o, hr, gr = out[r0 + r], th[r], tg[r + w0 - 1]
-            for c in range(nc):
-                o[c] = _pick(hr[c], gr[c], is_max)
-
-
 # numba dispatchers (None without numba: the callers check AVAILABLE first)
 _moments_jit: Any
-_extreme_jit: Any
 _variance_jit: Any
 if AVAILABLE:
     assert numba is not None
@@ -305,12 +224,8 @@ if AVAILABLE:
     _load = _jit(_load)
     _moments_jit = _jit(_moments)
     _variance_jit = _jit(_variance)
-    # one top-level kernel (numba caches it on disk; closures made per comparison were recompiled
-    # in every process), the comparison inlined so that its loop-invariant branch is hoisted
-    _pick = numba.njit(inline="always")(_pick)
-    _extreme_jit = _jit(_extreme)
 else:  # pragma: no cover
-    _moments_jit = _extreme_jit = _variance_jit = None
+    _moments_jit = _variance_jit = None
 
 _NO_MISS = np.zeros((1, 1), np.bool_)
 
@@ -370,14 +285,9 @@ def extreme(x, missing, rmap, cmap, off, w, cval, op: str, dtype: np.dtype) -> n
     out = np.empty((nr, nc), dtype)
     if not (nr and nc):
         return out
-    ew = cmap.size
-    strip = min(nr, max(STRIP, w[0]))
-    ne = strip + w[0] - 1
-    t, tg, th = (np.empty((ne, nc), dtype) for _ in range(3))
     ident = dtype.type(_identity(dtype, op))
     cv = dtype.type(cval) if np.isfinite(cval) or dtype.kind == "f" else ident
-    _extreme_jit(x, miss, use, rmap, cmap, *_interior(cmap, x.shape[1], off), cv, ident, w[0], w[1], out,
-                 np.empty(ew, dtype), np.empty(ew, dtype), t, tg, th, op == "max")
+    _fastextreme.run_extreme(x, miss, use, rmap, cmap, *_interior(cmap, x.shape[1], off), cv, ident, w, out, op == "max")
     return out
 
 
