@@ -1,0 +1,334 @@
+"""Compiled window moments (count, sum, mean, var, std) over rectangular windows (numba,
+``nogil``), no I/O, each statistic finished row by row into its output: no full-size
+intermediate sums.
+
+A column-sum vector slides down the extended rows (add the row entering, subtract the row
+leaving), then a running sum along each output row; O(1) per pixel whatever the window.  The
+boundary is applied in index space (see :func:`pipeline.fastwin.index_map`): interior rows are
+read straight from the block through slices (which vectorise), the few edge positions through
+the column map.  The running sum along a row is split into :data:`CHAINS` interleaved segments,
+each started from its own direct window sum, so that the additions do not wait on each other.
+
+Integer fields are summed in an integer accumulator (exact whenever the true sums fit;
+transient wrap-around comes back), floats in float64.  Values are shifted by ``shift`` before
+summing (the variance's stable form: the sums of ``d = v - shift`` and ``d**2``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .fastsum import AVAILABLE, numba
+
+#: index-map codes (see :func:`pipeline.fastwin.index_map`)
+CVAL, NONE = -1, -2
+
+#: independent running sums per output row (instruction-level parallelism)
+CHAINS = 4
+
+#: how a window's sum is formed from the shifted sums: not at all, exactly in the integer
+#: accumulator (``s1 + n * shift``), or in float64
+SUM_NONE, SUM_INT, SUM_FLOAT = 0, 1, 2
+
+
+def _load_part(x, miss, use_miss, rs, cmap, l0, l1, cval, shift, v, m):  # pragma: no cover - compiled
+    """Positions ``l0 … l1-1`` of extended row ``rs`` (a data row or a code) through the column
+    map into ``v`` (value - shift, 0 where nothing) and ``m`` (1 where a valid pixel)."""
+    z = shift - shift
+    for l in range(l0, l1):
+        c = cmap[l]
+        if c >= 0 and rs >= 0:
+            if use_miss and miss[rs, c]:
+                v[l] = z
+                m[l] = 0
+            else:
+                v[l] = x[rs, c] - shift
+                m[l] = 1
+        elif c == NONE or rs == NONE:
+            v[l] = z
+            m[l] = 0
+        else:
+            v[l] = cval - shift
+            m[l] = 1
+
+
+def _update(x, miss, use_miss, ra, rs, cmap, l0, l1, cval, shift, want2, colc, col1, col2, va, ma, vs, ms):  # pragma: no cover - compiled
+    """Column sums at positions ``l0 … l1-1``: add extended row ``ra``, remove row ``rs`` (codes
+    allowed), through the column map."""
+    if l1 <= l0:
+        return
+    _load_part(x, miss, use_miss, ra, cmap, l0, l1, cval, shift, va, ma)
+    _load_part(x, miss, use_miss, rs, cmap, l0, l1, cval, shift, vs, ms)
+    for l in range(l0, l1):
+        colc[l] += ma[l] - ms[l]
+        col1[l] += va[l] - vs[l]
+        if want2:
+            col2[l] += va[l] * va[l] - vs[l] * vs[l]
+
+
+def _update_interior(xa, xs, has_sub, shift, want2, c1, c2, cc):  # pragma: no cover - compiled
+    """Column sums of the interior (slices of equal length, no missing pixels): add data row
+    ``xa``, remove ``xs`` when ``has_sub`` (else the window is still filling: count too)."""
+    n = c1.size
+    if has_sub:
+        if want2:
+            for i in range(n):
+                da = xa[i] - shift
+                ds = xs[i] - shift
+                c1[i] += da - ds
+                c2[i] += da * da - ds * ds
+        else:
+            for i in range(n):
+                c1[i] += (xa[i] - shift) - (xs[i] - shift)
+    else:
+        for i in range(n):
+            da = xa[i] - shift
+            c1[i] += da
+            cc[i] += 1
+            if want2:
+                c2[i] += da * da
+
+
+def _run(col, w1, o, d):  # pragma: no cover - compiled
+    """``o[c] = col[c] + … + col[c + w1 - 1]``: the differences first (vectorised, through
+    slices), then :data:`CHAINS` running sums side by side, each segment started from its own
+    direct sum."""
+    nc = o.size
+    if nc == 0:
+        return
+    a = col[w1:]
+    b = col[: nc - 1]
+    for i in range(nc - 1):
+        d[i] = a[i] - b[i]
+    seg = (nc + CHAINS - 1) // CHAINS
+    s0 = s1 = s2 = s3 = col[0] - col[0]
+    p0, p1, p2, p3 = 0, min(seg, nc - 1), min(2 * seg, nc - 1), min(3 * seg, nc - 1)
+    for l in range(w1):
+        s0 += col[p0 + l]
+        s1 += col[p1 + l]
+        s2 += col[p2 + l]
+        s3 += col[p3 + l]
+    o[p0] = s0
+    o[p1] = s1
+    o[p2] = s2
+    o[p3] = s3
+    # o[p + i + 1] = o[p + i] + d[p + i]; segment k covers o[p_k + 1 … p_{k+1}]
+    n0, n1, n2 = p1 - p0, p2 - p1, p3 - p2
+    n3 = nc - 1 - p3
+    m = min(n0, n1, n2, n3)
+    for i in range(m):
+        s0 += d[p0 + i]
+        o[p0 + i + 1] = s0
+        s1 += d[p1 + i]
+        o[p1 + i + 1] = s1
+        s2 += d[p2 + i]
+        o[p2 + i + 1] = s2
+        s3 += d[p3 + i]
+        o[p3 + i + 1] = s3
+    for i in range(m, n0):
+        s0 += d[p0 + i]
+        o[p0 + i + 1] = s0
+    for i in range(m, n1):
+        s1 += d[p1 + i]
+        o[p1 + i + 1] = s1
+    for i in range(m, n2):
+        s2 += d[p2 + i]
+        o[p2 + i + 1] = s2
+    for i in range(m, n3):
+        s3 += d[p3 + i]
+        o[p3 + i + 1] = s3
+
+
+def _finish(r, rn, r1, r2, shift, fshift, smode, outs, flags, coef, acc_stats):  # pragma: no cover - compiled
+    """Output row ``r`` of every wanted statistic from the row's counts ``rn`` and shifted sums
+    ``r1``/``r2``.  ``outs = (n, sum, mean, var, std)`` arrays, ``flags`` says which are wanted
+    (and whether the variance is ``exact``: integer sums whose ``n*S2 - S1**2`` fits int64).
+    ``acc_stats = [windows whose float variance is within rounding of 0, largest S2 so far]``."""
+    n_out, sum_out, mean_out, var_out, std_out = outs
+    want_n, want_sum, want_mean, want_var, want_std, exact = flags
+    nc = rn.size
+    if want_n:
+        o = n_out[r]
+        for c in range(nc):
+            o[c] = rn[c]
+    so = sum_out[r] if want_sum else sum_out[0]
+    mo = mean_out[r] if want_mean else mean_out[0]
+    if (want_sum or want_mean) and smode == SUM_INT:  # exact: s1 + n * shift in the accumulator
+        for c in range(nc):
+            k = rn[c]
+            sv = r1[c] + k * shift
+            if want_sum:
+                so[c] = sv
+            if want_mean:
+                mo[c] = float(sv) / float(k) if k != 0 else np.nan
+    elif want_sum or want_mean:
+        for c in range(nc):
+            k = rn[c]
+            fv = float(r1[c]) if fshift == 0.0 else float(r1[c]) + float(k) * fshift
+            if want_sum:
+                so[c] = fv
+            if want_mean:
+                mo[c] = fv / float(k) if k != 0 else np.nan
+    if not (want_var or want_std):
+        return
+    vo = var_out[r] if want_var else std_out[r]  # std alone: the variance first, in place
+    if exact:
+        for c in range(nc):
+            k = rn[c]
+            if k == 0:
+                vo[c] = np.nan
+                continue
+            v = float(np.int64(k) * r2[c] - r1[c] * r1[c]) / (float(k) * float(k))
+            vo[c] = v if v > 0.0 else 0.0
+    else:
+        top = acc_stats[1]
+        for c in range(nc):
+            top = max(top, float(r2[c]))
+        acc_stats[1] = top
+        bound = coef * top
+        flagged = 0
+        for c in range(nc):
+            k = rn[c]
+            if k == 0:
+                vo[c] = np.nan
+                continue
+            kf = float(k)
+            m = r1[c] / kf
+            v = r2[c] / kf - m * m
+            v = v if v > 0.0 else 0.0
+            vo[c] = v
+            if v <= bound:
+                flagged += 1
+        acc_stats[0] += flagged
+    if want_std:
+        so = std_out[r]
+        if want_var:
+            for c in range(nc):
+                so[c] = math.sqrt(vo[c])
+        else:
+            for c in range(nc):
+                so[c] = math.sqrt(so[c])
+
+
+def _moments(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w1, want2, holes, rcount, ccount,
+             cols, colc, rows, rowc, rn, smode, outs, flags, coef, acc_stats):  # pragma: no cover - compiled
+    """Counts and shifted sums over ``w0 × w1`` windows of the extended data, finished row by
+    row into ``outs`` (see :func:`_finish`).  ``cols``: (2, ew) column sums of ``d``/``d**2``;
+    ``colc``: (ew,) column counts; ``rows``: (6, ew) scratch (``va``, ``vs``, row sums of ``d``,
+    of ``d**2``, differences); ``rowc``: (3, ew) int32 scratch; ``rn`` the row's counts;
+    ``rcount``/``ccount``: pixels per window along each axis when nothing is missing."""
+    nr = rcount.size
+    nc = rn.size
+    ew = cmap.size
+    col1, col2 = cols[0], cols[1]
+    va, vs, r1, r2, d = rows[0], rows[1], rows[2], rows[3], rows[4]
+    ma, ms, dn = rowc[0], rowc[1], rowc[2]
+    z = shift - shift
+    for l in range(ew):
+        colc[l] = 0
+        col1[l] = z
+        col2[l] = z
+    ni = li1 - li0
+    for k in range(nr + w0 - 1):
+        ra = rmap[k]
+        rs = rmap[k - w0] if k >= w0 else NONE
+        if not use_miss and ra >= 0 and (rs >= 0 or k < w0) and ni > 0:
+            a0 = cmap[li0]
+            xa = x[ra][a0 : a0 + ni]
+            xs = x[rs][a0 : a0 + ni] if k >= w0 else xa
+            _update_interior(xa, xs, k >= w0, shift, want2, col1[li0:li1], col2[li0:li1], colc[li0:li1])
+            _update(x, miss, use_miss, ra, rs, cmap, 0, li0, cval, shift, want2, colc, col1, col2, va, ma, vs, ms)
+            _update(x, miss, use_miss, ra, rs, cmap, li1, ew, cval, shift, want2, colc, col1, col2, va, ma, vs, ms)
+        else:
+            _update(x, miss, use_miss, ra, rs, cmap, 0, ew, cval, shift, want2, colc, col1, col2, va, ma, vs, ms)
+        if k < w0 - 1:
+            continue
+        r = k - w0 + 1
+        _run(col1, w1, r1[:nc], d)
+        if want2:
+            _run(col2, w1, r2[:nc], d)
+        if holes:
+            _run(colc, w1, rn, dn)
+        else:
+            rk = rcount[r]
+            for c in range(nc):
+                rn[c] = rk * ccount[c]
+        _finish(r, rn, r1[:nc], r2[:nc], shift, fshift, smode, outs, flags, coef, acc_stats)
+
+
+_moments_jit: Any
+if AVAILABLE:
+    assert numba is not None
+    _jit = numba.njit(nogil=True, cache=True, boundscheck=False)
+    _load_part = _jit(_load_part)
+    _update = _jit(_update)
+    _update_interior = _jit(_update_interior)
+    _run = _jit(_run)
+    _finish = _jit(_finish)
+    _moments_jit = _jit(_moments)
+else:  # pragma: no cover
+    _moments_jit = None
+
+
+def rounding_coef(area: int, w1: int, rows: int, cols: int) -> float:
+    """``bound / S2max``: an upper bound of the rounding error of a variance from the running
+    float64 sums, per unit of the largest window sum of squares ``S2max`` met so far.  Every
+    partial sum of squares is at most ``S2max``, every partial sum of ``|d|`` at most
+    ``sqrt(area * S2max)``; each of the at most ``steps`` additions along a result's path errs by
+    at most ``eps`` times its magnitude.  Generous by a factor 8."""
+    steps = (w1 + 1) * (rows + 1) + cols + area
+    return 8.0 * float(np.finfo(np.float64).eps) * steps * (1.0 + 2.0 * math.sqrt(area))
+
+
+_DUMMY_F = np.empty((1, 1), np.float64)
+_DUMMY_I = np.empty((1, 1), np.int32)
+
+
+def window_moments(
+    x: np.ndarray,
+    miss: np.ndarray,
+    use_miss: bool,
+    rmap: np.ndarray,
+    cmap: np.ndarray,
+    interior: tuple[int, int],
+    w: tuple[int, int],
+    cval,
+    shift,
+    acc: np.dtype,
+    *,
+    counts: tuple[np.ndarray, np.ndarray],
+    want: dict[str, bool],
+    sum_dtype: np.dtype | None,
+    smode: int,
+    exact_var: bool,
+    coef: float,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Run the kernel; returns the wanted outputs among ``"n"``, ``"sum"``, ``"mean"``,
+    ``"var"``, ``"std"`` (``want``) and the number of windows whose float variance is within
+    rounding of 0."""
+    acc = np.dtype(acc)
+    w0, w1 = w
+    nr, nc = rmap.size - w0 + 1, cmap.size - w1 + 1
+    ew = cmap.size
+    want2 = want["var"] or want["std"]
+    holes = use_miss
+    shape = (nr, nc)
+    n_out = np.empty(shape, np.int32) if want["n"] else _DUMMY_I
+    sum_out = np.empty(shape, sum_dtype) if want["sum"] else np.empty((1, 1), acc if smode == SUM_INT else np.float64)
+    mean_out = np.empty(shape, np.float64) if want["mean"] else _DUMMY_F
+    var_out = np.empty(shape, np.float64) if want["var"] else _DUMMY_F
+    std_out = np.empty(shape, np.float64) if want["std"] else _DUMMY_F
+    acc_stats = np.zeros(2, np.float64)
+    if nr and nc:
+        _moments_jit(
+            x, miss, use_miss, rmap, cmap, interior[0], interior[1], acc.type(cval), acc.type(shift), float(shift),
+            w0, w1, want2, holes, counts[0], counts[1],
+            np.zeros((2, ew), acc), np.zeros(ew, np.int32), np.zeros((6, ew), acc), np.zeros((3, ew), np.int32),
+            np.empty(nc, np.int32), smode, (n_out, sum_out, mean_out, var_out, std_out),
+            (want["n"], want["sum"], want["mean"], want["var"], want["std"], exact_var), coef, acc_stats,
+        )
+    outs = {"n": n_out, "sum": sum_out, "mean": mean_out, "var": var_out, "std": std_out}
+    return {k: v for k, v in outs.items() if want[k]}, int(acc_stats[0])
