@@ -94,8 +94,8 @@ def _update_interior(xa, xs, has_sub, shift, want2, c1, c2, cc):  # pragma: no c
 
 def _run(col, w1, o, d):  # pragma: no cover - compiled
     """``o[c] = col[c] + … + col[c + w1 - 1]``: the differences first (vectorised, through
-    slices), then :data:`CHAINS` running sums side by side, each segment started from its own
-    direct sum."""
+    slices), then :data:`CHAINS` (4) running sums side by side over four segments of the row, each
+    started from its own direct sum (rows shorter than ``8 * w1``: one running sum)."""
     nc = o.size
     if nc == 0:
         return
@@ -103,43 +103,54 @@ def _run(col, w1, o, d):  # pragma: no cover - compiled
     b = col[: nc - 1]
     for i in range(nc - 1):
         d[i] = a[i] - b[i]
-    seg = (nc + CHAINS - 1) // CHAINS
-    s0 = s1 = s2 = s3 = col[0] - col[0]
-    p0, p1, p2, p3 = 0, min(seg, nc - 1), min(2 * seg, nc - 1), min(3 * seg, nc - 1)
+    s0 = col[0] - col[0]
     for l in range(w1):
-        s0 += col[p0 + l]
-        s1 += col[p1 + l]
-        s2 += col[p2 + l]
-        s3 += col[p3 + l]
-    o[p0] = s0
-    o[p1] = s1
-    o[p2] = s2
-    o[p3] = s3
-    # o[p + i + 1] = o[p + i] + d[p + i]; segment k covers o[p_k + 1 … p_{k+1}]
-    n0, n1, n2 = p1 - p0, p2 - p1, p3 - p2
-    n3 = nc - 1 - p3
-    m = min(n0, n1, n2, n3)
-    for i in range(m):
-        s0 += d[p0 + i]
-        o[p0 + i + 1] = s0
-        s1 += d[p1 + i]
-        o[p1 + i + 1] = s1
-        s2 += d[p2 + i]
-        o[p2 + i + 1] = s2
-        s3 += d[p3 + i]
-        o[p3 + i + 1] = s3
-    for i in range(m, n0):
-        s0 += d[p0 + i]
-        o[p0 + i + 1] = s0
-    for i in range(m, n1):
-        s1 += d[p1 + i]
-        o[p1 + i + 1] = s1
-    for i in range(m, n2):
-        s2 += d[p2 + i]
-        o[p2 + i + 1] = s2
-    for i in range(m, n3):
-        s3 += d[p3 + i]
-        o[p3 + i + 1] = s3
+        s0 += col[l]
+    o[0] = s0
+    seg = (nc - 1) // CHAINS if nc >= 8 * w1 else 0
+    if seg == 0:
+        for i in range(nc - 1):
+            s0 += d[i]
+            o[i + 1] = s0
+        return
+    s1 = s2 = s3 = s0 - s0
+    for l in range(w1):
+        s1 += col[seg + l]
+        s2 += col[2 * seg + l]
+        s3 += col[3 * seg + l]
+    o1, o2, o3 = o[seg:], o[2 * seg :], o[3 * seg :]
+    d1, d2, d3 = d[seg:], d[2 * seg :], d[3 * seg :]
+    o1[0] = s1
+    o2[0] = s2
+    o3[0] = s3
+    for i in range(seg):  # o[p + i + 1] = o[p + i] + d[p + i] for the four segment starts p
+        s0 += d[i]
+        o[i + 1] = s0
+        s1 += d1[i]
+        o1[i + 1] = s1
+        s2 += d2[i]
+        o2[i + 1] = s2
+        s3 += d3[i]
+        o3[i + 1] = s3
+    for i in range(CHAINS * seg, nc - 1):
+        s3 += d[i]
+        o[i + 1] = s3
+
+
+def _row_max(a):  # pragma: no cover - compiled
+    """The largest value of a float64 row, four maxima side by side (a single running maximum
+    waits on itself at every element)."""
+    n = a.size
+    m0 = m1 = m2 = m3 = -np.inf
+    q = n - n % 4
+    for i in range(0, q, 4):
+        m0 = max(m0, a[i])
+        m1 = max(m1, a[i + 1])
+        m2 = max(m2, a[i + 2])
+        m3 = max(m3, a[i + 3])
+    for i in range(q, n):
+        m0 = max(m0, a[i])
+    return max(max(m0, m1), max(m2, m3))
 
 
 def _finish(r, rn, r1, r2, shift, fshift, smode, outs, flags, coef, acc_stats):  # pragma: no cover - compiled
@@ -184,20 +195,17 @@ def _finish(r, rn, r1, r2, shift, fshift, smode, outs, flags, coef, acc_stats): 
             v = float(np.int64(k) * r2[c] - r1[c] * r1[c]) / (float(k) * float(k))
             vo[c] = v if v > 0.0 else 0.0
     else:
-        top = acc_stats[1]
-        for c in range(nc):
-            top = max(top, float(r2[c]))
-        acc_stats[1] = top
-        bound = coef * top
+        acc_stats[1] = max(acc_stats[1], _row_max(r2))
+        bound = coef * acc_stats[1]
         flagged = 0
         for c in range(nc):
             k = rn[c]
             if k == 0:
                 vo[c] = np.nan
                 continue
-            kf = float(k)
-            m = r1[c] / kf
-            v = r2[c] / kf - m * m
+            inv = 1.0 / float(k)
+            m = r1[c] * inv
+            v = r2[c] * inv - m * m
             v = v if v > 0.0 else 0.0
             vo[c] = v
             if v <= bound:
@@ -267,6 +275,7 @@ if AVAILABLE:
     _update = _jit(_update)
     _update_interior = _jit(_update_interior)
     _run = _jit(_run)
+    _row_max = _jit(_row_max)
     _finish = _jit(_finish)
     _moments_jit = _jit(_moments)
 else:  # pragma: no cover
