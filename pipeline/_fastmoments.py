@@ -92,6 +92,28 @@ def _update_interior(xa, xs, has_sub, shift, want2, c1, c2, cc):  # pragma: no c
                 c2[i] += da * da
 
 
+def _update_masked(xa, ma, xs, ms, has_sub, shift, want2, c1, c2, cc):  # pragma: no cover - compiled
+    """:func:`_update_interior` with missing pixels (``ma``/``ms`` True where missing): they add
+    nothing and are not counted."""
+    n = c1.size
+    z = shift - shift
+    for i in range(n):
+        ga = not ma[i]
+        da = xa[i] - shift if ga else z
+        c1[i] += da
+        cc[i] += 1 if ga else 0
+        if want2:
+            c2[i] += da * da
+    if has_sub:
+        for i in range(n):
+            gs = not ms[i]
+            ds = xs[i] - shift if gs else z
+            c1[i] -= ds
+            cc[i] -= 1 if gs else 0
+            if want2:
+                c2[i] -= ds * ds
+
+
 def _run(col, w1, o, d):  # pragma: no cover - compiled
     """``o[c] = col[c] + … + col[c + w1 - 1]``: the differences first (vectorised, through
     slices), then :data:`CHAINS` (4) running sums side by side over four segments of the row, each
@@ -158,13 +180,17 @@ def _finish(r, rn, r1, r2, shift, fshift, smode, outs, flags, coef, acc_stats): 
     ``r1``/``r2``.  ``outs = (n, sum, mean, var, std)`` arrays, ``flags`` says which are wanted
     (and whether the variance is ``exact``: integer sums whose ``n*S2 - S1**2`` fits int64).
     ``acc_stats = [windows whose float variance is within rounding of 0, largest S2 so far]``."""
-    n_out, sum_out, mean_out, var_out, std_out = outs
-    want_n, want_sum, want_mean, want_var, want_std, exact = flags
+    n_out, empty_out, sum_out, mean_out, var_out, std_out = outs
+    want_n, want_empty, want_sum, want_mean, want_var, want_std, exact = flags
     nc = rn.size
     if want_n:
         o = n_out[r]
         for c in range(nc):
             o[c] = rn[c]
+    if want_empty:
+        e = empty_out[r]
+        for c in range(nc):
+            e[c] = rn[c] == 0
     so = sum_out[r] if want_sum else sum_out[0]
     mo = mean_out[r] if want_mean else mean_out[0]
     if (want_sum or want_mean) and smode == SUM_INT:  # exact: s1 + n * shift in the accumulator
@@ -243,11 +269,16 @@ def _moments(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w
     for k in range(nr + w0 - 1):
         ra = rmap[k]
         rs = rmap[k - w0] if k >= w0 else NONE
-        if not use_miss and ra >= 0 and (rs >= 0 or k < w0) and ni > 0:
+        if ra >= 0 and (rs >= 0 or k < w0) and ni > 0:
             a0 = cmap[li0]
             xa = x[ra][a0 : a0 + ni]
             xs = x[rs][a0 : a0 + ni] if k >= w0 else xa
-            _update_interior(xa, xs, k >= w0, shift, want2, col1[li0:li1], col2[li0:li1], colc[li0:li1])
+            if use_miss:
+                ma_ = miss[ra][a0 : a0 + ni]
+                ms_ = miss[rs][a0 : a0 + ni] if k >= w0 else ma_
+                _update_masked(xa, ma_, xs, ms_, k >= w0, shift, want2, col1[li0:li1], col2[li0:li1], colc[li0:li1])
+            else:
+                _update_interior(xa, xs, k >= w0, shift, want2, col1[li0:li1], col2[li0:li1], colc[li0:li1])
             _update(x, miss, use_miss, ra, rs, cmap, 0, li0, cval, shift, want2, colc, col1, col2, va, ma, vs, ms)
             _update(x, miss, use_miss, ra, rs, cmap, li1, ew, cval, shift, want2, colc, col1, col2, va, ma, vs, ms)
         else:
@@ -274,6 +305,7 @@ if AVAILABLE:
     _load_part = _jit(_load_part)
     _update = _jit(_update)
     _update_interior = _jit(_update_interior)
+    _update_masked = _jit(_update_masked)
     _run = _jit(_run)
     _row_max = _jit(_row_max)
     _finish = _jit(_finish)
@@ -294,6 +326,7 @@ def rounding_coef(area: int, w1: int, rows: int, cols: int) -> float:
 
 _DUMMY_F = np.empty((1, 1), np.float64)
 _DUMMY_I = np.empty((1, 1), np.int32)
+_DUMMY_B = np.empty((1, 1), np.bool_)
 
 
 def window_moments(
@@ -315,8 +348,8 @@ def window_moments(
     exact_var: bool,
     coef: float,
 ) -> tuple[dict[str, np.ndarray], int]:
-    """Run the kernel; returns the wanted outputs among ``"n"``, ``"sum"``, ``"mean"``,
-    ``"var"``, ``"std"`` (``want``) and the number of windows whose float variance is within
+    """Run the kernel; returns the wanted outputs among ``"n"`` (counts), ``"empty"`` (windows
+    without a valid pixel), ``"sum"``, ``"mean"``, ``"var"``, ``"std"`` (``want``) and the number of windows whose float variance is within
     rounding of 0."""
     acc = np.dtype(acc)
     w0, w1 = w
@@ -326,6 +359,7 @@ def window_moments(
     holes = use_miss
     shape = (nr, nc)
     n_out = np.empty(shape, np.int32) if want["n"] else _DUMMY_I
+    empty_out = np.empty(shape, np.bool_) if want["empty"] else _DUMMY_B
     sum_out = np.empty(shape, sum_dtype) if want["sum"] else np.empty((1, 1), acc if smode == SUM_INT else np.float64)
     mean_out = np.empty(shape, np.float64) if want["mean"] else _DUMMY_F
     var_out = np.empty(shape, np.float64) if want["var"] else _DUMMY_F
@@ -336,8 +370,8 @@ def window_moments(
             x, miss, use_miss, rmap, cmap, interior[0], interior[1], acc.type(cval), acc.type(shift), float(shift),
             w0, w1, want2, holes, counts[0], counts[1],
             np.zeros((2, ew), acc), np.zeros(ew, np.int32), np.zeros((6, ew), acc), np.zeros((3, ew), np.int32),
-            np.empty(nc, np.int32), smode, (n_out, sum_out, mean_out, var_out, std_out),
-            (want["n"], want["sum"], want["mean"], want["var"], want["std"], exact_var), coef, acc_stats,
+            np.empty(nc, np.int32), smode, (n_out, empty_out, sum_out, mean_out, var_out, std_out),
+            (want["n"], want["empty"], want["sum"], want["mean"], want["var"], want["std"], exact_var), coef, acc_stats,
         )
-    outs = {"n": n_out, "sum": sum_out, "mean": mean_out, "var": var_out, "std": std_out}
+    outs = {"n": n_out, "empty": empty_out, "sum": sum_out, "mean": mean_out, "var": var_out, "std": std_out}
     return {k: v for k, v in outs.items() if want[k]}, int(acc_stats[0])

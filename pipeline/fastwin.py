@@ -192,7 +192,7 @@ def _moments(x, missing, rmap, cmap, off, w, cval, stats, *, area, bounds, dtype
     acc, shift, smode, exact = _accumulator(stats, is_int, wide, dtypes, x, missing, bounds, area)
     holes = missing is not None
     xs, miss, use = _plane_args(x, missing)
-    want = {"n": holes, "sum": "sum" in stats, "mean": "mean" in stats, "var": "var" in stats, "std": "std" in stats}
+    want = {"n": holes and "count" in stats, "empty": holes, "sum": "sum" in stats, "mean": "mean" in stats, "var": "var" in stats, "std": "std" in stats}
     sum_dtype = acc if smode == SUM_INT else np.dtype(np.float64)
     counts = (_axis_counts(rmap, w[0]), _axis_counts(cmap, w[1]))
     coef = _fastmoments.rounding_coef(area, w[1], rmap.size, cmap.size)
@@ -213,7 +213,7 @@ def _moments(x, missing, rmap, cmap, off, w, cval, stats, *, area, bounds, dtype
                 res[st][equal] = 0.0
     out: dict[str, np.ndarray | None] = {"_empty": None}
     if holes:
-        empty = res["n"] == 0
+        empty = res["empty"]
         out["_empty"] = empty if empty.any() else None
     if "count" in stats:
         out["count"] = res["n"] if holes else np.multiply.outer(*counts)
