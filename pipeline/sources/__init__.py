@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .._stores import first_match
 from ..plan import ArraySpec
 
 
@@ -62,10 +63,9 @@ def register(match: str, opener: Opener) -> None:
 
 def opener_for(path: str) -> Opener:
     """The opener for a store path: the first registered match, else Zarr."""
-    bare = path.rstrip("/").lower()
-    for match, opener in _OPENERS:
-        if bare.endswith(match) or bare.startswith(match):
-            return opener
+    opener = first_match(path, _OPENERS)
+    if opener is not None:
+        return opener
     from .zarr import ZarrSource
 
     return ZarrSource.open
