@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import io, ops, sources, zarrchunks
+from . import io, ops, sources, targets, zarrchunks
 from .chunkcache import HaloReader, strip_order
 from .plan import Plan
 
@@ -152,19 +152,22 @@ def _range(block: np.ndarray, fill: Any = None) -> tuple[Any, Any]:
     return block.min().item(), block.max().item()
 
 
-def write(target: Any, record: Record | None, index: tuple[int, ...], region: tuple[slice, ...], block: np.ndarray, plan: Plan) -> tuple[Any, Any]:
-    """Write one block (several statistics: each one's array), then (only then) record it as
-    done; returns the block's min and max (several statistics: dicts statistic -> value), NaN
-    and the fill value ignored."""
+def write(
+    output: targets.OutputTarget, target: Any, record: Record | None, index: tuple[int, ...], region: tuple[slice, ...],
+    block: np.ndarray, plan: Plan,
+) -> tuple[Any, Any]:
+    """Write one block through ``output`` to ``target`` (its writer; several statistics: each
+    one's array), then (only then) record it as done; returns the block's min and max (several
+    statistics: dicts statistic -> value), NaN and the fill value ignored."""
     if plan.multi:
         parts = ops.unpack(plan, block)
         for st in plan.stats:
-            zarrchunks.write_block(target[st], region, parts[st])
+            output.write_block(target[st], region, parts[st])
         ranges = {st: _range(parts[st], plan.fill_values.get(st)) for st in plan.stats}
         if record is not None:
             record(index)
         return {st: r[0] for st, r in ranges.items()}, {st: r[1] for st, r in ranges.items()}
-    zarrchunks.write_block(target, region, block)
+    output.write_block(target, region, block)
     if record is not None:
         record(index)
     return _range(block, plan.fill_values.get(plan.stats[0]))
@@ -210,7 +213,9 @@ class Context:
         prep = job.prep
         plan = self.plan = prep.plan
         self.record = job.record
-        self.target = zarrchunks.direct(job.target)
+        out = prep.config.output
+        self.output = targets.open_target(out.path, out.storage_options)
+        self.target = self.output.writer(job.target)
         self.chunks = {n: sources.storage_chunks(a) for n, a in prep.arrays.items()}
         self.strip = strip_width(plan, list(self.chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()])
         self.fast = chunk_path(prep)
@@ -252,7 +257,7 @@ class Context:
         else:
             extra = (0,) if plan.multi else ()
             block = np.asarray(self.result.blocks[tuple(index) + extra].compute(scheduler="synchronous"))
-        return write(self.target, self.record, index, output_region(plan, index), block, plan)
+        return write(self.output, self.target, self.record, index, output_region(plan, index), block, plan)
 
 
 def _merge(pick: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
