@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import metadata
+from .targets import OutputArray
 
 if TYPE_CHECKING:
     from ._prepare import Prepared
@@ -101,8 +102,7 @@ def create_outputs(
             grid_mapping=gm[0] if gm is not None else None,
         )
         attrs["pipeline"] = {**provenance(prep), "statistic": st, **state}
-        handles[st] = target.create_array(
-            name,
+        spec = OutputArray(
             shape=plan.out_shape,
             dtype=plan.out_dtypes[st],
             chunks=plan.storage_chunks,
@@ -111,6 +111,6 @@ def create_outputs(
             coords=out_coords(prep) if coords is None else coords,
             scalars=scalars,
             fill_value=fill if fill is not None else 0,
-            overwrite=overwrite,
         )
+        handles[st] = target.create_array(name, spec, overwrite=overwrite)
     return handles

@@ -7,8 +7,8 @@ targets and :mod:`pipeline.io` (which re-exports these names) can all build on i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 from .errors import InputError
 
@@ -63,12 +63,24 @@ def remote_exists(path: str, storage_options: Mapping[str, Any] | None, where: s
         raise InputError(f"cannot open {path}: {e.__class__.__name__}: {e}", where=where) from None
 
 
-def first_match(path: str, table: Sequence[tuple[str, T]]) -> T | None:
-    """The value of the first ``(match, value)`` entry whose match ends the path (a suffix:
-    ``.tif``) or starts it (a scheme: ``s3://``), case-insensitively; None when none does.  How
-    :mod:`pipeline.sources` and :mod:`pipeline.targets` pick a format by path."""
-    bare = path.rstrip("/").lower()
-    for match, value in table:
-        if bare.endswith(match) or bare.startswith(match):
-            return value
-    return None
+class Registry(Generic[T]):
+    """Openers of one kind (input sources, output targets) by store path: registered by file
+    suffix (``.tif``) or URL scheme (``s3://``), matched case-insensitively; the first match
+    wins, else the fallback (Zarr).  :mod:`pipeline.sources` and :mod:`pipeline.targets` each
+    hold one and expose its :meth:`register` and :meth:`opener_for`."""
+
+    def __init__(self, fallback: Callable[[], T]) -> None:
+        self.entries: list[tuple[str, T]] = []  #: (suffix or "scheme://", opener), in registration order
+        self.fallback = fallback  #: returns the default opener (imported on first use)
+
+    def register(self, match: str, opener: T) -> None:
+        """Open paths ending in ``match`` (``.tif``) or starting with it (``scheme://``) with ``opener``."""
+        self.entries.append((match, opener))
+
+    def opener_for(self, path: str) -> T:
+        """The opener for a store path: the first registered match, else the fallback."""
+        bare = path.rstrip("/").lower()
+        for match, opener in self.entries:
+            if bare.endswith(match) or bare.startswith(match):
+                return opener
+        return self.fallback()

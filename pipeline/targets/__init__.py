@@ -14,11 +14,12 @@ URL scheme.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .._stores import first_match
+from .._stores import Registry
 
 #: Suffixes of the arrays a replacement (``--overwrite``) writes beside the old output and of the
 #: old arrays while they are swapped out: ``result.pipeline-new``, ``result.pipeline-old``.
@@ -28,6 +29,22 @@ STAGED, RETIRED = ".pipeline-new", ".pipeline-old"
 def staging(name: str) -> str:
     """The name a replacement of array ``name`` is written under until it is swapped in."""
     return name + STAGED
+
+
+@dataclass(frozen=True)
+class OutputArray:
+    """What an output array is, whatever the format: its grid, dtype and fill value, its
+    dimension names and attributes, and the variables beside it (1-D coordinates by dimension,
+    0-D variables such as the CRS: name -> (value, attributes))."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunks: tuple[int, ...]
+    dims: tuple[str, ...]
+    attrs: Mapping[str, Any]
+    coords: Mapping[str, np.ndarray] = field(default_factory=dict)
+    scalars: Mapping[str, tuple[Any, Mapping[str, Any]]] = field(default_factory=dict)
+    fill_value: Any = 0
 
 
 @runtime_checkable
@@ -57,21 +74,9 @@ class OutputTarget(Protocol):
     def finalized_complete(self, array: str) -> bool | None:
         """Whether the state readers see after :meth:`finalize` says complete (None: unknown)."""
         ...
-    def create_array(
-        self,
-        array: str,
-        *,
-        shape: Sequence[int],
-        dtype: np.dtype,
-        chunks: Sequence[int],
-        dims: Sequence[str],
-        attrs: Mapping[str, Any],
-        coords: Mapping[str, np.ndarray],
-        fill_value: Any = 0,
-        overwrite: bool = False,
-        scalars: Mapping[str, tuple[Any, Mapping[str, Any]]] | None = None,
-    ) -> Any:
-        """Create the (empty) output array with its coordinates and 0-D variables."""
+    def create_array(self, array: str, spec: OutputArray, *, overwrite: bool = False) -> Any:
+        """Create the (empty) output array ``spec`` with its coordinates and 0-D variables;
+        ``overwrite`` replaces an existing one."""
         ...
     def open_array(self, array: str, mode: str = "r+") -> Any:
         """An existing output array, to resume writing (or read, ``mode="r"``)."""
@@ -104,23 +109,17 @@ class OutputTarget(Protocol):
 
 Opener = Callable[..., OutputTarget]  #: (path, *, storage_options) -> OutputTarget
 
-#: (suffix or "scheme://", opener); the first match wins, Zarr is the fallback
-_OPENERS: list[tuple[str, Opener]] = []
 
-
-def register(match: str, opener: Opener) -> None:
-    """Write paths ending in ``match`` (``.tif``) or starting with it (``scheme://``) with ``opener``."""
-    _OPENERS.append((match, opener))
-
-
-def opener_for(path: str) -> Opener:
-    """The opener for an output path: the first registered match, else Zarr."""
-    opener = first_match(path, _OPENERS)
-    if opener is not None:
-        return opener
+def _zarr() -> Opener:
     from .zarr import ZarrTarget
 
     return ZarrTarget.open
+
+
+#: the output formats, by file suffix or URL scheme; Zarr is the fallback
+_FORMATS: Registry[Opener] = Registry(_zarr)
+register = _FORMATS.register  #: ``register(".tif", opener)``: write paths ending (or starting) with it with ``opener``
+opener_for = _FORMATS.opener_for  #: the opener for an output path: the first registered match, else Zarr
 
 
 def open_target(path: str, storage_options: Mapping[str, Any] | None = None) -> OutputTarget:
@@ -128,4 +127,4 @@ def open_target(path: str, storage_options: Mapping[str, Any] | None = None) -> 
     return opener_for(path)(path, storage_options=storage_options)
 
 
-__all__ = ["RETIRED", "STAGED", "OutputTarget", "open_target", "opener_for", "register", "staging"]
+__all__ = ["RETIRED", "STAGED", "OutputArray", "OutputTarget", "open_target", "opener_for", "register", "staging"]

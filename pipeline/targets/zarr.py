@@ -23,7 +23,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 from .. import safety, zarrchunks
 from .._stores import is_local, local_path, location, store_args
 from ..errors import OutputError
-from . import RETIRED, STAGED
+from . import RETIRED, STAGED, OutputArray
 
 if TYPE_CHECKING:
     from zarr.core.array_spec import ArrayConfigParams
@@ -56,8 +56,12 @@ class ZarrTarget:
     def finalized_complete(self, array: str) -> bool | None:
         return consolidated_complete(self.path, array, self.storage_options)
 
-    def create_array(self, array: str, **kwargs: Any) -> zarr.Array:
-        return create_output(self.path, array, storage_options=self.storage_options, **kwargs)
+    def create_array(self, array: str, spec: OutputArray, *, overwrite: bool = False) -> zarr.Array:
+        return create_output(
+            self.path, array, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks, dims=spec.dims, attrs=spec.attrs,
+            coords=spec.coords, scalars=spec.scalars, fill_value=spec.fill_value, overwrite=overwrite,
+            storage_options=self.storage_options,
+        )
 
     def open_array(self, array: str, mode: str = "r+") -> zarr.Array:
         return open_output(self.path, array, mode, self.storage_options)
