@@ -170,27 +170,27 @@ def _run_locked(
     session: sessions.Session, *, force: bool = False,
 ) -> RunResult:
     out = prep.config.output
-    run = _LockedRun(prep, targets.open_target(out.path, out.storage_options), store, t0)
-    if not run.start(overwrite, force):
-        return run.result  # up to date
+    locked = _LockedRun(prep, targets.open_target(out.path, out.storage_options), store, t0)
+    if not locked.start(overwrite, force):
+        return locked.result  # up to date
     try:
         coords = out_coords(prep)
-        handles = run.open(coords)
-        todo = run.todo()
+        handles = locked.open(coords)
+        todo = locked.todo()
         target = handles if prep.plan.multi else handles[prep.plan.stats[0]]
-        watched = _watch_lock(lock, run.where, progress, run.result.skipped, len(run.all_blocks))
-        _, lo, hi = execute(prep, target, blocks=todo, record=run.led.recorder, progress=watched, session=session)
-        run.result.computed = len(todo)
-        run.finish(handles, coords)
+        watched = _watch_lock(lock, locked.where, progress, locked.result.skipped, len(locked.all_blocks))
+        _, lo, hi = execute(prep, target, blocks=todo, record=locked.led.recorder, progress=watched, session=session)
+        locked.result.computed = len(todo)
+        locked.finish(handles, coords)
     except BaseException as exc:
-        err = run.failed(exc)
+        err = locked.failed(exc)
         if err is not None:
             raise err from None
         raise
-    if run.result.skipped == 0:
-        run.result.set_range(prep.plan.stats, lo, hi)
-    run.result.seconds = time.perf_counter() - t0
-    return run.result
+    if locked.result.skipped == 0:
+        locked.result.set_range(prep.plan.stats, lo, hi)
+    locked.result.seconds = time.perf_counter() - t0
+    return locked.result
 
 
 def _watch_lock(lock: OutputLock | _NoLock, where: str, progress: ProgressFn | None, skipped: int, total: int) -> ProgressFn:
