@@ -24,38 +24,35 @@ Peers that are too slow at full size (``--peer-size``) run on the top-left crop 
 said in the table.  ``--fast`` is a smoke test small enough for CI.  A kernel section times the
 in-memory kernels on one thread (``window_reduce`` against scipy's ``uniform_filter`` path, the
 numpy-only reference path and OpenCV's ``boxFilter`` when installed).
+
+This module is the driver (the pair, the exact reference, the runs, the kernel section); the
+contenders are :mod:`pipeline._benchpeers`, the table :mod:`pipeline._benchreport`, the ``tcp``
+scheduler's processes :mod:`pipeline._tcpcluster`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import zarr
+from ._benchpeers import OP, member, peak_rss, run_contender
+from ._benchreport import progress_line, ratios, table
+from ._tcpcluster import TcpCluster
 
-OP = "a**2 - b**2"
+__all__ = ["CONTENDERS", "OP", "SCHEDULERS", "available", "check_outputs", "kernel_bench", "make_pair", "peak_rss", "run_bench", "table"]
+
 CONTENDERS = ("pipeline", "dask-image", "xarray", "map_overlap", "floor")
 SCHEDULERS = ("local-cluster", "processes", "tcp")
-
-
-def _member(group: zarr.Group, name: str) -> zarr.Array:
-    """The array ``name`` of ``group`` (the bench's stores hold arrays under these names)."""
-    import zarr
-
-    arr = group[name]
-    assert isinstance(arr, zarr.Array), f"{name} is not an array"
-    return arr
 
 
 # ------------------------------------------------------------------------------ data
@@ -104,9 +101,9 @@ def check_outputs(src: str, n: int, w: int, outputs: dict[str, tuple[str, str, i
     import zarr
 
     g = zarr.open_group(src, mode="r")
-    a, b = _member(g, "a"), _member(g, "b")
+    a, b = member(g, "a"), member(g, "b")
     lo, hi = w // 2, w - 1 - w // 2
-    outs = {k: (_member(zarr.open_group(p, mode="r"), arr), size) for k, (p, arr, size) in outputs.items()}
+    outs = {k: (member(zarr.open_group(p, mode="r"), arr), size) for k, (p, arr, size) in outputs.items()}
     ok = {k: True for k in outs}
     for size in sorted({s for _, s in outs.values()}):
         for i in range(0, size, band):
@@ -119,201 +116,6 @@ def check_outputs(src: str, n: int, w: int, outputs: dict[str, tuple[str, str, i
                     got = np.asarray(arr[i : i + ref.shape[0], :])
                     ok[k] = bool(got.shape == ref.shape and np.array_equal(got.astype(np.int64), ref))
     return ok
-
-
-# ------------------------------------------------------------------------------ contenders
-
-
-def _field(a, b):
-    af = a.astype("float64")
-    bf = b.astype("float64")
-    return af * af - bf * bf
-
-
-def _to_int(x, w):
-    import dask.array as da
-
-    return da.rint(x * (w * w)).astype("int32")
-
-
-def _run_contender(name: str, src: str, out: str, w: int, size: int, threads: int, ref: str | None) -> dict[str, Any]:
-    """Run one contender in this process; returns timing fields."""
-    import zarr
-
-    # each contender imports what it uses, before the clock starts; JIT loading is timed (and
-    # this project's peak RSS includes numba, but not dask, which its local runs do not load)
-    from . import io, runner, zarrchunks  # noqa: F401 - imported before the clock starts
-
-    if name not in ("pipeline", "floor"):
-        import dask
-        import dask.array as da
-    if name == "dask-image":
-        import dask_image.ndfilters  # noqa: F401
-    if name == "xarray":
-        import xarray  # noqa: F401
-    t0 = time.perf_counter()
-    c0 = time.process_time()
-    g = zarr.open_group(src, mode="r")
-    if name.startswith("pipeline"):
-        return _run_pipeline(name.partition("@")[2] or "threads", src, out, w, threads)
-    elif name == "floor":
-        from concurrent.futures import ThreadPoolExecutor
-
-        exact = _member(zarr.open_group(ref, mode="r"), "result")
-        data = exact[...]  # loaded before the clock starts
-        a, b = _member(g, "a"), _member(g, "b")
-        target = io.create_output(
-            out, "result", shape=exact.shape, dtype=exact.dtype, chunks=exact.chunks, dims=("y", "x"), attrs={}, coords={},
-            overwrite=True,
-        )
-        ca, cb = tuple(a.chunks), tuple(exact.chunks)
-        t0 = time.perf_counter()
-        c0 = time.process_time()
-
-        # chunk by chunk through zarrchunks.DirectChunks where it applies, as the pipeline does: the
-        # floor is the fastest way this project knows to move these bytes
-        da_, db_, dt_ = zarrchunks.DirectChunks.of(a), zarrchunks.DirectChunks.of(b), zarrchunks.DirectChunks.of(target)
-
-        def read(ij):
-            i, j = ij
-            for arr, d in ((a, da_), (b, db_)):
-                if d is not None:
-                    d.read((i // ca[0], j // ca[1]))
-                else:
-                    arr[i : i + ca[0], j : j + ca[1]]
-
-        def write(ij):
-            i, j = ij
-            block = data[i : i + cb[0], j : j + cb[1]]
-            if dt_ is not None:
-                dt_.write((i // cb[0], j // cb[1]), block)
-            else:
-                target[i : i + cb[0], j : j + cb[1]] = block
-
-        with ThreadPoolExecutor(threads) as pool:
-            jobs = [pool.submit(read, (i, j)) for i in range(0, size, ca[0]) for j in range(0, size, ca[1])]
-            jobs += [pool.submit(write, (i, j)) for i in range(0, size, cb[0]) for j in range(0, size, cb[1])]
-            for j in jobs:
-                j.result()
-    else:
-        a = da.from_zarr(g["a"])[:size, :size]
-        b = da.from_zarr(g["b"])[:size, :size]
-        f = _field(a, b)
-        if name == "dask-image":
-            from dask_image.ndfilters import uniform_filter
-
-            res = _to_int(uniform_filter(f, size=w, mode="constant"), w)
-        elif name == "xarray":
-            import xarray as xr
-
-            x = xr.DataArray(f, dims=("y", "x")).rolling(y=w, x=w, center=True, min_periods=1).sum()
-            res = da.rint(x.data).astype("int32")
-        elif name == "map_overlap":
-            from scipy import ndimage
-
-            res = _to_int(
-                da.map_overlap(lambda x: ndimage.uniform_filter(x, size=w, mode="constant"), f, depth=w // 2, boundary=0,
-                               dtype="float64"),
-                w,
-            )
-        else:  # pragma: no cover
-            raise ValueError(name)
-        with dask.config.set(scheduler="threads", num_workers=threads):
-            res.to_zarr(out, component="result", overwrite=True)
-    wall = time.perf_counter() - t0
-    cpu = time.process_time() - c0
-    return {"wall": wall, "cpu": cpu, "rss": peak_rss()}
-
-
-def _run_pipeline(mode: str, src: str, out: str, w: int, threads: int) -> dict[str, Any]:
-    """``pipeline.run`` on ``mode``; the session's start-up timed apart."""
-    from . import runner, sessions
-    from .config import parse_config
-
-    compute: dict[str, Any] = {"scheduler": mode, "workers": threads}
-    if mode == "local-cluster":
-        compute.update(threads_per_worker=1)
-    elif mode == "tcp":
-        compute = {"scheduler": os.environ["PIPELINE_BENCH_SCHEDULER"]}
-    cfg = parse_config(
-        {
-            "inputs": {"a": {"path": src, "array": "a"}, "b": {"path": src, "array": "b"}},
-            "op": OP,
-            "window": {"size": w},
-            "output": {"path": out, "overwrite": True},
-            "compute": compute,
-        }
-    )
-    t0 = time.perf_counter()
-    worker_rss = 0
-    with sessions.session(cfg) as sess:
-        if sess.executor is None:  # threads: load the kernels here, as engine.prime does on workers
-            from . import engine
-
-            engine.prime(engine.Job(runner.prepare(cfg), None, None, "bench"))
-        startup = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        c0 = time.process_time()
-        runner.run(cfg, session=sess)
-        # each worker loading the job and its compiled kernels before the first tile (engine.prime)
-        # counts as start-up, like the workers' imports
-        startup += sess.prime_seconds
-        wall = time.perf_counter() - t0 - sess.prime_seconds
-        cpu = time.process_time() - c0
-        if sess.client is not None:
-            worker_rss = max(sess.client.run(peak_rss).values())
-    if mode == "processes":  # the pool's processes, reaped when the session closed
-        worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    return {"wall": wall, "cpu": cpu, "rss": peak_rss(), "startup": startup, "worker_rss": worker_rss}
-
-
-class _TcpCluster:
-    """``dask scheduler`` and ``n`` ``dask worker`` processes (1 thread each) on loopback."""
-
-    def __init__(self, folder: Path, n: int) -> None:
-        self.file = folder / "scheduler.json"
-        self.file.unlink(missing_ok=True)
-        py = [sys.executable, "-m"]
-        quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        self.procs = [
-            subprocess.Popen([*py, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                              "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(self.file)], **quiet)
-        ]
-        deadline = time.monotonic() + 60
-        while not self.file.exists():
-            if time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError("dask scheduler did not start")
-            time.sleep(0.1)
-        self.address = json.loads(self.file.read_text())["address"]
-        for _ in range(n):
-            self.procs.append(
-                subprocess.Popen([*py, "distributed.cli.dask_worker", "--scheduler-file", str(self.file), "--nthreads", "1",
-                                  "--nworkers", "1", "--memory-limit", "0", "--no-nanny"], **quiet)
-            )
-
-    def close(self) -> None:
-        for p in reversed(self.procs):
-            p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def peak_rss() -> int:
-    """This process's peak resident set, bytes.  ``VmHWM`` where Linux has it: ``ru_maxrss`` of
-    a subprocess also counts its parent's resident set at fork time, which would charge the
-    benchmark driver's memory to the contender."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _du(path: str) -> int:
@@ -423,80 +225,112 @@ def run_bench(
     """Run the whole benchmark; returns the JSON-able results."""
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    src = store or str(work / f"pair-{size}.zarr")
-    if store is None and not Path(src).exists():
-        t = time.perf_counter()
-        make_pair(src, size, chunk)
-        echo(f"generated {src} ({size}x{size} uint8 pair, chunks {chunk}) in {time.perf_counter() - t:.1f} s")
+    src = _pair(work, store, size, chunk, echo)
     import zarr
 
-    shape = _member(zarr.open_group(src, mode="r"), "a").shape
-    n = shape[0]
+    n = member(zarr.open_group(src, mode="r"), "a").shape[0]
     results: dict[str, Any] = {"size": n, "chunk": chunk, "threads": threads, "cores": os.cpu_count(), "store": src, "runs": []}
-    thread_env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    bench = _Bench(work, src, n, threads, {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+                   peer_size or {}, repeats, echo, results["runs"])
+    names = ("pipeline", *[f"pipeline@{m}" for m in schedulers], *peers, "floor")
     tcp = None
-    modes = [f"pipeline@{m}" for m in schedulers]
     try:
         if "tcp" in schedulers:
-            tcp = _TcpCluster(work, threads)
-            thread_env["PIPELINE_BENCH_SCHEDULER"] = tcp.address
+            tcp = TcpCluster(work, threads)
+            bench.env["PIPELINE_BENCH_SCHEDULER"] = tcp.address
             echo(f"tcp: dask scheduler at {tcp.address} with {threads} dask worker processes of 1 thread")
         for w in windows:
-            outputs = {}
-            for name in ("pipeline", *modes, *peers, "floor"):
-                if not available(name):
-                    results["runs"].append({"W": w, "contender": name, "error": "not installed (pip install '.[bench]')"})
-                    continue
-                crop = min(n, (peer_size or {}).get(f"{name}@{w}", (peer_size or {}).get(name, n)))
-                if name == "floor":
-                    crop = n
-                runs: list[dict[str, Any]] = []
-                for _ in range(max(1, repeats)):
-                    out = str(work / f"out-{name}-{w}.zarr")
-                    _remove_output(out)
-                    args = ["_contender", name, src, out, str(w), str(crop), str(threads), str(work / f"out-pipeline-{w}.zarr")]
-                    r = _spawn(args, thread_env)
-                    if "error" in r:
-                        runs = []
-                        break
-                    runs.append(r)
-                # the median run by wall time (the lower middle one for an even count)
-                best = sorted(runs, key=lambda run: run["wall"])[(len(runs) - 1) // 2] if runs else None
-                if best is None:
-                    results["runs"].append({"W": w, "contender": name, "error": r["error"]})
-                    echo(f"W={w} {name}: FAILED {r['error']}")
-                    continue
-                row = {"W": w, "contender": name, "pixels": crop * crop, "crop": crop, **best}
-                row["mpix_s"] = crop * crop / 1e6 / best["wall"]
-                row["cpu_wall"] = best["cpu"] / best["wall"]
-                row["disk"] = _du(out)
-                results["runs"].append(row)
-                if name != "floor":
-                    outputs[name] = (out, "result", crop)
-                extra = ""
-                if "startup" in best:
-                    extra = f", start-up {best['startup']:.2f} s (not counted)"
-                if best.get("worker_rss"):
-                    extra += f", worker RSS {best['worker_rss'] / 2**20:.0f} MiB"
-                echo(f"W={w} {name}: {row['mpix_s']:.1f} Mpix/s, {best['wall']:.2f} s, RSS {best['rss'] / 2**20:.0f} MiB{extra}")
-            ok = check_outputs(src, n, w, outputs, band=chunk)
-            for row in results["runs"]:
-                if row["W"] == w and row["contender"] in ok:
-                    row["exact"] = ok[row["contender"]]
-            if not keep:
-                for name in ("pipeline", *modes, *peers, "floor"):
-                    _remove_output(str(work / f"out-{name}-{w}.zarr"))
+            bench.window(w, names, band=chunk, keep=keep)
         if kernel_size:
             results["kernel"] = _spawn(
-                ["_kernel", str(kernel_size), ",".join(map(str, kernel_windows)), "5" if kernel_size >= 2048 else "3"], thread_env
+                ["_kernel", str(kernel_size), ",".join(map(str, kernel_windows)), "5" if kernel_size >= 2048 else "3"], bench.env
             )
     finally:
         if tcp is not None:
             tcp.close()
         if not keep and store is None:
             shutil.rmtree(src, ignore_errors=True)
-    _ratios(results)
+    ratios(results)
     return results
+
+
+def _pair(work: Path, store: str | None, size: int, chunk: int, echo: Callable[[str], Any]) -> str:
+    """The input pair: ``store``, or one generated in ``work`` (kept there if it exists)."""
+    src = store or str(work / f"pair-{size}.zarr")
+    if store is None and not Path(src).exists():
+        t = time.perf_counter()
+        make_pair(src, size, chunk)
+        echo(f"generated {src} ({size}x{size} uint8 pair, chunks {chunk}) in {time.perf_counter() - t:.1f} s")
+    return src
+
+
+@dataclass
+class _Bench:
+    """The contenders' runs on one pair: each in a subprocess, repeated, the median kept."""
+
+    work: Path
+    src: str
+    n: int  #: the pair's side
+    threads: int
+    env: dict[str, str]  #: for the subprocesses (1-thread BLAS/OpenMP, the tcp scheduler)
+    peer_size: dict[str, int]  #: crops per contender (``name`` or ``name@W``)
+    repeats: int
+    echo: Callable[[str], Any]
+    runs: list[dict[str, Any]]  #: the results' rows, appended to
+
+    def window(self, w: int, names: Sequence[str], *, band: int, keep: bool) -> None:
+        """Every contender at window size ``w``, then each output checked against the exact result."""
+        outputs = {}
+        for name in names:
+            out = self.contender(w, name)
+            if out is not None:
+                outputs[name] = out
+        ok = check_outputs(self.src, self.n, w, outputs, band=band)
+        for row in self.runs:
+            if row["W"] == w and row["contender"] in ok:
+                row["exact"] = ok[row["contender"]]
+        if not keep:
+            for name in names:
+                _remove_output(self._out(name, w))
+
+    def contender(self, w: int, name: str) -> tuple[str, str, int] | None:
+        """Run ``name`` and add its row; the output to check (path, array, crop), if any."""
+        if not available(name):
+            self.runs.append({"W": w, "contender": name, "error": "not installed (pip install '.[bench]')"})
+            return None
+        crop = min(self.n, self.peer_size.get(f"{name}@{w}", self.peer_size.get(name, self.n)))
+        if name == "floor":
+            crop = self.n
+        best, error = self._median_run(w, name, crop)
+        if best is None:
+            self.runs.append({"W": w, "contender": name, "error": error})
+            self.echo(f"W={w} {name}: FAILED {error}")
+            return None
+        out = self._out(name, w)
+        row = {"W": w, "contender": name, "pixels": crop * crop, "crop": crop, **best}
+        row["mpix_s"] = crop * crop / 1e6 / best["wall"]
+        row["cpu_wall"] = best["cpu"] / best["wall"]
+        row["disk"] = _du(out)
+        self.runs.append(row)
+        self.echo(progress_line(row))
+        return (out, "result", crop) if name != "floor" else None
+
+    def _median_run(self, w: int, name: str, crop: int) -> tuple[dict[str, Any] | None, str | None]:
+        """``repeats`` runs of ``name``: the median by wall time (the lower middle one for an even
+        count), or the error of the first run that failed."""
+        runs: list[dict[str, Any]] = []
+        for _ in range(max(1, self.repeats)):
+            out = self._out(name, w)
+            _remove_output(out)
+            args = ["_contender", name, self.src, out, str(w), str(crop), str(self.threads), self._out("pipeline", w)]
+            r = _spawn(args, self.env)
+            if "error" in r:
+                return None, r["error"]
+            runs.append(r)
+        return sorted(runs, key=lambda run: run["wall"])[(len(runs) - 1) // 2], None
+
+    def _out(self, name: str, w: int) -> str:
+        return str(self.work / f"out-{name}-{w}.zarr")
 
 
 def _remove_output(out: str) -> None:
@@ -505,57 +339,10 @@ def _remove_output(out: str) -> None:
     shutil.rmtree(out + ".pipeline", ignore_errors=True)
 
 
-def _ratios(results: dict[str, Any]) -> None:
-    for w in {r["W"] for r in results["runs"]}:
-        rows = {r["contender"]: r for r in results["runs"] if r["W"] == w and "wall" in r}
-        ours, floor = rows.get("pipeline"), rows.get("floor")
-        for r in rows.values():
-            if ours:
-                r["speedup_vs_this"] = ours["mpix_s"] / r["mpix_s"]  # how many times faster this project is
-            if floor:
-                r["wall_vs_floor"] = floor["mpix_s"] / r["mpix_s"]  # time per pixel, relative to the floor
-
-
-def table(results: dict[str, Any]) -> str:
-    head = "| W | contender | image | wall s | Mpix/s | this project ×faster | × codec floor | peak RSS MiB | CPU/wall | disk MB | exact |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in results["runs"]:
-        if "wall" not in r:
-            lines.append(f"| {r['W']} | {r['contender']} | | | | | | | | | {r['error']} |")
-            continue
-        exact = {True: "yes", False: "NO"}.get(r.get("exact"), "(reference)" if r["contender"] == "floor" else "?")
-        lines.append(
-            f"| {r['W']} | {r['contender']} | {r['crop']}² | {r['wall']:.2f} | {r['mpix_s']:.1f} | "
-            f"{r.get('speedup_vs_this', float('nan')):.1f} | {r.get('wall_vs_floor', float('nan')):.2f} | "
-            f"{_rss(r)} | {r['cpu_wall']:.2f} | {r['disk'] / 1e6:.1f} | {exact} |"
-        )
-    k = results.get("kernel")
-    if isinstance(k, list):
-        lines += ["", "| W | kernel (in memory, 1 thread) | Mpix/s | exact |", "|---|---|---|---|"]
-        for r in k:
-            if "kernel" in r:
-                val = f"{r['mpix_s']:.0f} | {'yes' if r['exact'] else 'NO'}" if "mpix_s" in r else f"| {r['error']}"
-                lines.append(f"| {r['W']} | {r['kernel']} | {val} |")
-            elif "first_call_seconds" in r:
-                lines.append(f"\nfirst window_reduce call in a fresh process (imports excluded, JIT load/compile included): {r['first_call_seconds']:.2f} s")
-    elif isinstance(k, dict):
-        lines.append(f"kernel section failed: {k.get('error')}")
-    return "\n".join(lines)
-
-
-def _rss(r: dict[str, Any]) -> str:
-    text = f"{r['rss'] / 2**20:.0f}"
-    if r.get("worker_rss"):
-        text += f" (worker {r['worker_rss'] / 2**20:.0f})"
-    if "startup" in r:
-        text += f"; start-up {r['startup']:.1f} s"
-    return text
-
-
 def _main(argv: list[str]) -> None:
     if argv[0] == "_contender":
         name, src, out, w, size, threads, ref = argv[1:8]
-        print(json.dumps(_run_contender(name, src, out, int(w), int(size), int(threads), ref)))
+        print(json.dumps(run_contender(name, src, out, int(w), int(size), int(threads), ref)))
     elif argv[0] == "_kernel":
         n, windows, repeats = int(argv[1]), [int(x) for x in argv[2].split(",")], int(argv[3])
         print(json.dumps(kernel_bench(n, windows, repeats)))

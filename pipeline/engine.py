@@ -20,6 +20,9 @@ worker process builds its readers and loads the compiled kernel once per run (:f
 A worker killed mid-run loses its tasks; dask.distributed runs them again elsewhere, and a block
 is recorded only after its chunks are written, so the output is the same.
 
+Where blocks lie and how they are cut into tiles is :mod:`pipeline._tiling` (re-exported here);
+blocks are written through the run's output target (:mod:`pipeline.targets`).
+
 Plans the chunk path does not cover (periodic boundaries, inputs broadcast to the plan's shape)
 compute each block from the lazy ``map_overlap`` result (:func:`pipeline.ops.build`) culled to that
 block, in the same loop.
@@ -27,21 +30,28 @@ block, in the same loop.
 
 from __future__ import annotations
 
-import itertools
-import math
 import os
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import io, ops, sources, zarrchunks
+from . import io, ops, sources, targets, zarrchunks
+from ._tiling import (  # noqa: F401 - part of this module's API
+    INPUT_CACHE_BYTES,
+    TILES_PER_THREAD,
+    block_regions,
+    input_regions,
+    output_region,
+    strip_width,
+    tiles,
+)
 from .chunkcache import HaloReader, strip_order
 from .plan import Plan
 
@@ -54,86 +64,6 @@ Record = Callable[[tuple[int, ...]], None]
 
 #: pending tasks per worker thread on process pools and clusters (one running, one queued)
 IN_FLIGHT = 2
-#: tasks per worker thread the blocks are cut into, where the image has enough blocks (balance)
-TILES_PER_THREAD = 2
-
-#: Decoded input chunks a tile may cache (see :mod:`pipeline.chunkcache`): blocks are visited in
-#: vertical strips narrow enough that two chunk rows of a strip, with the neighbouring chunk
-#: column on each side (decoded for the halo), fit in it.  Each strip has its own cache, so the
-#: memory does not grow with the image; the neighbouring columns are decoded once more per strip
-#: (about 2/strip more decoding), which a wider strip makes cheaper.
-INPUT_CACHE_BYTES = 128 * 2**20
-
-
-# --------------------------------------------------------------------------------------------
-# geometry
-
-
-def block_regions(plan: Plan) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
-    """Each output block's index and its region in the output array."""
-    offsets = [np.cumsum((0,) + c) for c in plan.out_chunks]
-    for idx in itertools.product(*(range(len(c)) for c in plan.out_chunks)):
-        yield idx, tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, idx))
-
-
-def output_region(plan: Plan, index: Sequence[int]) -> tuple[slice, ...]:
-    """The region of block ``index`` in the output array."""
-    region = []
-    for chunks, k in zip(plan.out_chunks, index):
-        s = sum(chunks[:k])
-        region.append(slice(s, s + chunks[k]))
-    return tuple(region)
-
-
-def input_regions(plan: Plan, index: Sequence[int]) -> tuple[slice, ...]:
-    """The input region block ``index`` reads: its input block plus the halo on interior sides
-    (what ``map_overlap(boundary="none")`` delivers, so :meth:`Plan.centres` applies)."""
-    region = []
-    for ax, k in enumerate(index):
-        chunks = plan.in_chunks[ax]
-        s = sum(chunks[:k])
-        e = s + chunks[k]
-        d = plan.depth[ax]
-        region.append(slice(s - d if k > 0 else s, e + d if k < len(chunks) - 1 else e))
-    return tuple(region)
-
-
-def strip_width(plan: Plan, chunks: Sequence[Sequence[int]], itemsizes: Sequence[int]) -> int:
-    """Block columns per strip so that the decoded-chunk cache (about two rows of storage
-    chunks, two columns beyond the strip) stays within :data:`INPUT_CACHE_BYTES`."""
-    bw = max(plan.in_chunks[-1]) + 2 * plan.depth[-1]
-    col_bytes = 0  # two chunk rows of one chunk column, all inputs
-    unit = bw
-    for c, size in zip(chunks, itemsizes):
-        rows = max(c[-2] if len(c) > 1 else 1, max(plan.in_chunks[-2]) if plan.ndim > 1 else 1)
-        lead = math.prod(max(ch) for ch in plan.in_chunks[:-2])
-        col_bytes += 2 * lead * rows * max(c[-1], bw) * size
-        unit = max(unit, c[-1])
-    columns = max(1, INPUT_CACHE_BYTES // max(1, col_bytes) - 2)
-    return max(1, columns * unit // max(1, max(plan.in_chunks[-1])))
-
-
-def tiles(nblocks: Sequence[int], strip: int, blocks: Sequence[tuple[int, ...]], threads: int) -> list[list[tuple[int, ...]]]:
-    """``blocks`` cut into tasks for ``threads`` worker threads: strips of equal width (at most
-    ``strip`` block columns), each cut into runs of whole block rows, so that there are about
-    :data:`TILES_PER_THREAD` tasks per thread where the image has that many rows and strips.
-    Within a tile the blocks are in strip order, so its chunk cache stays two chunk rows high."""
-    *lead, ncols = nblocks
-    rows = math.prod(lead)
-    want = max(1, TILES_PER_THREAD * threads)
-    nstrips = max(-(-ncols // max(1, strip)), min(ncols, -(-want // max(1, rows))))
-    width = -(-ncols // nstrips)
-    nstrips = -(-ncols // width)
-    per_strip = min(rows, max(1, -(-want // nstrips)))
-    height = -(-rows // per_strip)
-    wanted = set(map(tuple, blocks))
-    out: dict[tuple[int, int], list[tuple[int, ...]]] = {}
-    for idx in strip_order(nblocks, width):
-        if idx not in wanted:
-            continue
-        row = int(np.ravel_multi_index(idx[:-1], lead)) if lead else 0
-        out.setdefault((idx[-1] // width, row // height), []).append(idx)
-    return list(out.values())
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,19 +82,22 @@ def _range(block: np.ndarray, fill: Any = None) -> tuple[Any, Any]:
     return block.min().item(), block.max().item()
 
 
-def write(target: Any, record: Record | None, index: tuple[int, ...], region: tuple[slice, ...], block: np.ndarray, plan: Plan) -> tuple[Any, Any]:
-    """Write one block (several statistics: each one's array), then (only then) record it as
-    done; returns the block's min and max (several statistics: dicts statistic -> value), NaN
-    and the fill value ignored."""
+def write(
+    output: targets.OutputTarget, target: Any, record: Record | None, index: tuple[int, ...], region: tuple[slice, ...],
+    block: np.ndarray, plan: Plan,
+) -> tuple[Any, Any]:
+    """Write one block through ``output`` to ``target`` (its writer; several statistics: each
+    one's array), then (only then) record it as done; returns the block's min and max (several
+    statistics: dicts statistic -> value), NaN and the fill value ignored."""
     if plan.multi:
         parts = ops.unpack(plan, block)
         for st in plan.stats:
-            zarrchunks.write_block(target[st], region, parts[st])
+            output.write_block(target[st], region, parts[st])
         ranges = {st: _range(parts[st], plan.fill_values.get(st)) for st in plan.stats}
         if record is not None:
             record(index)
         return {st: r[0] for st, r in ranges.items()}, {st: r[1] for st, r in ranges.items()}
-    zarrchunks.write_block(target, region, block)
+    output.write_block(target, region, block)
     if record is not None:
         record(index)
     return _range(block, plan.fill_values.get(plan.stats[0]))
@@ -210,7 +143,9 @@ class Context:
         prep = job.prep
         plan = self.plan = prep.plan
         self.record = job.record
-        self.target = zarrchunks.direct(job.target)
+        out = prep.config.output
+        self.output = targets.open_target(out.path, out.storage_options)
+        self.target = self.output.writer(job.target)
         self.chunks = {n: sources.storage_chunks(a) for n, a in prep.arrays.items()}
         self.strip = strip_width(plan, list(self.chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()])
         self.fast = chunk_path(prep)
@@ -252,7 +187,7 @@ class Context:
         else:
             extra = (0,) if plan.multi else ()
             block = np.asarray(self.result.blocks[tuple(index) + extra].compute(scheduler="synchronous"))
-        return write(self.target, self.record, index, output_region(plan, index), block, plan)
+        return write(self.output, self.target, self.record, index, output_region(plan, index), block, plan)
 
 
 def _merge(pick: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:

@@ -139,8 +139,11 @@ def result_name(op: str, names: Sequence[str], inputs: Mapping[str, Any], stat: 
 def wrap(result: Any, plan: Any, dims: Sequence[str], names: Sequence[str], inputs: Mapping[str, Any],
          op: str, stat: str) -> Any:
     """The DataArray for one statistic: common dims, the used inputs' coordinates (trimmed on the
-    window axes for ``boundary="valid"``), a name and the attrs that stay true."""
+    window axes where the boundary shrinks the output, ``boundary="valid"``), a name and the
+    attrs that stay true."""
     import xarray as xr
+
+    from .metadata import output_span
 
     coords: dict[str, Any] = {}
     for n in names:
@@ -152,10 +155,9 @@ def wrap(result: Any, plan: Any, dims: Sequence[str], names: Sequence[str], inpu
                 continue
             index = {}
             for d in coord.dims:
-                ax = list(dims).index(d)
-                if plan.boundary == "valid" and ax in plan.window_axes:
-                    i = plan.window_axes.index(ax)
-                    index[d] = slice(plan.lo[i], plan.in_shape[ax] - plan.hi[i])
+                span = output_span(plan, list(dims).index(d))
+                if span is not None:
+                    index[d] = span
             coords[cname] = coord.isel(index) if index else coord
     attrs = result_attrs(op, names, inputs, stat)
     gm = next((inputs[n].attrs.get("grid_mapping") for n in names if is_xarray(inputs[n])), None)

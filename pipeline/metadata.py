@@ -186,3 +186,14 @@ def shifted_geotransform(text: str, offsets: Sequence[int]) -> str | None:
     dy, dx = offsets
     c, f = c + a * dx + b * dy, f + d * dx + e * dy
     return " ".join(str(v) for v in (c, a, b, f, d, e))
+
+
+def output_span(plan: Any, ax: int) -> slice | None:
+    """The part of input axis ``ax`` that the output covers, where the boundary shrinks the
+    output (the registry's ``shrinks``: ``valid``) and ``ax`` is a window axis; None where the
+    output covers all of it.  Coordinates are trimmed by it (:mod:`pipeline.labelled` for
+    xarray results, the run's output coordinates)."""
+    if not (plan.bnd.shrinks and ax in plan.window_axes):
+        return None
+    i = plan.window_axes.index(ax)
+    return slice(plan.lo[i], plan.in_shape[ax] - plan.hi[i])

@@ -1,19 +1,43 @@
-"""The chunk codec fast path: whole-chunk reads and writes of a local Zarr v3 array in the
-calling thread (:class:`DirectChunks`), with zarr's own codec objects and store, so that worker
-threads decode, compute and encode in parallel.  Used for the output target and for the chunk
-cache's input reads; arrays it does not handle go through zarr's API."""
+"""Zarr at the chunk level: chunk keys and stored-chunk listings (resume, ``verify``, input
+readiness), and the chunk codec fast path: whole-chunk reads and writes of a local Zarr v3 array
+in the calling thread (:class:`DirectChunks`), with zarr's own codec objects and store, so that
+worker threads decode, compute and encode in parallel.  Used for the output target and for the
+chunk cache's input reads; arrays it does not handle go through zarr's API."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
 
+from ._stores import location
 from .errors import InputError
-from .io import chunk_key, location
+
+
+def chunk_key(arr: zarr.Array, coords: Sequence[int]) -> str:
+    return arr.metadata.encode_chunk_key(tuple(coords))
+
+
+def chunk_grid(arr: zarr.Array) -> tuple[int, ...]:
+    """Number of chunks per axis."""
+    return tuple(-(-s // c) for s, c in zip(arr.shape, arr.chunks))
+
+
+def stored_chunk_keys(arr: zarr.Array) -> set[str]:
+    """Keys (relative to the array, e.g. ``c/0/3``) of the chunks actually stored."""
+    from zarr.core.sync import collect_aiterator
+
+    prefix = f"{arr.path}/" if arr.path else ""
+    keys = collect_aiterator(arr.store_path.store.list_prefix(prefix))
+    return {k[len(prefix) :] for k in keys if not k.endswith("zarr.json")}
+
+
+def read_chunk(arr: zarr.Array, coords: Sequence[int]) -> np.ndarray:
+    """Decode one stored chunk (raises on a checksum mismatch or a damaged encoding)."""
+    return cast(np.ndarray, arr.get_block_selection(tuple(coords)))  # zarr's return type covers every buffer kind
 
 
 def write_block(target: Any, region: tuple[slice, ...], block: np.ndarray) -> None:

@@ -19,7 +19,7 @@ import zarr
 from reference import brute_window, brute_window_sum
 from typer.testing import CliRunner
 
-from pipeline import chunkcache, engine, runner, sessions
+from pipeline import chunkcache, engine, runner, sessions, targets
 from pipeline.cli import app
 from pipeline.config import parse_config
 
@@ -58,7 +58,8 @@ def result(path: Path) -> np.ndarray:
 
 def create(prep: runner.Prepared):
     names = runner.output_names(prep.plan, "result")
-    return runner._create_outputs(prep, names, {"complete": False}, overwrite=False)[prep.plan.stats[0]]
+    target = targets.open_target(prep.config.output.path, prep.config.output.storage_options)
+    return runner.create_outputs(prep, target, names, {"complete": False}, overwrite=False)[prep.plan.stats[0]]
 
 
 class PoolSession(sessions.Session):

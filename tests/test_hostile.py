@@ -51,12 +51,17 @@ def cfg_file(root: Path, **extra) -> Path:
 # -- item 9 ----------------------------------------------------------------------------------------
 
 
-def test_validate_refuses_a_huge_declared_shape_cheaply(tmp_path):
-    small_input(tmp_path / "in.zarr")
-    meta = tmp_path / "in.zarr" / "a" / "zarr.json"
+def declare_huge_shape(store: Path) -> None:
+    """A small store whose array ``a`` declares a 2**40 x 2**40 shape (nothing else written)."""
+    small_input(store)
+    meta = store / "a" / "zarr.json"
     doc = json.loads(meta.read_text())
     doc["shape"] = [2**40, 2**40]
     meta.write_text(json.dumps(doc))
+
+
+def test_validate_refuses_a_huge_declared_shape_cheaply(tmp_path):
+    declare_huge_shape(tmp_path / "in.zarr")
     res = limited("validate", str(cfg_file(tmp_path)), cwd=tmp_path)
     assert res.returncode == 2, res.stdout + res.stderr[-2000:]
     assert "compute.chunks" in res.stdout + res.stderr and "blocks" in res.stdout + res.stderr
@@ -78,11 +83,11 @@ def test_disk_window_at_the_limit_still_plans():
 
 
 def test_task_larger_than_the_machine_is_refused_for_threads(tmp_path, monkeypatch):
-    from pipeline import sessions
+    from pipeline import _sessionchecks
 
     monkeypatch.chdir(tmp_path)
     small_input(tmp_path / "in.zarr", shape=(512, 512), chunks=(512, 512))
-    monkeypatch.setattr(sessions, "machine_memory", lambda: 2**20)  # a 1 MiB machine
+    monkeypatch.setattr(_sessionchecks, "machine_memory", lambda: 2**20)  # a 1 MiB machine (sessions re-exports it)
     for cmd in ("validate", "run"):
         res = cli.invoke(app, [cmd, str(cfg_file(tmp_path, compute={"chunks": 512, "scheduler": "threads"}))])
         assert res.exit_code == 2, res.output
@@ -214,11 +219,7 @@ def test_relative_file_url_output_resolves_against_the_config_folder(tmp_path, m
 
 
 def test_verify_refuses_a_huge_declared_output_grid(tmp_path):
-    small_input(tmp_path / "o.zarr")
-    meta = tmp_path / "o.zarr" / "a" / "zarr.json"
-    doc = json.loads(meta.read_text())
-    doc["shape"] = [2**40, 2**40]
-    meta.write_text(json.dumps(doc))
+    declare_huge_shape(tmp_path / "o.zarr")
     res = limited("verify", str(tmp_path / "o.zarr"), cwd=tmp_path)
     assert res.returncode == 2, res.stdout + res.stderr[-2000:]
     assert "chunks in the grid" in res.stdout + res.stderr

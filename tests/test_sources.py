@@ -34,7 +34,7 @@ def test_zarr_source_satisfies_the_protocol(tmp_path):
 
 
 def test_a_registered_format_is_chosen_by_suffix_or_scheme(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "_OPENERS", [])
+    monkeypatch.setattr(sources._FORMATS, "entries", [])
     opened = []
 
     def opener(path, array, *, where, storage_options=None):

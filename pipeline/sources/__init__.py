@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .._stores import Registry
 from ..plan import ArraySpec
 
 
@@ -51,24 +52,17 @@ class InputSource(Protocol):
 
 Opener = Callable[..., InputSource]  #: (path, array, *, where, storage_options) -> InputSource
 
-#: (suffix or "scheme://", opener); the first match wins, Zarr is the fallback
-_OPENERS: list[tuple[str, Opener]] = []
 
-
-def register(match: str, opener: Opener) -> None:
-    """Open paths ending in ``match`` (``.tif``) or starting with it (``scheme://``) with ``opener``."""
-    _OPENERS.append((match, opener))
-
-
-def opener_for(path: str) -> Opener:
-    """The opener for a store path: the first registered match, else Zarr."""
-    bare = path.rstrip("/").lower()
-    for match, opener in _OPENERS:
-        if bare.endswith(match) or bare.startswith(match):
-            return opener
+def _zarr() -> Opener:
     from .zarr import ZarrSource
 
     return ZarrSource.open
+
+
+#: the input formats, by file suffix or URL scheme; Zarr is the fallback
+_FORMATS: Registry[Opener] = Registry(_zarr)
+register = _FORMATS.register  #: ``register(".tif", opener)``: open paths ending (or starting) with it with ``opener``
+opener_for = _FORMATS.opener_for  #: the opener for a store path: the first registered match, else Zarr
 
 
 def open_source(

@@ -2,8 +2,8 @@
 dimension names, coordinates and grid-mapping variable, its identity for the resume
 fingerprint, and reads that name the failing chunk.
 
-Only this module (with :mod:`pipeline.io` for outputs and :mod:`pipeline.zarrchunks` for the
-chunk codec fast path) knows an input is a ``zarr.Array``.
+Only this module (with :mod:`pipeline.targets.zarr` for outputs and :mod:`pipeline.zarrchunks` for
+the chunk codec fast path) knows an input is a ``zarr.Array``.
 """
 
 from __future__ import annotations

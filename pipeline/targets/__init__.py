@@ -1,0 +1,130 @@
+"""Output targets: where a run writes, behind one small protocol (the counterpart of
+:mod:`pipeline.sources`).
+
+An :class:`OutputTarget` is one output store: it creates and opens the output arrays (with their
+coordinates, 0-D variables such as the CRS, and attributes), reads and updates the output state
+attribute, lists the stored chunks for resume, writes blocks, consolidates, and swaps a staged
+replacement in.  :mod:`pipeline.runner` and :mod:`pipeline.engine` reach the output only through
+:func:`open_target` and this protocol.  Zarr (:mod:`pipeline.targets.zarr`) is the one
+implementation today; a new format (a GeoTIFF/COG writer, say) is one new module here with a
+class satisfying :class:`OutputTarget` and one :func:`register` line, chosen by file suffix or
+URL scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .._stores import Registry
+
+#: Suffixes of the arrays a replacement (``--overwrite``) writes beside the old output and of the
+#: old arrays while they are swapped out: ``result.pipeline-new``, ``result.pipeline-old``.
+STAGED, RETIRED = ".pipeline-new", ".pipeline-old"
+
+
+def staging(name: str) -> str:
+    """The name a replacement of array ``name`` is written under until it is swapped in."""
+    return name + STAGED
+
+
+@dataclass(frozen=True)
+class OutputArray:
+    """What an output array is, whatever the format: its grid, dtype and fill value, its
+    dimension names and attributes, and the variables beside it (1-D coordinates by dimension,
+    0-D variables such as the CRS: name -> (value, attributes))."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunks: tuple[int, ...]
+    dims: tuple[str, ...]
+    attrs: Mapping[str, Any]
+    coords: Mapping[str, np.ndarray] = field(default_factory=dict)
+    scalars: Mapping[str, tuple[Any, Mapping[str, Any]]] = field(default_factory=dict)
+    fill_value: Any = 0
+
+
+@runtime_checkable
+class OutputTarget(Protocol):
+    """One output store of a run.  ``handle`` below is what :meth:`create_array` / :meth:`open_array`
+    return for one array (for Zarr, a ``zarr.Array``); the engine writes blocks through
+    :meth:`writer` and :meth:`write_block`."""
+
+    path: str  #: the store path or URL, as configured
+    storage_options: Mapping[str, Any] | None
+
+    @property
+    def can_swap(self) -> bool:
+        """Whether a replacement can be written beside the old output and swapped in at the end
+        (:meth:`swap`); otherwise the old output is replaced from the start."""
+        ...
+    def location(self, array: str | None) -> str:
+        """How an array of this store is named in messages."""
+        ...
+    def check_path(self) -> None:
+        """Refuse a path this format cannot write into; called before anything is written."""
+        ...
+    def state(self, array: str) -> dict[str, Any] | None:
+        """The array's ``pipeline`` state attribute, read fresh (``{}`` without one; None: no
+        such array)."""
+        ...
+    def finalized_complete(self, array: str) -> bool | None:
+        """Whether the state readers see after :meth:`finalize` says complete (None: unknown)."""
+        ...
+    def create_array(self, array: str, spec: OutputArray, *, overwrite: bool = False) -> Any:
+        """Create the (empty) output array ``spec`` with its coordinates and 0-D variables;
+        ``overwrite`` replaces an existing one."""
+        ...
+    def open_array(self, array: str, mode: str = "r+") -> Any:
+        """An existing output array, to resume writing (or read, ``mode="r"``)."""
+        ...
+    def update_state(self, handle: Any, **changes: Any) -> None:
+        """Update keys of the array's state attribute (``complete=True`` is written last)."""
+        ...
+    def check_coords(self, coords: Mapping[str, np.ndarray], *, overwrite: bool) -> list[str]:
+        """The coordinates that must be (re)written; refuses (raises) before anything is written."""
+        ...
+    def stored_chunk_keys(self, handle: Any) -> set[str]:
+        """Keys of the chunks actually stored (for resume)."""
+        ...
+    def chunk_key(self, handle: Any, coords: Sequence[int]) -> str: ...
+    def writer(self, handle: Any) -> Any:
+        """What a worker writes blocks through (``handle``, or a mapping of them, or a faster
+        writer of the same); built in the process that writes."""
+        ...
+    def write_block(self, writer: Any, region: tuple[slice, ...], block: np.ndarray) -> None:
+        """Write one chunk-aligned block."""
+        ...
+    def finalize(self) -> None:
+        """Make the store readable as a whole (Zarr: consolidated metadata)."""
+        ...
+    def swap(self, staged: Iterable[str], coords: Mapping[str, np.ndarray]) -> None:
+        """Move each complete staged array (:func:`staging`) in place of the old one, then write
+        changed coordinates."""
+        ...
+
+
+Opener = Callable[..., OutputTarget]  #: (path, *, storage_options) -> OutputTarget
+
+
+def _zarr() -> Opener:
+    from .zarr import ZarrTarget
+
+    return ZarrTarget.open
+
+
+#: the output formats, by file suffix or URL scheme; Zarr is the fallback
+_FORMATS: Registry[Opener] = Registry(_zarr)
+register = _FORMATS.register  #: ``register(".tif", opener)``: write paths ending (or starting) with it with ``opener``
+opener_for = _FORMATS.opener_for  #: the opener for an output path: the first registered match, else Zarr
+
+
+def open_target(path: str, storage_options: Mapping[str, Any] | None = None) -> OutputTarget:
+    """The output target of a store path (nothing is read or written yet)."""
+    return opener_for(path)(path, storage_options=storage_options)
+
+
+__all__ = ["RETIRED", "STAGED", "OutputArray", "OutputTarget", "open_target", "opener_for", "register", "staging"]

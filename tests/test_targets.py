@@ -1,0 +1,75 @@
+"""Output targets: the protocol, the registry by suffix or scheme, and the Zarr implementation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from pipeline import targets
+from pipeline.errors import OutputError
+from pipeline.targets.zarr import COORD_MARK, ZarrTarget
+
+
+def _spec(**extra):
+    fields = {
+        "shape": (6, 5), "dtype": np.dtype("int32"), "chunks": (4, 4), "dims": ("y", "x"), "attrs": {"pipeline": {"complete": False}},
+        "coords": {"y": np.arange(6) * 10.0},
+    }
+    return targets.OutputArray(**{**fields, **extra})
+
+
+def test_zarr_target_satisfies_the_protocol(tmp_path):
+    target = targets.open_target(str(tmp_path / "out.zarr"))
+    assert isinstance(target, ZarrTarget) and isinstance(target, targets.OutputTarget)
+    assert target.can_swap and target.location("result").endswith("out.zarr:result")
+    target.check_path()  # nothing there yet: fine
+    assert target.state("result") is None
+    arr = target.create_array("result", _spec(fill_value=-1))
+    assert target.state("result") == {"complete": False}
+    w = target.writer(arr)
+    target.write_block(w, (slice(0, 4), slice(0, 4)), np.ones((4, 4), dtype="int32"))
+    target.update_state(arr, complete=True)
+    target.finalize()
+    assert target.finalized_complete("result") is True
+    opened = target.open_array("result", mode="r")
+    assert target.stored_chunk_keys(opened) == {target.chunk_key(opened, (0, 0))}
+    np.testing.assert_array_equal(opened[:4, :4], 1)
+    assert opened[5, 4] == -1
+    group = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+    assert group["y"].attrs[COORD_MARK] and list(group["y"][...]) == list(np.arange(6) * 10.0)
+
+
+def test_a_staged_replacement_is_swapped_in_with_its_coordinates(tmp_path):
+    target = targets.open_target(str(tmp_path / "out.zarr"))
+    target.create_array("result", _spec())
+    staged = targets.staging("result")
+    assert staged == "result" + targets.STAGED
+    new = target.create_array(staged, _spec(coords={}))
+    new[...] = 7
+    y = np.arange(6) * 20.0
+    assert target.check_coords({"y": y}, overwrite=True) == ["y"]
+    with pytest.raises(OutputError, match="overwrite"):
+        target.check_coords({"y": y}, overwrite=False)
+    target.swap([staged], {"y": y})
+    group = zarr.open_group(str(tmp_path / "out.zarr"), mode="r", use_consolidated=False)
+    assert sorted(group.array_keys()) == ["result", "y"]
+    np.testing.assert_array_equal(group["result"][...], 7)
+    np.testing.assert_array_equal(group["y"][...], y)
+
+
+def test_a_registered_format_is_chosen_by_suffix_or_scheme(tmp_path, monkeypatch):
+    monkeypatch.setattr(targets._FORMATS, "entries", [])
+    opened = []
+
+    def opener(path, *, storage_options=None):
+        opened.append((path, storage_options))
+        return "cog target"
+
+    targets.register(".tif", opener)
+    targets.register("fake://", opener)
+    assert targets.open_target("out/scene.TIF") == "cog target"
+    assert targets.open_target("fake://bucket/x", {"anon": True}) == "cog target"
+    assert opened == [("out/scene.TIF", None), ("fake://bucket/x", {"anon": True})]
+    assert targets.opener_for(str(tmp_path / "out.zarr")) == ZarrTarget.open  # anything else: Zarr
+    assert not targets.open_target("s3://bucket/out.zarr").can_swap  # object storage: replaced in place
