@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .fastsum import AVAILABLE, numba
+from ._jit import AVAILABLE, compile_into
 
 #: index-map codes (see :func:`pipeline.fastwin.index_map`)
 CVAL, NONE = -1, -2
@@ -169,20 +169,9 @@ def _extreme(x, miss, use_miss, rmap, cmap, li0, li1, cval, ident, w0, w1, out, 
                     hi[l] = _pick(ri[l], hn[l], is_max)
 
 
-_extreme_jit: Any
-if AVAILABLE:
-    assert numba is not None
-    _jit = numba.njit(nogil=True, cache=True, boundscheck=False)
-    # the comparison inlined so that its loop-invariant branch is hoisted and the loops vectorise
-    _pick = numba.njit(inline="always")(_pick)
-    _load_edge = _jit(_load_edge)
-    _load_row = _jit(_load_row)
-    _double = _jit(_double)
-    _finish_row = _jit(_finish_row)
-    _along_row = _jit(_along_row)
-    _extreme_jit = _jit(_extreme)
-else:  # pragma: no cover
-    _extreme_jit = None
+# the comparison inlined so that its loop-invariant branch is hoisted and the loops vectorise
+compile_into(globals(), ["_load_edge", "_load_row", "_double", "_finish_row", "_along_row", "_extreme"], inline=["_pick"])
+_extreme_jit: Any = _extreme if AVAILABLE else None
 
 
 def run_extreme(x, miss, use_miss, rmap, cmap, li0, li1, cval, ident, w, out, is_max: bool) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .fastsum import AVAILABLE, numba
+from ._jit import AVAILABLE, compile_into
 
 #: index-map codes (see :func:`pipeline.fastwin.index_map`)
 CVAL, NONE = -1, -2
@@ -209,9 +209,21 @@ def _finish(r, rn, r1, r2, shift, fshift, smode, outs, flags, coef, acc_stats): 
                 so[c] = fv
             if want_mean:
                 mo[c] = fv / float(k) if k != 0 else np.nan
-    if not (want_var or want_std):
-        return
-    vo = var_out[r] if want_var else std_out[r]  # std alone: the variance first, in place
+    if want_var or want_std:
+        _finish_var(r1, r2, rn, var_out[r] if want_var else std_out[r], exact, coef, acc_stats)
+        if want_std:
+            sd = std_out[r]
+            src = var_out[r] if want_var else sd
+            for c in range(nc):
+                sd[c] = math.sqrt(src[c])
+
+
+def _finish_var(r1, r2, rn, vo, exact, coef, acc_stats):  # pragma: no cover - compiled
+    """Population variances of a row into ``vo``, never negative, NaN where no pixel: ``exact``
+    (integer sums whose ``n*S2 - S1**2`` fits int64): that difference, then one rounding; else
+    ``S2/n - (S1/n)**2`` in float64, counting into ``acc_stats[0]`` the windows within the
+    rounding bound (``coef`` times the largest ``S2`` so far, ``acc_stats[1]``) of 0."""
+    nc = rn.size
     if exact:
         for c in range(nc):
             k = rn[c]
@@ -220,31 +232,23 @@ def _finish(r, rn, r1, r2, shift, fshift, smode, outs, flags, coef, acc_stats): 
                 continue
             v = float(np.int64(k) * r2[c] - r1[c] * r1[c]) / (float(k) * float(k))
             vo[c] = v if v > 0.0 else 0.0
-    else:
-        acc_stats[1] = max(acc_stats[1], _row_max(r2))
-        bound = coef * acc_stats[1]
-        flagged = 0
-        for c in range(nc):
-            k = rn[c]
-            if k == 0:
-                vo[c] = np.nan
-                continue
-            inv = 1.0 / float(k)
-            m = r1[c] * inv
-            v = r2[c] * inv - m * m
-            v = v if v > 0.0 else 0.0
-            vo[c] = v
-            if v <= bound:
-                flagged += 1
-        acc_stats[0] += flagged
-    if want_std:
-        so = std_out[r]
-        if want_var:
-            for c in range(nc):
-                so[c] = math.sqrt(vo[c])
-        else:
-            for c in range(nc):
-                so[c] = math.sqrt(so[c])
+        return
+    acc_stats[1] = max(acc_stats[1], _row_max(r2))
+    bound = coef * acc_stats[1]
+    flagged = 0
+    for c in range(nc):
+        k = rn[c]
+        if k == 0:
+            vo[c] = np.nan
+            continue
+        inv = 1.0 / float(k)
+        m = r1[c] * inv
+        v = r2[c] * inv - m * m
+        v = v if v > 0.0 else 0.0
+        vo[c] = v
+        if v <= bound:
+            flagged += 1
+    acc_stats[0] += flagged
 
 
 def _moments(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w1, want2, holes, rcount, ccount,
@@ -298,20 +302,8 @@ def _moments(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w
         _finish(r, rn, r1[:nc], r2[:nc], shift, fshift, smode, outs, flags, coef, acc_stats)
 
 
-_moments_jit: Any
-if AVAILABLE:
-    assert numba is not None
-    _jit = numba.njit(nogil=True, cache=True, boundscheck=False)
-    _load_part = _jit(_load_part)
-    _update = _jit(_update)
-    _update_interior = _jit(_update_interior)
-    _update_masked = _jit(_update_masked)
-    _run = _jit(_run)
-    _row_max = _jit(_row_max)
-    _finish = _jit(_finish)
-    _moments_jit = _jit(_moments)
-else:  # pragma: no cover
-    _moments_jit = None
+compile_into(globals(), ["_load_part", "_update", "_update_interior", "_update_masked", "_run", "_row_max", "_finish_var", "_finish", "_moments"])
+_moments_jit: Any = _moments if AVAILABLE else None
 
 
 def rounding_coef(area: int, w1: int, rows: int, cols: int) -> float:

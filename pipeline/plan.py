@@ -247,6 +247,17 @@ def check_inputs(specs: Sequence[ArraySpec]) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def _reference(used: Sequence[ArraySpec], in_shape: tuple[int, ...]) -> tuple[tuple[str, ...] | None, tuple[int | None, ...]]:
+    """The dims and storage chunks (None where it has none) of the input the output follows:
+    the first of the full shape, not a broadcast one."""
+    full = [s for s in used if s.shape == in_shape]
+    ref = full[0] if full else used[0]
+    ndim = len(in_shape)
+    dims = tuple(ref.dims) if ref.dims and len(ref.dims) == ndim else None
+    storage = tuple(ref.chunks) if ref.chunks and len(ref.chunks) == ndim else (None,) * ndim
+    return dims, storage
+
+
 def make_plan(
     op: str,
     inputs: Mapping[str, ArraySpec],
@@ -270,17 +281,14 @@ def make_plan(
     expr = parse_expression(op, {name: spec.dtype for name, spec in inputs.items()})
     used = [inputs[n] for n in expr.names]
     in_shape = check_inputs(used)
-    full = [s for s in used if s.shape == in_shape]
-    ref = full[0] if full else used[0]
+    ref_dims, storage = _reference(used, in_shape)
     ndim = len(in_shape)
-    ref_dims = ref.dims if ref.dims and len(ref.dims) == ndim else None
     win = plan_window(ndim, ref_dims, reds, size=size, shape=shape, weights=weights, axes=axes)
     nd_used, missing_possible = plan_nodata(expr, inputs, nodata)
     values = registry.Values(expr.dtype, registry.window_values(expr.bounds, bnd, cval), win.area, bnd.name, win.weights)
     out_dtypes, stat_bounds, fills, acc_dtype = plan_dtypes(reds, values, missing_possible, dtype, fill_value)
     out_shape = output_shape(in_shape, win.axes, win.sizes, bnd)
     requested = requested_chunks(chunks, win.order)
-    storage = ref.chunks if ref.chunks and len(ref.chunks) == ndim else (None,) * ndim
     grid = plan_grid(in_shape, out_shape, storage, win, requested, bnd)
     return Plan(
         expr=expr,
