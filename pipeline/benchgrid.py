@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-REDUCERS = ("sum", "mean", "var", "std", "count", "min", "max")
-BOUNDARIES = ("shrink", "valid", "constant", "reflect", "mirror", "nearest", "wrap")
+from . import registry
+
+REDUCERS = tuple(registry.REDUCERS)
+BOUNDARIES = tuple(registry.BOUNDARIES)
 DTYPES = ("uint8", "uint16", "int32", "float32", "float64")
-SCIPY_MODES = ("constant", "reflect", "mirror", "nearest", "wrap")
 #: statistics per reducer for the ratio to the integer sum (var/std: the sums of d and d**2)
 WEIGHT = {"var": 2, "std": 2}
 
@@ -59,9 +60,10 @@ def _scipy(reduce: str, boundary: str, w: int) -> Callable[[np.ndarray], Any] | 
     """scipy.ndimage's fastest equivalent of one cell (float64 results for sums), or None."""
     from scipy import ndimage
 
-    if boundary not in SCIPY_MODES:
+    mode = registry.boundary(boundary).scipy_mode
+    if mode is None:
         return None
-    kw = dict(size=w, mode=boundary)
+    kw = dict(size=w, mode=mode)
     if reduce in ("sum", "mean"):
         return lambda x: ndimage.uniform_filter(x, output=np.float64, **kw)
     if reduce in ("var", "std"):

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import _fastextreme, _fastmoments
+from . import _fastextreme, _fastmoments, registry
 from ._fastmoments import SUM_FLOAT, SUM_INT
 from .fastsum import AVAILABLE
 
@@ -37,25 +37,27 @@ CVAL, NONE = -1, -2
 
 def index_map(n: int, lo: int, hi: int, start: int, stop: int, boundary: str) -> np.ndarray:
     """Source index along an axis of length ``n`` of every extended position ``start - lo …
-    stop - 1 + hi`` (as ``np.pad`` would read it: reflect = 'symmetric', mirror = 'reflect',
-    nearest = 'edge', wrap), or :data:`CVAL`/:data:`NONE` outside the data."""
+    stop - 1 + hi``, as ``np.pad`` with the boundary's mode (:mod:`pipeline.registry`) would read
+    it, or :data:`CVAL` (a boundary filling with ``cval``) / :data:`NONE` (one that does not
+    pad) outside the data."""
+    bnd = registry.boundary(boundary)
     i = np.arange(start - lo, stop + hi, dtype=np.int64)
-    inside = (i >= 0) & (i < n)
-    if boundary in ("shrink", "valid", "constant"):
-        return np.where(inside, i, CVAL if boundary == "constant" else NONE)
-    if boundary == "nearest":
+    if not bnd.pads or bnd.fills:
+        return np.where((i >= 0) & (i < n), i, CVAL if bnd.fills else NONE)
+    mode = bnd.np_mode
+    if mode == "edge":
         return np.clip(i, 0, n - 1)
-    if boundary == "wrap":
+    if mode == "wrap":
         return i % n
-    if boundary == "reflect":
+    if mode == "symmetric":
         j = i % (2 * n)
         return np.where(j < n, j, 2 * n - 1 - j)
-    if boundary == "mirror":
+    if mode == "reflect":
         if n == 1:
             return np.zeros_like(i)
         j = i % (2 * n - 2)
         return np.where(j < n, j, 2 * n - 2 - j)
-    raise ValueError(f"unknown boundary {boundary!r}")
+    raise AssertionError(f"no index map for np.pad mode {mode!r}")  # a new PadMode must add one
 
 
 _NO_MISS = np.zeros((1, 1), np.bool_)
@@ -166,20 +168,20 @@ def plane_stats(
     any padding: ``boundary``/``cval`` are applied in index space.  ``dtypes``: the dtype each
     statistic is returned in (integer sums are exact in it, min/max hold every value)."""
     h, wd = x.shape
-    if boundary != "constant":
+    if not registry.boundary(boundary).fills:
         cval = 0  # never read
     rmap = index_map(h, lo[0], hi[0], start[0], stop[0], boundary)
     cmap = index_map(wd, lo[1], hi[1], start[1], stop[1], boundary)
     w = (lo[0] + hi[0] + 1, lo[1] + hi[1] + 1)
     off = start[1] - lo[1]  # extended column l is data column l + off
     out: dict[str, np.ndarray | None] = {"_empty": None}
-    moments = [st for st in ("count", "sum", "mean", "var", "std") if st in stats]
+    moments = [st for st in stats if registry.REDUCERS[st].family == "moments"]
     if missing is not None or (moments and moments != ["count"]):  # holes: counted, for "_empty"
         out.update(_moments(x, missing, rmap, cmap, off, w, cval, stats, area=area, bounds=bounds, dtypes=dtypes))
     elif moments:  # a count without holes: from the index maps
         out["count"] = np.multiply.outer(_axis_counts(rmap, w[0]), _axis_counts(cmap, w[1]))
-    for op in ("min", "max"):
-        if op in stats:
+    for op in stats:
+        if registry.REDUCERS[op].family == "extremes":
             out[op] = extreme(x, missing, rmap, cmap, off, w, cval, op, dtypes[op])
     return out
 

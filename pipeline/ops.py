@@ -84,22 +84,12 @@ def _numpy_sum(plan: Plan, field: np.ndarray, ranges) -> np.ndarray:
 
 
 def _work_dtype(plan: Plan, dtype: np.dtype) -> np.dtype:
-    """A dtype for the field that also holds ``cval`` (boundary 'constant')."""
-    if plan.boundary != "constant":
-        return dtype
-    if dtype.kind == "f" or (isinstance(plan.cval, float) and not plan.cval.is_integer()):
-        return FLOAT64
-    return fit(*_value_bounds(plan), dtype) or FLOAT64
-
-
-def _value_bounds(plan: Plan) -> tuple[int, int]:
-    """Bounds of the integer values a window sees: the expression's, plus ``int(cval)`` for
-    boundary 'constant'."""
-    assert plan.expr.bounds is not None  # called for bool and integer expressions, which have bounds
-    lo, hi = plan.expr.bounds
-    if plan.boundary == "constant":
-        return min(lo, int(plan.cval)), max(hi, int(plan.cval))
-    return lo, hi
+    """A dtype for the field that also holds ``cval`` (boundary 'constant'): float64 where the
+    window's values are not integers (:attr:`Plan.window_bounds` is None)."""
+    if not plan.bnd.fills or dtype.kind == "f":
+        return dtype if not plan.bnd.fills else FLOAT64
+    bounds = plan.window_bounds
+    return (fit(*bounds, dtype) if bounds is not None else None) or FLOAT64
 
 
 #: Blocks whose field takes at most this many bytes are evaluated whole, then summed in one
@@ -195,7 +185,7 @@ def _compiled_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, sta
     if not all_finite:
         if np.isinf(f).any():
             return None
-    bounds = _value_bounds(plan) if f.dtype.kind in "biu" else None
+    bounds = plan.window_bounds if f.dtype.kind in "biu" else None
     area = plan.area
     lead = f.shape[:-2]
     out: dict[str, np.ndarray | None] = {}  # and "_empty": a bool array or None
@@ -232,10 +222,10 @@ def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start
         n = f.shape[f.ndim - 2 + i]
         pads.append((max(0, lo[i] - start[i]), max(0, stop[i] - 1 + hi[i] - (n - 1))))
     if any(p != (0, 0) for p in pads):
-        if plan.boundary in ("shrink", "valid"):
+        if not plan.bnd.pads:
             f = np.pad(f, pads)
             m = np.pad(np.zeros(f.shape, bool)[tuple(slice(a, f.shape[j] - b) for j, (a, b) in enumerate(pads))] if m is None else m, pads, constant_values=True)
-        elif plan.boundary == "constant":
+        elif plan.bnd.fills:
             f = np.pad(f.astype(_work_dtype(plan, f.dtype), copy=False), pads, constant_values=plan.cval)
             m = None if m is None else np.pad(m, pads, constant_values=False)
         else:
@@ -245,7 +235,7 @@ def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start
             m = None if m is None else np.pad(m, pads, mode=mode)
         start = [s + pads[f.ndim - 2 + i][0] for i, s in enumerate(start)]
         stop = [e + pads[f.ndim - 2 + i][0] for i, e in enumerate(stop)]
-    elif plan.boundary == "constant":
+    elif plan.bnd.fills:
         f = f.astype(_work_dtype(plan, f.dtype), copy=False)
 
     runs = taps = None
@@ -256,7 +246,7 @@ def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start
         taps = kernels.weight_taps(np.array(plan.weights, dtype=object), lo2)
     win = kernels.Window(lo2, tuple(hi), tuple(start), tuple(stop), runs=runs, taps=taps)
     area = plan.area
-    bounds = _value_bounds(plan) if f.dtype.kind in "biu" else None
+    bounds = plan.window_bounds if f.dtype.kind in "biu" else None
     return kernels.reduce_stats(f, m, win, plan.stats, area=area, bounds=bounds, sum_dtype=plan.acc_dtype)
 
 

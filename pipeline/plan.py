@@ -122,6 +122,12 @@ class Plan:
         return registry.BOUNDARIES[self.boundary]
 
     @property
+    def window_bounds(self) -> tuple[int, int] | None:
+        """Exact bounds of the values a window sees (the expression's, and ``cval`` for boundary
+        'constant'); None when they are not integers."""
+        return registry.window_values(self.expr.bounds, self.bnd, self.cval)
+
+    @property
     def area(self) -> int:
         """Pixels that count in a whole window (the footprint's, or the rectangle's)."""
         if self.footprint is not None:
@@ -198,7 +204,7 @@ class Plan:
             f"input shape:   {self.in_shape}  dims {self.dims}",
             f"window:        {'x'.join(map(str, self.size))} {self.shape} on axes {self.window_axes}, "
             f"reduce {', '.join(self.stats)}, boundary {self.boundary}"
-            + (f" (cval {self.cval})" if self.boundary == "constant" else ""),
+            + (f" (cval {self.cval})" if self.bnd.fills else ""),
             *(
                 f"{('output ' + st if self.multi else 'output') + ':':<15}shape {self.out_shape}, dtype {self.out_dtypes[st]}"
                 + (f", values in [{b[0]}, {b[1]}]" if (b := self.stat_bounds[st]) else "")
