@@ -114,6 +114,15 @@ def _update_masked(xa, ma, xs, ms, has_sub, shift, want2, c1, c2, cc):  # pragma
                 c2[i] -= ds * ds
 
 
+def _count_masked(ma, ms, has_sub, cc):  # pragma: no cover - compiled
+    """Column counts of the interior only (no sums wanted: the empty windows of min/max)."""
+    for i in range(cc.size):
+        cc[i] += 0 if ma[i] else 1
+    if has_sub:
+        for i in range(cc.size):
+            cc[i] -= 0 if ms[i] else 1
+
+
 def _run(col, w1, o, d):  # pragma: no cover - compiled
     """``o[c] = col[c] + … + col[c + w1 - 1]``: the differences first (vectorised, through
     slices), then :data:`CHAINS` (4) running sums side by side over four segments of the row, each
@@ -251,12 +260,13 @@ def _finish_var(r1, r2, rn, vo, exact, coef, acc_stats):  # pragma: no cover - c
     acc_stats[0] += flagged
 
 
-def _moments(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w1, want2, holes, rcount, ccount,
+def _moments(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w1, want1, want2, holes, rcount, ccount,
              cols, colc, rows, rowc, rn, smode, outs, flags, coef, acc_stats):  # pragma: no cover - compiled
     """Counts and shifted sums over ``w0 × w1`` windows of the extended data, finished row by
     row into ``outs`` (see :func:`_finish`).  ``cols``: (2, ew) column sums of ``d``/``d**2``;
     ``colc``: (ew,) column counts; ``rows``: (6, ew) scratch (``va``, ``vs``, row sums of ``d``,
-    of ``d**2``, differences); ``rowc``: (3, ew) int32 scratch; ``rn`` the row's counts;
+    of ``d**2``, differences); ``want1``: sums wanted (else only counts, for the empty windows);
+    ``rowc``: (3, ew) int32 scratch; ``rn`` the row's counts;
     ``rcount``/``ccount``: pixels per window along each axis when nothing is missing."""
     nr = rcount.size
     nc = rn.size
@@ -277,7 +287,10 @@ def _moments(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w
             a0 = cmap[li0]
             xa = x[ra][a0 : a0 + ni]
             xs = x[rs][a0 : a0 + ni] if k >= w0 else xa
-            if use_miss:
+            if use_miss and not want1:
+                ma_ = miss[ra][a0 : a0 + ni]
+                _count_masked(ma_, miss[rs][a0 : a0 + ni] if k >= w0 else ma_, k >= w0, colc[li0:li1])
+            elif use_miss:
                 ma_ = miss[ra][a0 : a0 + ni]
                 ms_ = miss[rs][a0 : a0 + ni] if k >= w0 else ma_
                 _update_masked(xa, ma_, xs, ms_, k >= w0, shift, want2, col1[li0:li1], col2[li0:li1], colc[li0:li1])
@@ -290,7 +303,8 @@ def _moments(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w
         if k < w0 - 1:
             continue
         r = k - w0 + 1
-        _run(col1, w1, r1[:nc], d)
+        if want1:
+            _run(col1, w1, r1[:nc], d)
         if want2:
             _run(col2, w1, r2[:nc], d)
         if holes:
@@ -302,7 +316,7 @@ def _moments(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w
         _finish(r, rn, r1[:nc], r2[:nc], shift, fshift, smode, outs, flags, coef, acc_stats)
 
 
-compile_into(globals(), ["_load_part", "_update", "_update_interior", "_update_masked", "_run", "_row_max", "_finish_var", "_finish", "_moments"])
+compile_into(globals(), ["_load_part", "_update", "_update_interior", "_update_masked", "_count_masked", "_run", "_row_max", "_finish_var", "_finish", "_moments"])
 _moments_jit: Any = _moments if AVAILABLE else None
 
 
@@ -360,7 +374,7 @@ def window_moments(
     if nr and nc:
         _moments_jit(
             x, miss, use_miss, rmap, cmap, interior[0], interior[1], acc.type(cval), acc.type(shift), float(shift),
-            w0, w1, want2, holes, counts[0], counts[1],
+            w0, w1, want2 or want["sum"] or want["mean"], want2, holes, counts[0], counts[1],
             np.zeros((2, ew), acc), np.zeros(ew, np.int32), np.zeros((6, ew), acc), np.zeros((3, ew), np.int32),
             np.empty(nc, np.int32), smode, (n_out, empty_out, sum_out, mean_out, var_out, std_out),
             (want["n"], want["empty"], want["sum"], want["mean"], want["var"], want["std"], exact_var), coef, acc_stats,
