@@ -204,7 +204,7 @@ def variable_sets(
 
 
 def _read_vars_file(path: str | os.PathLike[str], seen: Mapping[str, str]) -> list[dict[str, str]]:
-    from .config import _NAME
+    from ._config_templates import is_variable_name
 
     where = f"--vars-from {path}"
     try:
@@ -218,7 +218,7 @@ def _read_vars_file(path: str | os.PathLike[str], seen: Mapping[str, str]) -> li
         raise ConfigError("expected a header row of variable names and at least one row of values", where=where)
     names = [c.strip() for c in rows[0]]
     for name in names:
-        if not _NAME.match(name):
+        if not is_variable_name(name):
             raise ConfigError(f"bad variable name {name!r} in the header row", where=where)
         if name in seen:
             raise ConfigError(f"{name} is also given with --var", where=where)
