@@ -194,10 +194,10 @@ def test_int64_arrays_are_accepted_using_their_range():
 
 
 def test_int64_range_from_attrs_and_refusal(monkeypatch):
-    import pipeline.api
+    import pipeline._api_plan
 
     a = np.arange(60).reshape(6, 10) * 1000
-    monkeypatch.setattr(pipeline.api, "SCAN_BYTES", 0)  # as if too large to scan
+    monkeypatch.setattr(pipeline._api_plan, "SCAN_BYTES", 0)  # as if too large to scan
     lazy = xr.DataArray(da.from_array(a, chunks=4), dims=("y", "x"))
     with pytest.raises(ValueError, match=r"^op: window sums can reach .*not known without reading them\); pass dtype='float64'"):
         pipeline.window_reduce("a", {"a": lazy}, size=3)
