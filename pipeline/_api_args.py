@@ -25,6 +25,12 @@ _API_NAMES = {
     "window.cval": "cval", "window.weights": "weights", "window.axes": "axes", "output.dtype": "dtype",
     "output.fill_value": "fill_value", "compute.chunks": "chunks",
 }
+#: what the plan says in config terms (YAML values, keys) -> the same in the API's terms; applied
+#: before the key names above
+_API_PHRASES = {
+    "window.shape: disk": 'shape="disk"',
+    "required key is missing": "is required unless weights or footprint is given",
+}
 
 
 def plan_arguments(
@@ -197,8 +203,8 @@ def api_error(e: PipelineError) -> PipelineError:
     else:
         where = _API_NAMES.get(where, where)
     message = e.message
-    for key, arg in _API_NAMES.items():
-        message = message.replace(key, arg)
+    for config_text, api_text in (*_API_PHRASES.items(), *_API_NAMES.items()):
+        message = message.replace(config_text, api_text)
     if (where, message) == (e.where or "", e.message):
         return e
     new = type(e)(message, where=where or None)
