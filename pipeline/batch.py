@@ -102,12 +102,31 @@ def run_one(
     debug: bool = False,
     batch_vars: Mapping[str, str] | None = None,
     force: bool = False,
+    dry_run: bool = False,
+    detail: bool = False,
 ) -> Record:
     """Run one config and describe the outcome; user errors and failures become records.
-    ``batch_vars`` are the batch's own template values (recorded; also applied over ``variables``)."""
+    ``batch_vars`` are the batch's own template values (recorded; also applied over ``variables``).
+
+    ``dry_run``: only say what running it would do (``run --dry-run``, ``validate``): the plan
+    (with ``detail``, its inputs, output and scheduler) and a verdict, logged, as a record whose
+    status is the verdict; nothing is computed or written."""
+    item = _Item.start(config, variables, batch_vars)
+    if dry_run:
+        return _preview(item, overrides, overwrite=overwrite, log=log, debug=debug, detail=detail)
+    return _run(item, overrides, overwrite=overwrite, log=log, debug=debug, force=force)
+
+
+def preview_one(config: str, **options: Any) -> Record:
+    """:func:`run_one` with ``dry_run=True``: what running ``config`` would do."""
+    return run_one(config, dry_run=True, **options)
+
+
+def _run(item: _Item, overrides: Sequence[str], *, overwrite: bool, log: Log, debug: bool, force: bool) -> Record:
+    """:func:`run_one` of a run: readiness, prepare, run; the outcome logged and recorded."""
     from . import readiness, runner
 
-    item = _Item.start(config, variables, batch_vars)
+    config = item.config
     unstored = None
     try:
         cfg = item.load(overrides)
@@ -159,22 +178,11 @@ def _warn_unstored(log: Log, config: str, found: Sequence[Any]) -> None:
         log.event("warning", f"inputs.{r.name}: {r.message()}", level="warning", config=config, input=r.name, unstored=len(r.unstored))
 
 
-def preview_one(
-    config: str,
-    *,
-    overrides: Sequence[str] = (),
-    variables: Mapping[str, str] | None = None,
-    overwrite: bool = False,
-    log: Log,
-    debug: bool = False,
-    batch_vars: Mapping[str, str] | None = None,
-    detail: bool = False,
-) -> Record:
-    """What running ``config`` would do (``run --dry-run``, ``validate``): the plan and a verdict,
-    logged, as a record whose status is the verdict.  Nothing is computed or written."""
+def _preview(item: _Item, overrides: Sequence[str], *, overwrite: bool, log: Log, debug: bool, detail: bool) -> Record:
+    """:func:`run_one` of a dry run: the preview's verdict logged and recorded."""
     from . import preview
 
-    item = _Item.start(config, variables, batch_vars)
+    config = item.config
     try:
         cfg = item.load(overrides)
         view = preview.preview(cfg, overwrite=True if overwrite else None)
@@ -236,7 +244,6 @@ def _fields(rec: Record) -> dict[str, Any]:
     return {k: v for k, v in asdict(rec).items() if k != "config"}
 
 
-
 def run_batch(
     configs: Sequence[str | os.PathLike[str]],
     *,
@@ -256,11 +263,12 @@ def run_batch(
     paths = expand_paths(configs)
     items = [(c, dict(vs)) for vs in (var_sets or ({},)) for c in paths]
     records: list[Record] = []
-    one = preview_one if dry_run else run_one
-    kwargs: dict[str, Any] = {"detail": detail or dry_run} if dry_run else {"force": force}
     for n, (config, vs) in enumerate(items):
         try:
-            rec = one(config, overrides=overrides, variables=variables, overwrite=overwrite, log=log, debug=debug, batch_vars=vs, **kwargs)
+            rec = run_one(
+                config, overrides=overrides, variables=variables, overwrite=overwrite, log=log, debug=debug, batch_vars=vs,
+                force=force, dry_run=dry_run, detail=detail or dry_run,
+            )
             if rec.status in ("failed", "interrupted", "locked", "not-ready") and not dry_run:
                 log.event("error", rec.error or rec.status, level="error", config=config, **_fields(rec))
         except KeyboardInterrupt as exc:  # between two runs, or while logging
