@@ -211,7 +211,6 @@ def api_error(e: PipelineError) -> PipelineError:
     return new
 
 
-
 def footprint_error(e: ConfigError) -> ConfigError | None:
     """``e`` about ``weights`` (which a ``footprint`` became) as an error about ``footprint``;
     None when ``e`` is not about them."""

@@ -53,7 +53,6 @@ class Log:
         print(line, file=stream, flush=True)
 
 
-
 def progress(log: Log, config: str) -> Callable[[int, int], None]:
     t0 = time.monotonic()
     state: dict[str, Any] = {"last": 0.0, "base": None}

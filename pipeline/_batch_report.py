@@ -53,7 +53,6 @@ class BatchInfo:
         return cls(id=bid, host=socket.gethostname(), started=now.isoformat(timespec="seconds"))
 
 
-
 def batch_exit_code(records: Sequence[Record]) -> int:
     """0 when every config succeeded; otherwise the most telling failure: interrupted (4) before
     runtime failure (1) before locked (3) before not ready (5) before config error (2) (the codes

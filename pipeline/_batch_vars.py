@@ -27,7 +27,6 @@ def expand_paths(patterns: Sequence[str | os.PathLike[str]]) -> list[str]:
     return out
 
 
-
 def variable_sets(
     assignments: Sequence[str] = (), vars_from: str | os.PathLike[str] | None = None
 ) -> list[dict[str, str]]:
