@@ -112,14 +112,18 @@ def _json_warnings(log: Any) -> None:
     warnings.showwarning = show
 
 
-def _exit_with(go: Any) -> None:
-    """Run the command's work at the CLI boundary and exit with its code; then forget the
-    command's log and put Python's warning printer back (in-process callers, tests)."""
+def _exit_with(go: Any, *, sigterm: Any = None) -> None:
+    """Run the command's work at the CLI boundary and exit with its code (``sigterm``: SIGTERM's
+    handler meanwhile); then forget the command's log and put Python's warning printer back
+    (in-process callers, tests)."""
     import warnings
 
+    previous = signal.signal(signal.SIGTERM, sigterm) if sigterm is not None else None
     try:
         code = guard(go)
     finally:
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, previous)
         state.pop("log", None)
         if "showwarning" in state:
             warnings.showwarning = state.pop("showwarning")
@@ -186,11 +190,7 @@ def run(
             return int(ExitCode.INTERRUPTED)
         return code
 
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # before the (slow) imports
-    try:
-        _exit_with(go)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    _exit_with(go, sigterm=_interrupt)  # SIGTERM stops the run from before the (slow) imports on
 
 
 def _write_records(job: _Batch, records: list[Any], *, report: Path | None, keep_reports: int | None, metrics: Path | None, dry_run: bool) -> int | None:
