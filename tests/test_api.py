@@ -172,6 +172,46 @@ def test_cli_still_names_config_keys(tmp_path):
     assert "output.dtype: uint8 cannot hold the sum" in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        # the plan's "required key" and "window.shape: disk" are config wording
+        (dict(), "size: is required unless weights or footprint is given"),
+        (dict(weights=[[1, 2], [3, 4]], shape="disk"), 'weights: give either weights or shape="disk", not both'),
+        (dict(footprint=[[1, 0], [0, 1]], shape="disk"), 'footprint: give either footprint or shape="disk", not both'),
+        # keys inside a mapping argument are named as the caller wrote them
+        (dict(size=3, reduce=["sum", "max"], dtype={"sum": "uint8"}), "dtype['sum']: uint8 cannot hold the sum results in [0, 2295]; use int32"),
+        (dict(size=3, dtype={"median": "int32"}), "dtype: 'median' is not one of the reducers ['sum']"),
+        (dict(size=3, nodata={"a": 999}), "nodata['a']: 999 is outside the range of uint8 [0, 255]"),
+        (dict(size=3, nodata={"a": 0}, fill_value=1.5), "fill_value: 1.5 is not an integer; the sum output is integer"),
+        (dict(weights=[[1, 2], [1, 1]], reduce="var"), "reduce: reducer 'var' is not available with weights (sum, mean, min, max, count are)"),
+        (dict(size=3, chunks=[2, 2, 2]), "chunks: needs 2 values (one per window axis), got 3"),
+        (dict(size=3, axes=[0, 0]), "axes: window axes must differ, got [0, 0]"),
+        (dict(size=3, boundary="constant", cval="x"), "cval: must be a number, got 'x'"),
+    ],
+)
+def test_plan_errors_name_api_arguments_not_config_keys(kw, message):
+    a = np.arange(16, dtype=np.uint8).reshape(4, 4) % 5
+    with pytest.raises(pipeline.ConfigError) as info:
+        pipeline.window_reduce("a", {"a": a}, **kw)
+    assert str(info.value) == message
+    assert not any(key in str(info.value) for key in ("window.", "output.", "compute.", "inputs.", "required key"))
+
+
+def test_config_errors_keep_config_keys_where_the_api_renames_them(tmp_path):
+    import zarr
+
+    from pipeline.config import load_config
+    from pipeline.runner import prepare
+
+    zarr.create_array(str(tmp_path / "in.zarr"), shape=(4, 4), dtype="uint8", chunks=(4, 4))[...] = 1
+    cfg = {"inputs": {"a": {"path": str(tmp_path / "in.zarr")}}, "op": "a", "output": {"path": str(tmp_path / "out.zarr")},
+           "window": {"weights": [[1, 2], [3, 4]], "shape": "disk"}}
+    with pytest.raises(pipeline.ConfigError) as info:
+        prepare(load_config(cfg))
+    assert str(info.value) == "window.weights: give either window.weights or window.shape: disk, not both"
+
+
 # ------------------------------------------------------------------ 6. int64 inputs
 
 
@@ -194,10 +234,10 @@ def test_int64_arrays_are_accepted_using_their_range():
 
 
 def test_int64_range_from_attrs_and_refusal(monkeypatch):
-    import pipeline.api
+    import pipeline._api_plan
 
     a = np.arange(60).reshape(6, 10) * 1000
-    monkeypatch.setattr(pipeline.api, "SCAN_BYTES", 0)  # as if too large to scan
+    monkeypatch.setattr(pipeline._api_plan, "SCAN_BYTES", 0)  # as if too large to scan
     lazy = xr.DataArray(da.from_array(a, chunks=4), dims=("y", "x"))
     with pytest.raises(ValueError, match=r"^op: window sums can reach .*not known without reading them\); pass dtype='float64'"):
         pipeline.window_reduce("a", {"a": lazy}, size=3)

@@ -144,10 +144,12 @@ def test_one_block_summary_range_per_statistic_without_fill(tmp_path):
 def test_progress_shows_time_left(monkeypatch):
     import io
 
+    from pipeline import _batch_log
+
     clock = iter([100.0, 100.0, 103.0, 106.0])
-    monkeypatch.setattr(batch.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(_batch_log.time, "monotonic", lambda: next(clock))
     err = io.StringIO()
-    report = batch._progress(batch.Log(out=io.StringIO(), err=err), "c.yaml")  # started at t=100
+    report = _batch_log.progress(batch.Log(out=io.StringIO(), err=err), "c.yaml")  # started at t=100
     report(1, 10)  # t=100: too early to report; the rate is measured from here
     report(4, 10)  # t=103: 3 blocks in 3 s, 6 to go
     report(10, 10)  # t=106: done, nothing left

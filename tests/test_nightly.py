@@ -24,6 +24,7 @@ from pipeline.cli import app
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, ExitCode
 from pipeline.lock import OutputLock
+from prefect_helpers import load_flow
 from reference import brute_window_sum
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -396,17 +397,8 @@ def test_report_retention_latest_and_metrics(site):
 
 
 def test_prefect_flow_with_variables_date_and_report(site, monkeypatch):
-    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
     root, refs = site
-    monkeypatch.setenv("PREFECT_HOME", str(root / "prefect-home"))
-    pytest.importorskip("prefect")
-    from prefect.testing.utilities import prefect_test_harness
-
-    sys.path.insert(0, str(WORKFLOWS / "prefect"))
-    try:
-        import flow as prefect_flow
-    finally:
-        sys.path.pop(0)
+    prefect_flow, prefect_test_harness = load_flow(monkeypatch, root)
     import datetime as dt
 
     yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
+from prefect_helpers import load_flow
 from reference import SEED_A, SEED_B, SEED_EXPECTED, seed_loop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -277,19 +278,7 @@ def test_slurm_single_node(home):
 
 
 def test_prefect_flow_retries_resume(home, monkeypatch):
-    # Prefect's own INFO lines (its temporary server stopping at exit) would be logged to a stream
-    # pytest has already closed
-    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
-    # a private Prefect home: its SQLite database is not shared with anything else running
-    monkeypatch.setenv("PREFECT_HOME", str(home / "prefect-home"))
-    pytest.importorskip("prefect")
-    from prefect.testing.utilities import prefect_test_harness
-
-    sys.path.insert(0, str(WORKFLOWS / "prefect"))
-    try:
-        import flow as prefect_flow
-    finally:
-        sys.path.pop(0)
+    prefect_flow, prefect_test_harness = load_flow(monkeypatch, home)
     from pipeline import runner as runner_mod
 
     real_execute = runner_mod.execute

@@ -56,29 +56,9 @@ The package, one module per responsibility:
 
 from __future__ import annotations
 
+from . import parse
 from .intervals import fit
 from .nodes import Node, Visitor
-from .parse import (
-    FUNCTIONS,
-    MAX_DEPTH,
-    MAX_EXPONENT,
-    MAX_INT_LITERAL,
-    MAX_NODES,
-    MAX_TEXT_LENGTH,
-    Expr,
-    parse_expression,
-)
+from .parse import FUNCTIONS, MAX_DEPTH, MAX_EXPONENT, MAX_INT_LITERAL, MAX_NODES, MAX_TEXT_LENGTH, Expr, parse_expression  # noqa: F401 - in parse.__all__
 
-__all__ = [
-    "FUNCTIONS",
-    "MAX_DEPTH",
-    "MAX_EXPONENT",
-    "MAX_INT_LITERAL",
-    "MAX_NODES",
-    "MAX_TEXT_LENGTH",
-    "Expr",
-    "Node",
-    "Visitor",
-    "fit",
-    "parse_expression",
-]
+__all__ = ["Node", "Visitor", "fit", *parse.__all__]

@@ -8,6 +8,7 @@ exact inclusive ``bounds`` for bool and integer nodes (None for float ones) and 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -23,16 +24,23 @@ T = TypeVar("T")
 F64 = np.dtype(np.float64)
 BOOL = np.dtype(np.bool_)
 
+#: exact inclusive bounds of a bool or integer value; None for a float one
+Bounds = tuple[int, int] | None
+
 
 class Node:
     """A typed node: ``kind`` is "b" (bool), "i" (integer) or "f" (float)."""
 
     kind: str
     dtype: np.dtype
-    bounds: tuple[int, int] | None
+    bounds: Bounds
     names: frozenset[str]
 
-    def _typed(self, kind: str, dtype: np.dtype, bounds: tuple[int, int] | None) -> None:
+    def _typed(self, kind: str, dtype: np.dtype, bounds: Bounds, operands: Iterable[Node] | None = None) -> None:
+        """Set the node's type (a bool's bounds are always (0, 1), a float's None) and, given its
+        ``operands``, its ``names``: the input names they use."""
+        if operands is not None:
+            self.names = frozenset().union(*(c.names for c in operands))
         self.kind = kind
         self.dtype = np.dtype(dtype)
         self.bounds = (0, 1) if kind == "b" else (bounds if kind == "i" else None)
@@ -44,7 +52,8 @@ class Node:
         return self.bounds
 
     def accept(self, visitor: Visitor[T]) -> T:
-        raise NotImplementedError
+        """``visitor.visit_<class>(self)``: the visitor's method for this node's class."""
+        return visitor.visit(self)
 
 
 class Name(Node):
@@ -60,9 +69,6 @@ class Name(Node):
             self._typed("i", dtype, (int(info.min), int(info.max)))
         else:
             self._typed("f", dtype, None)
-
-    def accept(self, visitor: Visitor[T]) -> T:
-        return visitor.visit_name(self)
 
 
 class Const(Node):
@@ -84,102 +90,47 @@ class Const(Node):
             self._typed("f", F64, None)
             self.value = np.float64(value)
 
-    def accept(self, visitor: Visitor[T]) -> T:
-        return visitor.visit_const(self)
-
 
 class Ufunc(Node):
     """Cast every operand to ``cdt`` (None: as is), apply ``ufunc``, cast to ``dtype``."""
 
-    def __init__(
-        self,
-        ufunc: np.ufunc,
-        children: list[Node],
-        cdt: np.dtype | None,
-        kind: str,
-        dtype: np.dtype,
-        bounds: tuple[int, int] | None,
-    ) -> None:
-        self.ufunc = ufunc
-        self.children = children
-        self.cdt = cdt
-        self.names = frozenset().union(*(c.names for c in children))
-        self._typed(kind, dtype, bounds)
+    def __init__(self, ufunc: np.ufunc, children: list[Node], cdt: np.dtype | None, kind: str, dtype: np.dtype, bounds: Bounds) -> None:
+        self.ufunc, self.children, self.cdt = ufunc, children, cdt
+        self._typed(kind, dtype, bounds, children)
         # dtype the ufunc itself produces
         self.odt = BOOL if kind == "b" else (cdt if cdt is not None else self.dtype)
-
-    def accept(self, visitor: Visitor[T]) -> T:
-        return visitor.visit_ufunc(self)
 
 
 class Pow(Node):
     """``base ** exponent`` computed in ``cdt`` (the exponent is a literal)."""
 
-    def __init__(
-        self,
-        base: Node,
-        exponent: float,
-        cdt: np.dtype,
-        kind: str,
-        dtype: np.dtype,
-        bounds: tuple[int, int] | None,
-    ) -> None:
-        self.base = base
-        self.exponent = exponent
-        self.cdt = cdt
-        self.names = base.names
-        self._typed(kind, dtype, bounds)
-
-    def accept(self, visitor: Visitor[T]) -> T:
-        return visitor.visit_pow(self)
+    def __init__(self, base: Node, exponent: float, cdt: np.dtype, kind: str, dtype: np.dtype, bounds: Bounds) -> None:
+        self.base, self.exponent, self.cdt = base, exponent, cdt
+        self._typed(kind, dtype, bounds, [base])
 
 
 class Clip(Node):
     """``minimum(maximum(x, lo), hi)`` computed in ``cdt``; ``children`` is ``[x, lo, hi]``."""
 
-    def __init__(
-        self,
-        children: list[Node],
-        cdt: np.dtype,
-        kind: str,
-        dtype: np.dtype,
-        bounds: tuple[int, int] | None,
-    ) -> None:
-        self.children = children
-        self.cdt = cdt
-        self.names = frozenset().union(*(c.names for c in children))
-        self._typed(kind, dtype, bounds)
-
-    def accept(self, visitor: Visitor[T]) -> T:
-        return visitor.visit_clip(self)
+    def __init__(self, children: list[Node], cdt: np.dtype, kind: str, dtype: np.dtype, bounds: Bounds) -> None:
+        self.children, self.cdt = children, cdt
+        self._typed(kind, dtype, bounds, children)
 
 
 class Where(Node):
     """``x`` where the boolean ``cond`` holds, else ``y``, both cast to ``dtype``."""
 
-    def __init__(
-        self, cond: Node, x: Node, y: Node, kind: str, dtype: np.dtype, bounds: tuple[int, int] | None
-    ) -> None:
+    def __init__(self, cond: Node, x: Node, y: Node, kind: str, dtype: np.dtype, bounds: Bounds) -> None:
         self.cond, self.x, self.y = cond, x, y
-        self.names = cond.names | x.names | y.names
-        self._typed(kind, dtype, bounds)
-
-    def accept(self, visitor: Visitor[T]) -> T:
-        return visitor.visit_where(self)
+        self._typed(kind, dtype, bounds, [cond, x, y])
 
 
 class Chain(Node):
     """``x0 op0 x1 op1 x2 ...`` = ``(x0 op0 x1) & (x1 op1 x2) & ...``, each operand run once."""
 
     def __init__(self, operands: list[Node], ufuncs: list[np.ufunc], cdts: list[np.dtype | None]) -> None:
-        self.operands = operands
-        self.ufuncs = ufuncs
-        self.cdts = cdts
-        self.names = frozenset().union(*(c.names for c in operands))
-        self._typed("b", BOOL, None)
-
-    def accept(self, visitor: Visitor[T]) -> T:
-        return visitor.visit_chain(self)
+        self.operands, self.ufuncs, self.cdts = operands, ufuncs, cdts
+        self._typed("b", BOOL, None, operands)
 
 
 class Zeros(Node):
@@ -189,43 +140,18 @@ class Zeros(Node):
         self.names = names
         self._typed("b", BOOL, None)
 
-    def accept(self, visitor: Visitor[T]) -> T:
-        return visitor.visit_zeros(self)
-
 
 class Visitor(Generic[T]):
-    """Walks a typed tree: :meth:`visit` calls the ``visit_<node>`` method for the node's class.
+    """Walks a typed tree: :meth:`visit` calls the ``visit_<node>`` method for the node's class
+    (``visit_name``, ``visit_const``, ``visit_ufunc``, ``visit_pow``, ``visit_clip``,
+    ``visit_where``, ``visit_chain``, ``visit_zeros``).
 
-    A subclass overrides the methods of the nodes it handles; the others raise
+    A subclass defines the methods of the nodes it handles; any other node raises
     :class:`NotImplementedError` (so a new node class cannot be silently ignored).
     """
 
     def visit(self, node: Node) -> T:
-        return node.accept(self)
-
-    def _unhandled(self, node: Node) -> T:
-        raise NotImplementedError(f"{type(self).__name__} does not handle {type(node).__name__}")
-
-    def visit_name(self, node: Name) -> T:
-        return self._unhandled(node)
-
-    def visit_const(self, node: Const) -> T:
-        return self._unhandled(node)
-
-    def visit_ufunc(self, node: Ufunc) -> T:
-        return self._unhandled(node)
-
-    def visit_pow(self, node: Pow) -> T:
-        return self._unhandled(node)
-
-    def visit_clip(self, node: Clip) -> T:
-        return self._unhandled(node)
-
-    def visit_where(self, node: Where) -> T:
-        return self._unhandled(node)
-
-    def visit_chain(self, node: Chain) -> T:
-        return self._unhandled(node)
-
-    def visit_zeros(self, node: Zeros) -> T:
-        return self._unhandled(node)
+        method = getattr(self, f"visit_{type(node).__name__.lower()}", None)
+        if method is None:
+            raise NotImplementedError(f"{type(self).__name__} does not handle {type(node).__name__}")
+        return method(node)

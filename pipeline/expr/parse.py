@@ -111,6 +111,18 @@ _LITERAL_NAMES: tuple[tuple[type, str], ...] = (
 )
 
 
+#: The accepted syntax-tree nodes and the :class:`_Walk` method that builds each (anything else
+#: is refused).
+_BUILDERS: tuple[tuple[type, str], ...] = (
+    (ast.Constant, "constant"),
+    (ast.Name, "name"),
+    (ast.BinOp, "binop"),
+    (ast.UnaryOp, "unary"),
+    (ast.Compare, "compare"),
+    (ast.Call, "call"),
+)
+
+
 def _err(message: str) -> ConfigError:
     return ConfigError(message, where="op")
 
@@ -163,18 +175,9 @@ class _Walk:
         return built
 
     def _build(self, node: ast.AST) -> Node:
-        if isinstance(node, ast.Constant):
-            return self.constant(node)
-        if isinstance(node, ast.Name):
-            return self.name(node)
-        if isinstance(node, ast.BinOp):
-            return self.binop(node)
-        if isinstance(node, ast.UnaryOp):
-            return self.unary(node)
-        if isinstance(node, ast.Compare):
-            return self.compare(node)
-        if isinstance(node, ast.Call):
-            return self.call(node)
+        for types, method in _BUILDERS:
+            if isinstance(node, types):
+                return getattr(self, method)(node)
         raise self.refuse(node)
 
     def constant(self, node: ast.Constant) -> Node:

@@ -1,0 +1,126 @@
+"""Changing a config before validation: ``--set key=value`` overrides, ``${NAME}`` templates
+(``--var``, the environment) and ``--scheduler``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from ._config_schema import Config, check_scheduler
+from ._config_yaml import HOSTILE_ERRORS, hostile, parse_value
+from .errors import ConfigError
+
+_VAR = re.compile(r"\$\$|\$\{([^}]*)\}")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def is_variable_name(name: str) -> bool:
+    """Whether ``name`` may name a template variable (``${NAME}``, ``--var``, ``--vars-from``)."""
+    return bool(_NAME.match(name))
+
+
+def parse_assignment(text: str, *, option: str) -> tuple[str, str]:
+    """Split ``KEY=VALUE`` (as given to ``--set`` or ``--var``)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"expected KEY=VALUE, got {text!r}", where=option)
+    return key, value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str], *, source: str = "config") -> dict[str, Any]:
+    """Apply ``--set dotted.key=value`` overrides to a raw config mapping.
+
+    Values are parsed as YAML scalars or flow collections (``5``, ``true``, ``[5, 3]``, ``abc``);
+    intermediate mappings are created as needed.  Unknown keys are caught by validation later,
+    with the same 'did you mean' suggestions as keys written in the file."""
+    out: dict[str, Any] = _deep_copy(data)
+    for text in overrides:
+        dotted, raw = parse_assignment(text, option="--set")
+        parts = dotted.split(".")
+        if any(not p for p in parts):
+            raise ConfigError(f"bad key {dotted!r} (use dotted keys such as window.size)", where="--set")
+        try:
+            value = parse_value(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"cannot parse the value of {dotted}: {str(e).splitlines()[0]}", where="--set") from None
+        except HOSTILE_ERRORS as e:
+            raise ConfigError(f"cannot parse the value of {dotted}: {hostile(e)}", where="--set") from None
+        node: dict[str, Any] = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(parts[: i + 1])} is not a mapping, cannot set {dotted}", where="--set")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, Mapping):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def expand_variables(data: Any, variables: Mapping[str, str], *, source: str = "config", _loc: tuple[str, ...] = ()) -> Any:
+    """Replace ``${NAME}`` in every string value by ``variables[NAME]`` (``$$`` is a literal ``$``).
+
+    A value that is exactly ``${NAME}`` takes the variable parsed as a YAML scalar, so
+    ``size: ${W}`` gives an int; inside a longer string the text is substituted.  An undefined
+    variable is an error naming it and the key."""
+    if isinstance(data, Mapping):
+        return {k: expand_variables(v, variables, source=source, _loc=(*_loc, str(k))) for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_variables(v, variables, source=source, _loc=(*_loc, str(i))) for i, v in enumerate(data)]
+    if not isinstance(data, str) or "$" not in data:
+        return data
+
+    where = f"{source}: {'.'.join(_loc) or 'config'}"
+
+    def lookup(name: str) -> str:
+        if not is_variable_name(name):
+            raise ConfigError(f"bad variable name ${{{name}}}", where=where)
+        if name not in variables:
+            raise ConfigError(f"undefined variable ${{{name}}} (set it in the environment or with --var {name}=...)", where=where)
+        return variables[name]
+
+    whole = _VAR.fullmatch(data)
+    if whole and whole.group(0) != "$$":
+        value = lookup(whole.group(1))
+        try:
+            parsed = parse_value(value) if value.strip() else value
+        except (yaml.YAMLError, RecursionError, TypeError, ValueError, OverflowError):
+            return value
+        return parsed if isinstance(parsed, (str, int, float, bool)) else value
+    return _VAR.sub(lambda m: "$" if m.group(0) == "$$" else lookup(m.group(1)), data)
+
+
+def _checked_scheduler(scheduler: str, where: str) -> str:
+    try:
+        return check_scheduler(scheduler)
+    except ValueError as e:
+        raise ConfigError(f"{e} (got {scheduler!r})", where=where) from None
+
+
+def with_scheduler(cfg: Config, scheduler: str | None, *, where: str = "--scheduler") -> Config:
+    """``cfg`` with ``compute.scheduler`` replaced (the CLI's ``--scheduler``, which also replaces
+    a ``compute.cluster``); None keeps it."""
+    if scheduler is None:
+        return cfg
+    _checked_scheduler(scheduler, where)
+    return cfg.model_copy(update={"compute": cfg.compute.model_copy(update={"scheduler": scheduler, "cluster": None})})
+
+
+def scheduler_overrides(scheduler: str | None, *, where: str = "--scheduler") -> list[str]:
+    """``--set`` overrides for the CLI's ``--scheduler`` (which also replaces a ``compute.cluster``)."""
+    if scheduler is None:
+        return []
+    _checked_scheduler(scheduler, where)
+    return [f"compute.scheduler={scheduler}", "compute.cluster=null"]
