@@ -197,3 +197,19 @@ def test_min_max_and_moments_match_scipy_on_odd_windows(h, w, w0, w1, dtype, bou
     pad = np.pad(f, [(size[0] // 2,) * 2, (size[1] // 2,) * 2], mode={"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap", "constant": "constant"}[boundary], **({"constant_values": -3} if boundary == "constant" else {}))
     win = np.lib.stride_tricks.sliding_window_view(pad, size)
     np.testing.assert_allclose(got["var"], win.var(axis=(-2, -1)), rtol=1e-7, atol=1e-7 * 2**20)
+
+
+def test_bench_kernels_without_scipy_summarises_per_reducer(tmp_path):
+    out = tmp_path / "grid.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "bench", "--kernels", "--fast", "--reducers", "std,min",
+         "--boundaries", "reflect", "--dtypes", "uint8,float32", "--nodata", "both", "--no-scipy", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    cells = json.loads(out.read_text())["cells"]
+    assert len(cells) == 2 * 2 * 2 * 2 and not any("x_scipy" in c for c in cells)
+    for red in ("std", "min"):
+        for dt in ("uint8", "float32"):
+            sel = sorted(c["vs_int_sum"] for c in cells if (c["reduce"], c["dtype"]) == (red, dt))
+            assert f"| {red} | {dt} | 4 | {sel[1]:.2f} | {sel[-1]:.2f} | — |" in r.stdout
