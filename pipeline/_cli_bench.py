@@ -34,6 +34,7 @@ def bench(
     boundaries: Annotated[str, typer.Option(help="--kernels: boundaries, comma-separated.")] = "shrink,valid,constant,reflect,mirror,nearest,wrap",
     dtypes: Annotated[str, typer.Option(help="--kernels: input dtypes, comma-separated.")] = "uint8,uint16,int32,float32,float64",
     nodata: Annotated[str, typer.Option(help="--kernels: 'both', 'no' or 'yes' (1% missing pixels).")] = "both",
+    scipy: Annotated[bool, typer.Option("--scipy/--no-scipy", help="--kernels: time scipy's equivalents too (most of a full grid's time).")] = True,
 ) -> None:
     """Benchmark against dask-image, xarray rolling and map_overlap + scipy; print a table.
 
@@ -41,7 +42,7 @@ def bench(
     result."""
     if kernels:
         side, ws, reps = (256, "3,15", 3) if fast else (kernel_size or 4096, windows if windows != "3,63" else "3,15,63", max(repeats, 3))
-        _kernel_grid(side, ws, reps, reducers=reducers, boundaries=boundaries, dtypes=dtypes, nodata=nodata, json_out=json_out)
+        _kernel_grid(side, ws, reps, reducers=reducers, boundaries=boundaries, dtypes=dtypes, nodata=nodata, scipy=scipy, json_out=json_out)
         return
     if fast:
         size, chunk, windows, kernel_size = 512, 128, "3,15", 256
@@ -67,7 +68,7 @@ def bench(
     _show(b.table(results), results, json_out)
 
 
-def _kernel_grid(side: int, windows: str, repeats: int, *, reducers: str, boundaries: str, dtypes: str, nodata: str, json_out: Path | None) -> None:
+def _kernel_grid(side: int, windows: str, repeats: int, *, reducers: str, boundaries: str, dtypes: str, nodata: str, scipy: bool, json_out: Path | None) -> None:
     """``bench --kernels``: the in-memory kernel grid against scipy.ndimage, one thread."""
     from . import benchgrid
 
@@ -80,6 +81,7 @@ def _kernel_grid(side: int, windows: str, repeats: int, *, reducers: str, bounda
         dtypes=[d for d in dtypes.split(",") if d],
         nodata=nodata,
         repeats=repeats,
+        scipy=scipy,
         echo=lambda line: typer.echo(line, err=True),
     )
     _show(benchgrid.grid_table(grid), grid, json_out)

@@ -72,14 +72,24 @@ IN_FLIGHT = 2
 
 def _range(block: np.ndarray, fill: Any = None) -> tuple[Any, Any]:
     """The block's min and max over its results: NaN and the fill value (windows without a
-    valid pixel) excluded; (None, None) when nothing is left."""
-    if block.dtype.kind == "f":
-        block = block[~np.isnan(block)]
-    if fill is not None and fill == fill:
-        block = block[block != fill]
+    valid pixel) excluded; (None, None) when nothing is left.  One pass each (``fmin``/``fmax``
+    skip NaN); the values are copied without the fill only when the fill is an extreme."""
     if block.size == 0:
         return None, None
-    return block.min().item(), block.max().item()
+    if block.dtype.kind == "f":
+        lo, hi = np.fmin.reduce(block, axis=None), np.fmax.reduce(block, axis=None)
+        if lo != lo:  # all NaN
+            return None, None
+    else:
+        lo, hi = block.min(), block.max()
+    if fill is not None and fill == fill and (lo == fill or hi == fill):
+        block = block[block != fill]
+        if block.dtype.kind == "f":
+            block = block[~np.isnan(block)]
+        if block.size == 0:
+            return None, None
+        lo, hi = block.min(), block.max()
+    return lo.item(), hi.item()
 
 
 def write(

@@ -18,23 +18,13 @@ numpy path.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-import os
+from ._jit import AVAILABLE, compile_into, numba
 
-numba: ModuleType | None  # None without numba
-try:  # pragma: no cover - exercised by whether numba is installed
-    if os.environ.get("PIPELINE_KERNEL", "") == "numpy":  # force the reference path (benchmarks)
-        raise ImportError("PIPELINE_KERNEL=numpy")
-    import numba
-
-    AVAILABLE = True
-except Exception:  # noqa: BLE001 - any import failure means: use the numpy path
-    numba = None
-    AVAILABLE = False
+__all__ = ["AVAILABLE", "numba", "fused_window_sum", "supports", "window_sum_2d"]
 
 
 def _init_col(ring, m, col, a, b, j0, j1):  # pragma: no cover - compiled
@@ -101,16 +91,9 @@ def _rows(ring, m, col, d, out, rs, re, r0, h, lo0, hi0, wd, lo1, hi1, c0, c1, j
             o[c - c0] = s
 
 
-# numba dispatchers (None without numba: the callers check AVAILABLE first)
-_init_col_jit: Any
-_rows_jit: Any
-if AVAILABLE:
-    assert numba is not None
-    _jit = numba.njit(nogil=True, cache=True, boundscheck=False)
-    _init_col_jit = _jit(_init_col)
-    _rows_jit = _jit(_rows)
-else:  # pragma: no cover
-    _init_col_jit = _rows_jit = None
+compile_into(globals(), ["_init_col", "_rows"])
+_init_col_jit: Any = _init_col if AVAILABLE else None
+_rows_jit: Any = _rows if AVAILABLE else None
 
 #: Output rows per step of the fused loop: the expression is evaluated for the rows entering the
 #: window, a few at a time, into a ring buffer of ``STRIP + W + 1`` rows that stays in cache.

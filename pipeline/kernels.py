@@ -290,37 +290,13 @@ def reduce_stats(
     if "count" in stats:
         out["count"] = n
     zeroed = field if valid is None else np.where(valid, field, field.dtype.type(0))
-    wide = None  # an integer dtype in which the (weighted) sums of an integer field are exact
-    if is_int:
-        assert bounds is not None  # integer fields come with their bounds
-        mag = max(abs(bounds[0]), abs(bounds[1]))
-        if win.taps is None:
-            if area * mag < 2**63:
-                wide = np.dtype(np.int64)
-        elif all(float(w).is_integer() for *_, w in win.taps):
-            if sum(abs(int(w)) for *_, w in win.taps) * mag < 2**63:
-                wide = np.dtype(np.int64)
+    wide = _exact_int(win, bounds, area) if is_int else None
     sums = None  # the sums when "sum" is wanted
     if "sum" in stats:
-        if is_int:
-            sums = footprint_sum(zeroed, win, sum_dtype)
-        else:
-            sums = _float_sum(zeroed, win)
+        sums = footprint_sum(zeroed, win, sum_dtype) if is_int else _float_sum(zeroed, win)
         out["sum"] = sums
     if "mean" in stats:
-        if sums is not None and (sums.dtype.kind == "f" or wide is not None):
-            s = sums
-        elif is_int and wide is not None:
-            s = footprint_sum(zeroed, win, wide)
-        else:
-            s = _float_sum(zeroed, win)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            if win.taps is not None:
-                wwin = Window(win.lo, win.hi, win.start, win.stop, taps=win.taps)
-                denom = footprint_sum(np.ones(field.shape, np.float64) if valid is None else valid.astype(np.float64), wwin, np.float64)
-                out["mean"] = s.astype(np.float64) / denom
-            else:
-                out["mean"] = s.astype(np.float64) / n
+        out["mean"] = _mean(field, zeroed, valid, win, n, sums, wide)
     if "var" in stats or "std" in stats:
         var = _variance(field, valid, win, n, bounds, area)
         if "var" in stats:
@@ -332,6 +308,35 @@ def reduce_stats(
             x = field if valid is None else np.where(valid, field, _identity(field.dtype, op))
             out[op] = footprint_extreme(x, count_win, op)
     return out
+
+
+def _exact_int(win: Window, bounds: tuple[int, int] | None, area: int) -> np.dtype | None:
+    """int64 when every (weighted) window sum of an integer field within ``bounds`` is exact in
+    it (integer weights only), else None."""
+    assert bounds is not None  # integer fields come with their bounds
+    mag = max(abs(bounds[0]), abs(bounds[1]))
+    if win.taps is None:
+        return np.dtype(np.int64) if area * mag < 2**63 else None
+    if all(float(w).is_integer() for *_, w in win.taps) and sum(abs(int(w)) for *_, w in win.taps) * mag < 2**63:
+        return np.dtype(np.int64)
+    return None
+
+
+def _mean(field: np.ndarray, zeroed: np.ndarray, valid: np.ndarray | None, win: Window, n: np.ndarray, sums: np.ndarray | None, wide: np.dtype | None) -> np.ndarray:
+    """Window means (float64): the sums (exact in ``wide`` for integer fields where it exists,
+    else float64) over the count of valid pixels, or over their summed weights."""
+    if sums is not None and (sums.dtype.kind == "f" or wide is not None):
+        s = sums
+    elif wide is not None:
+        s = footprint_sum(zeroed, win, wide)
+    else:
+        s = _float_sum(zeroed, win)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if win.taps is not None:
+            wwin = Window(win.lo, win.hi, win.start, win.stop, taps=win.taps)
+            denom = footprint_sum(np.ones(field.shape, np.float64) if valid is None else valid.astype(np.float64), wwin, np.float64)
+            return s.astype(np.float64) / denom
+        return s.astype(np.float64) / n
 
 
 def _variance(field: np.ndarray, valid: np.ndarray | None, win: Window, n: np.ndarray, bounds, area: int) -> np.ndarray:

@@ -22,16 +22,31 @@ if TYPE_CHECKING:
     import dask.array
 
 
-def _nan_mask(x: np.ndarray) -> np.ndarray | None:
-    """Where ``x`` (float) is NaN, or None when nowhere; a finite float64 sum proves it quickly
-    (one pass, no temporary)."""
-    if np.isfinite(np.sum(x, dtype=np.float64)):
+class _Finite:
+    """Whether float arrays are all finite, from one float64 sum each (one pass, no temporary),
+    remembered per array so that a block's field and inputs are summed once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[np.ndarray, bool]] = {}
+
+    def __call__(self, x: np.ndarray) -> bool:
+        hit = self._seen.get(id(x))
+        if hit is not None and hit[0] is x:
+            return hit[1]
+        ok = bool(np.isfinite(np.sum(x, dtype=np.float64)))
+        self._seen[id(x)] = (x, ok)
+        return ok
+
+
+def _nan_mask(x: np.ndarray, finite: _Finite) -> np.ndarray | None:
+    """Where ``x`` (float) is NaN, or None when nowhere."""
+    if finite(x):
         return None
     m = np.isnan(x)
     return m if m.any() else None
 
 
-def _missing(plan: Plan, arrays: Mapping[str, np.ndarray], field: np.ndarray) -> np.ndarray | None:
+def _missing(plan: Plan, arrays: Mapping[str, np.ndarray], field: np.ndarray, finite: _Finite) -> np.ndarray | None:
     """Missing pixels: NaN in a float input, an input's nodata value, NaN in a float field; None
     when no pixel is missing (integer inputs without nodata: no check at all)."""
     if not plan.missing_possible:
@@ -40,14 +55,14 @@ def _missing(plan: Plan, arrays: Mapping[str, np.ndarray], field: np.ndarray) ->
     for name in plan.expr.names:
         x = np.asarray(arrays[name])
         nd = plan.nodata.get(name)
-        m = _nan_mask(x) if x.dtype.kind == "f" else None
+        m = _nan_mask(x, finite) if x.dtype.kind == "f" else None
         if nd is not None:
             eq = x == nd
             m = eq if m is None else (m | eq)
         if m is not None and m.any():
             missing = np.broadcast_to(m, field.shape) if missing is None else (missing | m)
-    if field.dtype.kind == "f":
-        m = _nan_mask(field)
+    if field.dtype.kind == "f":  # (often an input itself: its sum is remembered)
+        m = _nan_mask(field, finite)
         if m is not None:
             missing = m if missing is None else (missing | m)
     return missing
@@ -69,22 +84,12 @@ def _numpy_sum(plan: Plan, field: np.ndarray, ranges) -> np.ndarray:
 
 
 def _work_dtype(plan: Plan, dtype: np.dtype) -> np.dtype:
-    """A dtype for the field that also holds ``cval`` (boundary 'constant')."""
-    if plan.boundary != "constant":
-        return dtype
-    if dtype.kind == "f" or (isinstance(plan.cval, float) and not plan.cval.is_integer()):
-        return FLOAT64
-    return fit(*_value_bounds(plan), dtype) or FLOAT64
-
-
-def _value_bounds(plan: Plan) -> tuple[int, int]:
-    """Bounds of the integer values a window sees: the expression's, plus ``int(cval)`` for
-    boundary 'constant'."""
-    assert plan.expr.bounds is not None  # called for bool and integer expressions, which have bounds
-    lo, hi = plan.expr.bounds
-    if plan.boundary == "constant":
-        return min(lo, int(plan.cval)), max(hi, int(plan.cval))
-    return lo, hi
+    """A dtype for the field that also holds ``cval`` (boundary 'constant'): float64 where the
+    window's values are not integers (:attr:`Plan.window_bounds` is None)."""
+    if not plan.bnd.fills or dtype.kind == "f":
+        return dtype if not plan.bnd.fills else FLOAT64
+    bounds = plan.window_bounds
+    return (fit(*bounds, dtype) if bounds is not None else None) or FLOAT64
 
 
 #: Blocks whose field takes at most this many bytes are evaluated whole, then summed in one
@@ -144,14 +149,9 @@ def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
     if field.shape != shape:
         field = np.broadcast_to(field, shape)
     ranges = plan.centres(block_index)
-    missing = _missing(plan, arrays, field)
-    if (
-        missing is None
-        and field.dtype.kind == "f"
-        and plan.stats == ("sum",)
-        and not np.isfinite(np.sum(field, dtype=np.float64))
-        and not np.isfinite(field).all()
-    ):
+    finite = _Finite()
+    missing = _missing(plan, arrays, field, finite)
+    if missing is None and field.dtype.kind == "f" and plan.stats == ("sum",) and not finite(field) and not np.isfinite(field).all():
         missing = np.zeros(field.shape, bool)  # infinities: the general path counts them apart
     if plan.plain_sum and missing is None and not fastwin.supports(field.dtype):
         return {"sum": _numpy_sum(plan, field, ranges)}
@@ -169,23 +169,23 @@ def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
         f, m = f[..., None, :], (None if m is None else m[..., None, :])
         lo, hi, start, stop = [0] + lo, [0] + hi, [0] + start, [1] + stop
 
-    raw = _compiled_stats(plan, f, m, lo, hi, start, stop)
+    raw = _compiled_stats(plan, f, m, lo, hi, start, stop, field.dtype.kind != "f" or finite(field))
     if raw is None:
         raw = _padded_stats(plan, f, m, lo, hi, start, stop)
     return _finish(plan, raw, axes, k)
 
 
-def _compiled_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start, stop) -> dict[str, np.ndarray | None] | None:
+def _compiled_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start, stop, all_finite: bool) -> dict[str, np.ndarray | None] | None:
     """Every statistic through the compiled kernels (:mod:`pipeline.fastwin`), the boundary applied
     in index space (no padded copy), plane by plane over leading axes; None where they do not
     apply (footprints, weights, uint64/object fields, float fields holding an infinity: the numpy
     path counts infinities apart)."""
     if plan.footprint is not None or plan.weights is not None or not fastwin.supports(f.dtype):
         return None
-    if f.dtype.kind == "f" and not np.isfinite(np.sum(f, dtype=np.float64)):
+    if not all_finite:
         if np.isinf(f).any():
             return None
-    bounds = _value_bounds(plan) if f.dtype.kind in "biu" else None
+    bounds = plan.window_bounds if f.dtype.kind in "biu" else None
     area = plan.area
     lead = f.shape[:-2]
     out: dict[str, np.ndarray | None] = {}  # and "_empty": a bool array or None
@@ -222,10 +222,10 @@ def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start
         n = f.shape[f.ndim - 2 + i]
         pads.append((max(0, lo[i] - start[i]), max(0, stop[i] - 1 + hi[i] - (n - 1))))
     if any(p != (0, 0) for p in pads):
-        if plan.boundary in ("shrink", "valid"):
+        if not plan.bnd.pads:
             f = np.pad(f, pads)
             m = np.pad(np.zeros(f.shape, bool)[tuple(slice(a, f.shape[j] - b) for j, (a, b) in enumerate(pads))] if m is None else m, pads, constant_values=True)
-        elif plan.boundary == "constant":
+        elif plan.bnd.fills:
             f = np.pad(f.astype(_work_dtype(plan, f.dtype), copy=False), pads, constant_values=plan.cval)
             m = None if m is None else np.pad(m, pads, constant_values=False)
         else:
@@ -235,7 +235,7 @@ def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start
             m = None if m is None else np.pad(m, pads, mode=mode)
         start = [s + pads[f.ndim - 2 + i][0] for i, s in enumerate(start)]
         stop = [e + pads[f.ndim - 2 + i][0] for i, e in enumerate(stop)]
-    elif plan.boundary == "constant":
+    elif plan.bnd.fills:
         f = f.astype(_work_dtype(plan, f.dtype), copy=False)
 
     runs = taps = None
@@ -246,7 +246,7 @@ def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start
         taps = kernels.weight_taps(np.array(plan.weights, dtype=object), lo2)
     win = kernels.Window(lo2, tuple(hi), tuple(start), tuple(stop), runs=runs, taps=taps)
     area = plan.area
-    bounds = _value_bounds(plan) if f.dtype.kind in "biu" else None
+    bounds = plan.window_bounds if f.dtype.kind in "biu" else None
     return kernels.reduce_stats(f, m, win, plan.stats, area=area, bounds=bounds, sum_dtype=plan.acc_dtype)
 
 

@@ -122,6 +122,12 @@ class Plan:
         return registry.BOUNDARIES[self.boundary]
 
     @property
+    def window_bounds(self) -> tuple[int, int] | None:
+        """Exact bounds of the values a window sees (the expression's, and ``cval`` for boundary
+        'constant'); None when they are not integers."""
+        return registry.window_values(self.expr.bounds, self.bnd, self.cval)
+
+    @property
     def area(self) -> int:
         """Pixels that count in a whole window (the footprint's, or the rectangle's)."""
         if self.footprint is not None:
@@ -198,7 +204,7 @@ class Plan:
             f"input shape:   {self.in_shape}  dims {self.dims}",
             f"window:        {'x'.join(map(str, self.size))} {self.shape} on axes {self.window_axes}, "
             f"reduce {', '.join(self.stats)}, boundary {self.boundary}"
-            + (f" (cval {self.cval})" if self.boundary == "constant" else ""),
+            + (f" (cval {self.cval})" if self.bnd.fills else ""),
             *(
                 f"{('output ' + st if self.multi else 'output') + ':':<15}shape {self.out_shape}, dtype {self.out_dtypes[st]}"
                 + (f", values in [{b[0]}, {b[1]}]" if (b := self.stat_bounds[st]) else "")
@@ -247,6 +253,17 @@ def check_inputs(specs: Sequence[ArraySpec]) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def _reference(used: Sequence[ArraySpec], in_shape: tuple[int, ...]) -> tuple[tuple[str, ...] | None, tuple[int | None, ...]]:
+    """The dims and storage chunks (None where it has none) of the input the output follows:
+    the first of the full shape, not a broadcast one."""
+    full = [s for s in used if s.shape == in_shape]
+    ref = full[0] if full else used[0]
+    ndim = len(in_shape)
+    dims = tuple(ref.dims) if ref.dims and len(ref.dims) == ndim else None
+    storage = tuple(ref.chunks) if ref.chunks and len(ref.chunks) == ndim else (None,) * ndim
+    return dims, storage
+
+
 def make_plan(
     op: str,
     inputs: Mapping[str, ArraySpec],
@@ -270,17 +287,14 @@ def make_plan(
     expr = parse_expression(op, {name: spec.dtype for name, spec in inputs.items()})
     used = [inputs[n] for n in expr.names]
     in_shape = check_inputs(used)
-    full = [s for s in used if s.shape == in_shape]
-    ref = full[0] if full else used[0]
+    ref_dims, storage = _reference(used, in_shape)
     ndim = len(in_shape)
-    ref_dims = ref.dims if ref.dims and len(ref.dims) == ndim else None
     win = plan_window(ndim, ref_dims, reds, size=size, shape=shape, weights=weights, axes=axes)
     nd_used, missing_possible = plan_nodata(expr, inputs, nodata)
     values = registry.Values(expr.dtype, registry.window_values(expr.bounds, bnd, cval), win.area, bnd.name, win.weights)
     out_dtypes, stat_bounds, fills, acc_dtype = plan_dtypes(reds, values, missing_possible, dtype, fill_value)
     out_shape = output_shape(in_shape, win.axes, win.sizes, bnd)
     requested = requested_chunks(chunks, win.order)
-    storage = ref.chunks if ref.chunks and len(ref.chunks) == ndim else (None,) * ndim
     grid = plan_grid(in_shape, out_shape, storage, win, requested, bnd)
     return Plan(
         expr=expr,

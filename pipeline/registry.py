@@ -115,6 +115,9 @@ class Reducer:
     with_weights: bool = True  #: available with window.weights
     empty_fill: bool = True  #: an empty window (no valid pixel) gets the fill value (count: 0)
     accumulates: bool = False  #: its dtype is the plan's accumulator dtype (sum)
+    #: the compiled kernel family computing it: running sums of the values (and their squares),
+    #: or running extremes
+    family: Literal["moments", "extremes"] = "moments"
 
 
 @dataclass(frozen=True)
@@ -126,14 +129,19 @@ class Boundary:
     shrinks: bool = False  #: the output is ``W - 1`` smaller per window axis
     periodic: bool = False  #: the halo comes from the opposite image edge
 
+    @property
+    def fills(self) -> bool:
+        """Windows at the edges see a constant (``cval``) outside the image."""
+        return self.pads and self.np_mode is None
+
 
 REDUCERS: dict[str, Reducer] = {
     r.name: r
     for r in (
         Reducer("sum", _sum, accumulates=True),
         Reducer("mean", _floating),
-        Reducer("min", _extreme),
-        Reducer("max", _extreme),
+        Reducer("min", _extreme, family="extremes"),
+        Reducer("max", _extreme, family="extremes"),
         Reducer("var", _floating, with_weights=False),
         Reducer("std", _floating, with_weights=False),
         Reducer("count", _count, empty_fill=False),
@@ -179,7 +187,7 @@ def boundary(name: str) -> Boundary:
 def window_values(expr_bounds: tuple[int, int] | None, bnd: Boundary, cval: float) -> tuple[int, int] | None:
     """Exact bounds of the values a window sees: the expression's, plus ``cval`` for boundary
     'constant'; None when they are float (a float expression or a fractional ``cval``)."""
-    if expr_bounds is None or bnd.name != "constant":
+    if expr_bounds is None or not bnd.fills:
         return expr_bounds
     if isinstance(cval, (float, np.floating)) and not float(cval).is_integer():
         return None

@@ -223,3 +223,24 @@ def test_force_does_not_replace_an_output_of_another_config(small, tmp_path):
     other = config(data, tmp_path / "out.zarr", window={"size": 3}, scheduler="threads")
     with pytest.raises(Exception, match="pass --overwrite"):
         runner.run(parse_config(other), force=True)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "float64"])
+def test_block_range_skips_nan_and_the_fill(dtype):
+    """engine._range against the masked reference: NaN and the fill value excluded, None when
+    nothing is left, also when the fill is the block's own extreme."""
+    from pipeline.engine import _range
+
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        b = rng.integers(-5, 6, (7, 9)).astype(dtype)
+        if dtype == "float64" and trial % 2:
+            b[rng.random(b.shape) < 0.4] = np.nan
+        fill = [None, -5, 5, 0, np.nan][trial % 5] if dtype == "float64" else [None, -5, 5, 0][trial % 4]
+        if trial % 7 == 0:
+            b[...] = np.nan if dtype == "float64" else (fill if fill is not None else 1)
+        keep = b[~np.isnan(b)] if dtype == "float64" else b.ravel()
+        if fill is not None and fill == fill:
+            keep = keep[keep != fill]
+        want = (None, None) if keep.size == 0 else (keep.min().item(), keep.max().item())
+        assert _range(b, fill) == want

@@ -11,6 +11,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 import pipeline
 from pipeline import fastwin
@@ -153,3 +155,61 @@ def test_bench_kernels_refuses_an_unknown_dtype_in_one_line():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["error: --dtypes: must be among uint8,uint16,int32,float32,float64, got 'int8'"]
+
+
+# ------------------------------------------------------------------ kernels on larger shapes (property-based)
+
+
+SCIPY_MODES = {"reflect": "reflect", "mirror": "mirror", "nearest": "nearest", "wrap": "wrap", "constant": "constant"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    h=hst.integers(1, 40),
+    w=hst.integers(1, 300),
+    w0=hst.integers(0, 20),
+    w1=hst.integers(0, 150),
+    dtype=hst.sampled_from(["uint8", "int32", "float64"]),
+    boundary=hst.sampled_from(sorted(SCIPY_MODES)),
+    seed=hst.integers(0, 2**16),
+)
+def test_min_max_and_moments_match_scipy_on_odd_windows(h, w, w0, w1, dtype, boundary, seed):
+    """Odd windows up to 41 × 301 (row windows past the doubling limit take van Herk) on images
+    up to 40 × 300: min/max equal scipy.ndimage's filters, sum and mean its uniform filter (in
+    float64 on the float64 data), var a float64 two-pass reference."""
+    from scipy import ndimage
+
+    size = (2 * w0 + 1, 2 * w1 + 1)
+    rng = np.random.default_rng(seed)
+    if dtype == "float64":
+        x = rng.standard_normal((h, w)) * 100 + 1e3
+    else:
+        x = rng.integers(0, 256 if dtype == "uint8" else 2**20, (h, w)).astype(dtype)
+    kw = dict(size=size, mode=SCIPY_MODES[boundary], cval=-3)
+    got = pipeline.window_reduce("a", {"a": x}, size=size, reduce=["min", "max", "sum", "mean", "var"], boundary=boundary, cval=-3)
+    f = x.astype(np.float64)
+    assert np.array_equal(got["min"], ndimage.minimum_filter(f, **kw))
+    assert np.array_equal(got["max"], ndimage.maximum_filter(f, **kw))
+    area = size[0] * size[1]
+    mean = ndimage.uniform_filter(f, **kw)  # float64 running means: rounding, not exact
+    np.testing.assert_allclose(got["mean"], mean, rtol=1e-9, atol=1e-9 * 2**20)
+    np.testing.assert_allclose(got["sum"].astype(np.float64), mean * area, rtol=1e-9, atol=1e-6 * area)
+    pad = np.pad(f, [(size[0] // 2,) * 2, (size[1] // 2,) * 2], mode={"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap", "constant": "constant"}[boundary], **({"constant_values": -3} if boundary == "constant" else {}))
+    win = np.lib.stride_tricks.sliding_window_view(pad, size)
+    np.testing.assert_allclose(got["var"], win.var(axis=(-2, -1)), rtol=1e-7, atol=1e-7 * 2**20)
+
+
+def test_bench_kernels_without_scipy_summarises_per_reducer(tmp_path):
+    out = tmp_path / "grid.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "bench", "--kernels", "--fast", "--reducers", "std,min",
+         "--boundaries", "reflect", "--dtypes", "uint8,float32", "--nodata", "both", "--no-scipy", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    cells = json.loads(out.read_text())["cells"]
+    assert len(cells) == 2 * 2 * 2 * 2 and not any("x_scipy" in c for c in cells)
+    for red in ("std", "min"):
+        for dt in ("uint8", "float32"):
+            sel = sorted(c["vs_int_sum"] for c in cells if (c["reduce"], c["dtype"]) == (red, dt))
+            assert f"| {red} | {dt} | 4 | {sel[1]:.2f} | {sel[-1]:.2f} | — |" in r.stdout
