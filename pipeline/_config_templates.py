@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from ._config_schema import Config, check_scheduler
+from ._config_schema import check_scheduler
 from ._config_yaml import HOSTILE_ERRORS, hostile, parse_value
 from .errors import ConfigError
 
@@ -107,15 +107,6 @@ def _checked_scheduler(scheduler: str, where: str) -> str:
         return check_scheduler(scheduler)
     except ValueError as e:
         raise ConfigError(f"{e} (got {scheduler!r})", where=where) from None
-
-
-def with_scheduler(cfg: Config, scheduler: str | None, *, where: str = "--scheduler") -> Config:
-    """``cfg`` with ``compute.scheduler`` replaced (the CLI's ``--scheduler``, which also replaces
-    a ``compute.cluster``); None keeps it."""
-    if scheduler is None:
-        return cfg
-    _checked_scheduler(scheduler, where)
-    return cfg.model_copy(update={"compute": cfg.compute.model_copy(update={"scheduler": scheduler, "cluster": None})})
 
 
 def scheduler_overrides(scheduler: str | None, *, where: str = "--scheduler") -> list[str]:

@@ -219,44 +219,41 @@ def _finish(r, rn, r1, r2, shift, fshift, smode, outs, flags, coef, acc_stats): 
             if want_mean:
                 mo[c] = fv / float(k) if k != 0 else np.nan
     if want_var or want_std:
-        _finish_var(r1, r2, rn, var_out[r] if want_var else std_out[r], exact, coef, acc_stats)
-        if want_std:
-            sd = std_out[r]
-            src = var_out[r] if want_var else sd
-            for c in range(nc):
-                sd[c] = math.sqrt(src[c])
+        _finish_var(r1, r2, rn, var_out[r] if want_var else var_out[0], std_out[r] if want_std else std_out[0],
+                    want_var, want_std, exact, coef, acc_stats)
 
 
-def _finish_var(r1, r2, rn, vo, exact, coef, acc_stats):  # pragma: no cover - compiled
-    """Population variances of a row into ``vo``, never negative, NaN where no pixel: ``exact``
-    (integer sums whose ``n*S2 - S1**2`` fits int64): that difference, then one rounding; else
-    ``S2/n - (S1/n)**2`` in float64, counting into ``acc_stats[0]`` the windows within the
-    rounding bound (``coef`` times the largest ``S2`` so far, ``acc_stats[1]``) of 0."""
+def _finish_var(r1, r2, rn, vo, so, want_var, want_std, exact, coef, acc_stats):  # pragma: no cover - compiled
+    """Population variances of a row into ``vo`` (``want_var``) and their square roots into
+    ``so`` (``want_std``), never negative, NaN where no pixel: ``exact`` (integer sums whose
+    ``n*S2 - S1**2`` fits int64): that difference, then one rounding; else ``S2/n - (S1/n)**2``
+    in float64, counting into ``acc_stats[0]`` the windows within the rounding bound (``coef``
+    times the largest ``S2`` so far, ``acc_stats[1]``) of 0."""
     nc = rn.size
     if exact:
         for c in range(nc):
             k = rn[c]
-            if k == 0:
-                vo[c] = np.nan
-                continue
-            v = float(np.int64(k) * r2[c] - r1[c] * r1[c]) / (float(k) * float(k))
-            vo[c] = v if v > 0.0 else 0.0
+            v = float(np.int64(k) * r2[c] - r1[c] * r1[c]) / (float(k) * float(k)) if k != 0 else np.nan
+            v = v if not v < 0.0 else 0.0
+            if want_var:
+                vo[c] = v
+            if want_std:
+                so[c] = math.sqrt(v)
         return
     acc_stats[1] = max(acc_stats[1], _row_max(r2))
     bound = coef * acc_stats[1]
     flagged = 0
     for c in range(nc):
         k = rn[c]
-        if k == 0:
-            vo[c] = np.nan
-            continue
-        inv = 1.0 / float(k)
+        inv = 1.0 / float(k) if k != 0 else np.nan
         m = r1[c] * inv
         v = r2[c] * inv - m * m
-        v = v if v > 0.0 else 0.0
-        vo[c] = v
-        if v <= bound:
-            flagged += 1
+        v = v if not v < 0.0 else 0.0
+        flagged += 1 if v <= bound else 0
+        if want_var:
+            vo[c] = v
+        if want_std:
+            so[c] = math.sqrt(v)
     acc_stats[0] += flagged
 
 

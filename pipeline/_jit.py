@@ -28,12 +28,14 @@ def compile_into(namespace: MutableMapping[str, Any], names: Sequence[str], inli
     """Replace the functions ``inline`` (always inlined: small helpers whose loop-invariant
     branches are then hoisted) and ``names`` (in this order: callees first) of a module's
     ``namespace`` by their compiled versions: ``nogil`` so that threads run in parallel, cached
-    on disk, no bounds checks.  Does nothing without numba."""
+    on disk, no bounds checks, numpy's error model (a float division by zero gives inf/NaN
+    instead of a per-element check that keeps the loop from vectorising).  Does nothing without
+    numba."""
     if not AVAILABLE:
         return
     assert numba is not None
     for name in inline:
         namespace[name] = numba.njit(inline="always")(namespace[name])
-    jit = numba.njit(nogil=True, cache=True, boundscheck=False)
+    jit = numba.njit(nogil=True, cache=True, boundscheck=False, error_model="numpy")
     for name in names:
         namespace[name] = jit(namespace[name])

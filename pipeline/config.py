@@ -43,7 +43,7 @@ from ._config_schema import (
     WindowSpec,
     check_scheduler,
 )
-from ._config_templates import apply_overrides, expand_variables, parse_assignment, scheduler_overrides, with_scheduler
+from ._config_templates import apply_overrides, expand_variables, parse_assignment, scheduler_overrides
 from ._config_validate import parse_config
 from ._config_yaml import CHARS_PER_VALUE, MAX_VALUES, check_expanded_size, load_yaml
 
@@ -79,7 +79,6 @@ __all__ = [
     "parse_assignment",
     "parse_config",
     "scheduler_overrides",
-    "with_scheduler",
 ]
 
 
