@@ -1,14 +1,14 @@
-"""Throughput cost of the crc32c checksum codec and of the resume ledger (+ lock, fingerprint,
-completion flag), as ratios against a run without them, measured side by side.
+"""Throughput cost of the crc32c checksum codec and of the resume ledger, as ratios measured
+side by side.
 
     python scripts/reliability_cost.py [--size 4096] [--chunk 512] [--repeats 5]
 
-Variants, each a full run of the same config into a fresh output, interleaved round-robin:
-  bare      no checksum codec, no ledger/lock (the main job's original write path)
-  crc       checksum codec only
-  ledger    ledger + lock + fingerprint + completion flag only
-  both      both (what `pipeline run` does)
-Prints the median seconds and Mpix/s per variant and the ratios to `bare`, then per-chunk micro
+Variants, each a full `pipeline run` of the same config into a fresh output, interleaved
+round-robin (every run keeps its ledger, lock, fingerprint and completion flag: there is no
+run without them):
+  crc       what `pipeline run` does
+  no-crc    the output codecs without the checksum
+Prints the median seconds and Mpix/s per variant and the ratio to `no-crc`, then per-chunk micro
 timings (crc32c vs the Blosc encoding of one chunk; one ledger record vs the time per block),
 which are far less noisy than whole runs on a busy machine.
 """
@@ -26,7 +26,8 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec
 
-from pipeline import io, runner
+from pipeline import runner
+from pipeline.targets import zarr as zarr_target
 
 
 def main() -> None:
@@ -52,45 +53,42 @@ def main() -> None:
         "output": {"path": str(root / "out.zarr")},
         "compute": {"chunks": args.chunk, "workers": args.workers},
     }
-    with_crc = io.default_compressors
+    with_crc = zarr_target.default_compressors
     without_crc = lambda dtype: [c for c in with_crc(dtype) if not isinstance(c, Crc32cCodec)]  # noqa: E731
 
-    def once(crc: bool, ledger: bool) -> float:
+    def once(crc: bool) -> float:
         for p in (root / "out.zarr", root / "out.zarr.pipeline"):
             shutil.rmtree(p, ignore_errors=True)
-        io.default_compressors = with_crc if crc else without_crc
+        zarr_target.default_compressors = with_crc if crc else without_crc  # type: ignore[assignment]
         try:
             t0 = time.perf_counter()
-            if ledger:
-                res = runner.run(config)
-            else:
-                res = runner._run_unmanaged(runner.prepare(config), t0, None, True)
+            res = runner.run(config)
             assert res.computed == res.blocks
             return time.perf_counter() - t0
         finally:
-            io.default_compressors = with_crc
+            zarr_target.default_compressors = with_crc  # type: ignore[assignment]
 
-    variants = {"bare": (False, False), "crc": (True, False), "ledger": (False, True), "both": (True, True)}
-    once(True, True)  # warm-up: imports, caches
+    variants = {"no-crc": False, "crc": True}
+    once(True)  # warm-up: imports, caches
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(args.repeats):
-        for name, (crc, led) in variants.items():
-            times[name].append(once(crc, led))
+        for name, crc in variants.items():
+            times[name].append(once(crc))
     mpix = args.size**2 / 1e6
     nblocks = (-(-args.size // args.chunk)) ** 2
     print(f"{args.size}x{args.size} uint8 pair, W={args.window}, {nblocks} blocks of {args.chunk}^2, {args.repeats} repeats, {args.workers} workers")
-    base = statistics.median(times["bare"])
+    base = statistics.median(times["no-crc"])
     for name, ts in times.items():
         m = statistics.median(ts)
-        print(f"{name:7s} median {m:7.3f} s  {mpix / m:7.1f} Mpix/s  time ratio vs bare {m / base:5.3f}  (runs: {', '.join(f'{t:.3f}' for t in ts)})")
-    micro(root, args.chunk, statistics.median(times["bare"]) / nblocks)
+        print(f"{name:7s} median {m:7.3f} s  {mpix / m:7.1f} Mpix/s  time ratio vs no-crc {m / base:5.3f}  (runs: {', '.join(f'{t:.3f}' for t in ts)})")
+    micro(root, args.chunk, statistics.median(times["crc"]) / nblocks)
     shutil.rmtree(root, ignore_errors=True)
 
 
 def micro(root: Path, chunk: int, per_block_s: float) -> None:
     """Per-chunk costs, timed directly (far less noisy than whole runs on a busy machine): the
     crc32c of one output chunk against its Blosc-zstd encoding, and one ledger record (an empty
-    file) against the measured time per block of a bare run."""
+    file) against the measured time per block of a run."""
     import timeit
 
     import crc32c
@@ -113,7 +111,7 @@ def micro(root: Path, chunk: int, per_block_s: float) -> None:
     t_rec = min(timeit.repeat(lambda: rec((next(idx), 0)), number=200, repeat=5)) / 200
     print(f"micro: chunk {chunk}x{chunk} int32 ({len(raw) / 2**20:.2f} MiB, {len(comp) / 2**10:.0f} KiB compressed)")
     print(f"  crc32c of the compressed chunk {t_crc * 1e6:8.1f} us   = {t_crc / t_blosc:.4f} x its Blosc-zstd encoding ({t_blosc * 1e6:.0f} us)")
-    print(f"  one ledger record (empty file)  {t_rec * 1e6:8.1f} us   = {t_rec / per_block_s:.5f} x the bare run's time per block ({per_block_s * 1e3:.1f} ms)")
+    print(f"  one ledger record (empty file)  {t_rec * 1e6:8.1f} us   = {t_rec / per_block_s:.5f} x the run's time per block ({per_block_s * 1e3:.1f} ms)")
 
 
 if __name__ == "__main__":
