@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -299,20 +299,12 @@ def make_plan(
     return Plan(
         expr=expr,
         boundary=boundary,
-        window_axes=win.axes,
-        size=win.sizes,
-        lo=win.lo,
-        hi=win.hi,
         in_shape=in_shape,
         out_shape=out_shape,
         in_dtypes={n: inputs[n].dtype for n in expr.names},
+        in_shapes={n: inputs[n].shape for n in expr.names},
         acc_dtype=acc_dtype,
         dims=tuple(ref_dims or _default_dims(ndim, win.axes)),
-        storage_chunks=grid.storage_chunks,
-        in_chunks=grid.in_chunks,
-        out_chunks=grid.out_chunks,
-        depth=grid.depth,
-        notes=grid.notes,
         stats=stats,
         out_dtypes=out_dtypes,
         stat_bounds=stat_bounds,
@@ -320,11 +312,14 @@ def make_plan(
         missing_possible=missing_possible,
         nodata=nd_used,
         cval=cval,
-        shape=win.kind,
-        footprint=win.footprint,
-        weights=win.weights,
-        in_shapes={n: inputs[n].shape for n in expr.names},
+        **_window_fields(win),
+        **{f.name: getattr(grid, f.name) for f in fields(grid)},
     )
+
+
+def _window_fields(win: Window) -> dict[str, Any]:
+    """The plan's fields that describe the window."""
+    return dict(window_axes=win.axes, size=win.sizes, lo=win.lo, hi=win.hi, shape=win.kind, footprint=win.footprint, weights=win.weights)
 
 
 def check_choices(stats: tuple[str, ...], boundary: str, shape: str, cval: Any) -> tuple[tuple[registry.Reducer, ...], registry.Boundary]:
