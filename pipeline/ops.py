@@ -15,6 +15,7 @@ import numpy as np
 
 from . import compiled, fastsum, fastwin, kernels
 from .errors import InputError
+from .expr.nodes import Name
 from .plan import Plan
 from .registry import FLOAT64, fit
 
@@ -132,6 +133,20 @@ def _fused_sum(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequen
     )
 
 
+def _evaluate(plan: Plan, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The block's field: an integer expression of inputs of one shape through its compiled loop
+    (:mod:`pipeline.compiled`: one pass, no numpy temporaries), else numpy; a bare input name is
+    the input itself."""
+    names = plan.expr.names
+    if not isinstance(plan.expr.root, Name):
+        xs = [np.asarray(arrays[n]) for n in names]
+        if all(x.shape == xs[0].shape for x in xs):
+            compiled_eval = compiled.pointwise(plan.expr)
+            if compiled_eval is not None:
+                return compiled_eval(dict(zip(names, xs)))
+    return plan.expr.evaluate(arrays)
+
+
 def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequence[int]) -> dict[str, np.ndarray]:
     """Every statistic of the block ``block_index`` from halo-extended input blocks, each in its
     output dtype.
@@ -144,7 +159,7 @@ def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
     fused = _fused_sum(plan, arrays, block_index)
     if fused is not None:
         return {"sum": fused}
-    field = plan.expr.evaluate(arrays)
+    field = _evaluate(plan, arrays)
     shape = np.broadcast_shapes(field.shape, *(np.shape(arrays[n]) for n in plan.expr.names))
     if field.shape != shape:
         field = np.broadcast_to(field, shape)
