@@ -24,11 +24,13 @@ if TYPE_CHECKING:
 
 
 class _Finite:
-    """Whether float arrays are all finite, from one float64 sum each (one pass, no temporary),
-    remembered per array so that a block's field and inputs are summed once."""
+    """Whether float arrays are all finite (one float64 sum each: one pass, no temporary) and
+    where they are NaN, remembered per array so that a block's field and inputs (often the same
+    array) are checked once."""
 
     def __init__(self) -> None:
         self._seen: dict[int, tuple[np.ndarray, bool]] = {}
+        self._nan: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
 
     def __call__(self, x: np.ndarray) -> bool:
         hit = self._seen.get(id(x))
@@ -38,13 +40,17 @@ class _Finite:
         self._seen[id(x)] = (x, ok)
         return ok
 
-
-def _nan_mask(x: np.ndarray, finite: _Finite) -> np.ndarray | None:
-    """Where ``x`` (float) is NaN, or None when nowhere."""
-    if finite(x):
-        return None
-    m = np.isnan(x)
-    return m if m.any() else None
+    def nan_mask(self, x: np.ndarray) -> np.ndarray | None:
+        """Where ``x`` (float) is NaN, or None when nowhere."""
+        hit = self._nan.get(id(x))
+        if hit is not None and hit[0] is x:
+            return hit[1]
+        m = None
+        if not self(x):
+            m = np.isnan(x)
+            m = m if m.any() else None
+        self._nan[id(x)] = (x, m)
+        return m
 
 
 def _missing(plan: Plan, arrays: Mapping[str, np.ndarray], field: np.ndarray, finite: _Finite) -> np.ndarray | None:
@@ -53,18 +59,22 @@ def _missing(plan: Plan, arrays: Mapping[str, np.ndarray], field: np.ndarray, fi
     if not plan.missing_possible:
         return None
     missing = None
+    seen: list[np.ndarray] = []  # the NaN masks already in (the field is often an input itself)
     for name in plan.expr.names:
         x = np.asarray(arrays[name])
         nd = plan.nodata.get(name)
-        m = _nan_mask(x, finite) if x.dtype.kind == "f" else None
+        m = finite.nan_mask(x) if x.dtype.kind == "f" else None
+        if m is not None:
+            seen.append(m)
         if nd is not None:
             eq = x == nd
-            m = eq if m is None else (m | eq)
-        if m is not None and m.any():
+            if eq.any():
+                m = eq if m is None else (m | eq)
+        if m is not None:  # (a NaN mask is only kept when it marks something)
             missing = np.broadcast_to(m, field.shape) if missing is None else (missing | m)
-    if field.dtype.kind == "f":  # (often an input itself: its sum is remembered)
-        m = _nan_mask(field, finite)
-        if m is not None:
+    if field.dtype.kind == "f":
+        m = finite.nan_mask(field)
+        if m is not None and not any(m is s for s in seen):
             missing = m if missing is None else (missing | m)
     return missing
 
