@@ -29,9 +29,9 @@ CVAL, NONE = -1, -2
 #: independent running sums per output row (instruction-level parallelism)
 CHAINS = 4
 
-#: how a window's sum is formed from the shifted sums: not at all, exactly in the integer
+#: how a window's sum is formed from the shifted sums: exactly in the integer
 #: accumulator (``s1 + n * shift``), or in float64
-SUM_NONE, SUM_INT, SUM_FLOAT = 0, 1, 2
+SUM_INT, SUM_FLOAT = 1, 2
 
 
 def _load_part(x, miss, use_miss, rs, cmap, l0, l1, cval, shift, v, m):  # pragma: no cover - compiled

@@ -90,7 +90,7 @@ def extreme(x, missing, rmap, cmap, off, w, cval, op: str, dtype: np.dtype) -> n
     """Minimum (``op="min"``) or maximum over ``w = (w0, w1)`` windows of one 2-D plane ``x``
     extended through the index maps, in ``dtype`` (which holds every value and ``cval``);
     windows without a valid pixel hold the dtype's identity (the caller fills them)."""
-    from .kernels import _identity
+    from .kernels import identity
 
     x, miss, use = _plane_args(x, missing)
     dtype = np.dtype(dtype)
@@ -98,7 +98,7 @@ def extreme(x, missing, rmap, cmap, off, w, cval, op: str, dtype: np.dtype) -> n
     out = np.empty((nr, nc), dtype)
     if not (nr and nc):
         return out
-    ident = dtype.type(_identity(dtype, op))
+    ident = dtype.type(identity(dtype, op))
     cv = dtype.type(cval) if np.isfinite(cval) or dtype.kind == "f" else ident
     _fastextreme.run_extreme(x, miss, use, rmap, cmap, *_interior(cmap, x.shape[1], off), cv, ident, w, out, op == "max")
     return out

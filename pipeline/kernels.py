@@ -250,7 +250,7 @@ def footprint_extreme(x: np.ndarray, win: Window, op: str) -> np.ndarray:
     return out
 
 
-def _identity(dtype: np.dtype, op: str):
+def identity(dtype: np.dtype, op: str):
     """The value that never wins a min (``op="min"``) or max."""
     if dtype.kind == "f":
         return np.inf if op == "min" else -np.inf
@@ -305,7 +305,7 @@ def reduce_stats(
             out["std"] = np.sqrt(var)
     for op in ("min", "max"):
         if op in stats:
-            x = field if valid is None else np.where(valid, field, _identity(field.dtype, op))
+            x = field if valid is None else np.where(valid, field, identity(field.dtype, op))
             out[op] = footprint_extreme(x, count_win, op)
     return out
 
