@@ -21,9 +21,9 @@ from typing import Any
 from . import io, ledger, safety
 from .errors import InputError, OutputError
 from .lock import OutputLock
+from .targets import STAGED
 
 MAX_CHUNKS = 10_000_000  #: chunks ``verify`` lists at most (pipeline.plan.MAX_BLOCKS blocks hold fewer)
-STAGED = ".pipeline-new"  #: pipeline.runner.STAGED (not imported: verify stays free of the runner)
 
 
 @dataclass
@@ -124,7 +124,7 @@ def ledger_name(array: str, state: dict[str, Any]) -> str:
     accepted only when it is one of these (metadata is input, never a path to trust)."""
     name = state.get("ledger", array)
     stat = state.get("statistic")
-    if array.endswith(STAGED):  # a replacement not yet swapped in (see pipeline.runner._swap)
+    if array.endswith(STAGED):  # a replacement not yet swapped in (see pipeline.targets.zarr.swap)
         array = array[: -len(STAGED)]
     if name == array or (isinstance(name, str) and isinstance(stat, str) and array == f"{name}_{stat}"):
         return safety.check_name(name, f"{array}: pipeline.ledger")
