@@ -346,7 +346,6 @@ def window_moments(
     *,
     counts: tuple[np.ndarray, np.ndarray],
     want: dict[str, bool],
-    sum_dtype: np.dtype | None,
     smode: int,
     exact_var: bool,
     coef: float,
@@ -363,7 +362,8 @@ def window_moments(
     shape = (nr, nc)
     n_out = np.empty(shape, np.int32) if want["n"] else _DUMMY_I
     empty_out = np.empty(shape, np.bool_) if want["empty"] else _DUMMY_B
-    sum_out = np.empty(shape, sum_dtype) if want["sum"] else np.empty((1, 1), acc if smode == SUM_INT else np.float64)
+    sum_dtype = acc if smode == SUM_INT else np.dtype(np.float64)  # exact in the accumulator, else float64
+    sum_out = np.empty(shape if want["sum"] else (1, 1), sum_dtype)
     mean_out = np.empty(shape, np.float64) if want["mean"] else _DUMMY_F
     var_out = np.empty(shape, np.float64) if want["var"] else _DUMMY_F
     std_out = np.empty(shape, np.float64) if want["std"] else _DUMMY_F

@@ -190,17 +190,16 @@ def _moments(x, missing, rmap, cmap, off, w, cval, stats, *, area, bounds, dtype
     """count/sum/mean/var/std through :mod:`pipeline._fastmoments`, and ``"_empty"``."""
     is_int = x.dtype.kind in "biu" and bounds is not None and float(cval).is_integer()
     # integer window sums fit int64 (else the mean is summed in float64, as the numpy path does)
-    wide = is_int and bounds is not None and area * max(abs(int(bounds[0])), abs(int(bounds[1]))) < 2**63
+    wide = is_int and area * max(abs(int(bounds[0])), abs(int(bounds[1]))) < 2**63
     acc, shift, smode, exact = _accumulator(stats, is_int, wide, dtypes, x, missing, bounds, area)
     holes = missing is not None
     xs, miss, use = _plane_args(x, missing)
     want = {"n": holes and "count" in stats, "empty": holes, "sum": "sum" in stats, "mean": "mean" in stats, "var": "var" in stats, "std": "std" in stats}
-    sum_dtype = acc if smode == SUM_INT else np.dtype(np.float64)
     counts = (_axis_counts(rmap, w[0]), _axis_counts(cmap, w[1]))
     coef = _fastmoments.rounding_coef(area, w[1], rmap.size, cmap.size)
     res, flagged = _fastmoments.window_moments(
         xs, miss, use, rmap, cmap, _interior(cmap, x.shape[1], off), w, cval, shift, acc,
-        counts=counts, want=want, sum_dtype=sum_dtype, smode=smode, exact_var=exact, coef=coef,
+        counts=counts, want=want, smode=smode, exact_var=exact, coef=coef,
     )
     if flagged and not exact:
         # a window of equal values has variance exactly 0 (rounding would leave ~eps*shift**2);

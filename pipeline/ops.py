@@ -97,8 +97,10 @@ def _numpy_sum(plan: Plan, field: np.ndarray, ranges) -> np.ndarray:
 def _work_dtype(plan: Plan, dtype: np.dtype) -> np.dtype:
     """A dtype for the field that also holds ``cval`` (boundary 'constant'): float64 where the
     window's values are not integers (:attr:`Plan.window_bounds` is None)."""
-    if not plan.bnd.fills or dtype.kind == "f":
-        return dtype if not plan.bnd.fills else FLOAT64
+    if not plan.bnd.fills:
+        return dtype
+    if dtype.kind == "f":
+        return FLOAT64
     bounds = plan.window_bounds
     return (fit(*bounds, dtype) if bounds is not None else None) or FLOAT64
 
