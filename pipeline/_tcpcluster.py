@@ -48,7 +48,8 @@ class TcpCluster:
         self.address = json.loads(self.file.read_text())["address"]
         for _ in range(n):
             self.procs.append(
-                subprocess.Popen([*py, "distributed.cli.dask_worker", "--scheduler-file", str(self.file), "--nthreads", "1",
+                subprocess.Popen([*py, "distributed.cli.dask_worker", "--scheduler-file", str(self.file), "--host", "127.0.0.1",
+                                  "--no-dashboard", "--nthreads", "1",
                                   "--nworkers", "1", "--memory-limit", "0", "--no-nanny"], **quiet)
             )
 

@@ -9,6 +9,7 @@ threaded run.  One scheduler (with one worker) is shared by the whole module.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -399,16 +400,31 @@ def test_memory_check_rules():
 # security
 
 
-def test_plain_tcp_to_another_host_is_warned_about(data, tmp_path):
+def _closed_loopback_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_plain_tcp_to_another_host_is_warned_about(data, tmp_path, monkeypatch):
+    from pipeline import _clusters
+
     said = []
-    # TEST-NET-1 (RFC 5737): never routed, so the connection fails after the warning
-    cfg = config(data, tmp_path / "out.zarr", scheduler="tcp://192.0.2.1:8786", worker_timeout=1)
-    with pytest.raises(sessions.ClusterError, match=r"compute\.scheduler: cannot reach the scheduler at tcp://192\.0\.2\.1:8786"):
+    address = f"tcp://127.0.0.1:{_closed_loopback_port()}"
+    # the scheduler stands for another host (the warning's condition), but the address tried is a
+    # closed port on loopback: tests reach nothing beyond this machine
+    monkeypatch.setattr(_clusters, "is_loopback", lambda a: a != address and sessions.is_loopback(a))
+    cfg = config(data, tmp_path / "out.zarr", scheduler=address, worker_timeout=1)
+    with pytest.raises(sessions.ClusterError, match=rf"compute\.scheduler: cannot reach the scheduler at {re.escape(address)}"):
         runner.run(cfg, notify=said.append)
-    assert said and "plain tcp to tcp://192.0.2.1:8786" in said[0] and "tls://" in said[0]
+    assert said and f"plain tcp to {address}" in said[0] and "tls://" in said[0]
     assert not (tmp_path / "out.zarr").exists()
     assert sessions.is_loopback("tcp://127.0.0.1:1") and sessions.is_loopback("tcp://localhost:1")
     assert sessions.is_loopback("tcp://[::1]:8786") and not sessions.is_loopback("tcp://10.0.0.1:8786")
+    assert not sessions.is_loopback("tcp://192.0.2.1:8786")
 
 
 def test_tls_scheduler_with_certificates_from_the_config(data, threads_out, tmp_path):
