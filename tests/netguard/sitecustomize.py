@@ -30,22 +30,28 @@ def _record(what: str) -> None:
             pass
 
 
-def _is_loopback_host(host: object) -> bool:
-    if host is None:
-        return True
+def _host(host: object) -> str | None:
     if isinstance(host, bytes):
         host = host.decode("ascii", "replace")
-    if not isinstance(host, str):
-        return False
-    h = host.strip("[]").split("%", 1)[0].lower()
-    if h == "":
-        return True  # bind-style empty host
-    if h in _LOCAL_NAMES or h.endswith(".localhost"):
+    return host.strip("[]").split("%", 1)[0].lower() if isinstance(host, str) else None
+
+
+def _is_loopback_host(host: object, *, literal_ok: bool = False) -> bool:
+    """Loopback (or this machine's own name); with ``literal_ok``, any address literal (looking
+    one up asks no name server)."""
+    if host is None:
         return True
+    h = _host(host)
+    if h is None:
+        return False
+    if h == "" or h in _LOCAL_NAMES or h.endswith(".localhost"):
+        return True  # "" is a bind-style empty host
     try:
-        return ipaddress.ip_address(h).is_loopback
+        ip = ipaddress.ip_address(h)
     except ValueError:
         return False
+    # the unspecified address (0.0.0.0, ::) reaches this machine
+    return literal_ok or ip.is_loopback or ip.is_unspecified
 
 
 def _allowed(family: int, address: object) -> bool:
@@ -83,7 +89,7 @@ def sendto(self, data, *args):  # type: ignore[no-untyped-def]
 
 
 def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
-    if not _is_loopback_host(host):
+    if not _is_loopback_host(host, literal_ok=True):
         _record(f"name lookup of {host!r}")
         raise socket.gaierror(socket.EAI_NONAME, f"network guard: tests may look up local names only, not {host!r}")
     return _getaddrinfo(host, *args, **kwargs)
