@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ._config_paths import check_schemes, resolve_paths
-from ._config_schema import Config, InputSpec
+from ._config_schema import Config, InputSpec, TemplatesSpec
 from .errors import ConfigError
 
 
@@ -88,7 +88,21 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | 
     check_schemes(cfg, source)
     if cfg.window.size is None and cfg.window.weights is None:
         raise ConfigError("required key is missing (or give window.weights)", where=f"{source}: window.size")
-    return resolve_paths(cfg, Path(base_dir) if base_dir is not None else Path.cwd())
+    return resolve_paths(cfg, Path(base_dir) if base_dir is not None else Path.cwd(), source)
+
+
+def path_variables(data: Any, source: str = "config") -> frozenset[str]:
+    """``templates.allow_paths`` of a raw config, validated (templates are expanded before the
+    whole config is validated, and this says how)."""
+    raw = data.get("templates") if isinstance(data, Mapping) else None
+    if raw is None:
+        return frozenset()
+    try:
+        spec = TemplatesSpec.model_validate(raw)
+    except ValidationError as e:
+        problems = [(f"{source}: templates" + ("" if k == "config" else f".{k}"), m) for k, m in _problems(e).items()]
+        raise ConfigError.several(problems) from None
+    return frozenset(spec.allow_paths)
 
 
 def _problems(e: ValidationError) -> dict[str, str]:
