@@ -50,8 +50,8 @@ _short_repr.maxstring = 50
 _short_repr.maxother = 50
 
 
-def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
-    loc = tuple(err["loc"])
+def _format_error(err: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> tuple[str, str]:
+    loc = prefix + tuple(err["loc"])
     where = _dotted(loc)
     if err["type"] == "extra_forbidden":
         key = str(loc[-1])
@@ -100,16 +100,15 @@ def path_variables(data: Any, source: str = "config") -> frozenset[str]:
     try:
         spec = TemplatesSpec.model_validate(raw)
     except ValidationError as e:
-        problems = [(f"{source}: templates" + ("" if k == "config" else f".{k}"), m) for k, m in _problems(e).items()]
-        raise ConfigError.several(problems) from None
+        raise ConfigError.several([(f"{source}: {k}", m) for k, m in _problems(e, ("templates",)).items()]) from None
     return frozenset(spec.allow_paths)
 
 
-def _problems(e: ValidationError) -> dict[str, str]:
-    """Dotted key -> message, one per key."""
+def _problems(e: ValidationError, prefix: tuple[str, ...] = ()) -> dict[str, str]:
+    """Dotted key -> message, one per key (``prefix``: where the validated part sits)."""
     problems: dict[str, str] = {}
     for err in e.errors():
-        where, msg = _format_error(err)
+        where, msg = _format_error(err, prefix)
         # a union (``size: 3`` or ``[3, 5]``) reports each member's failure: keep one per
         # key, the most specific (``window.size.0`` over ``window.size``)
         related = [k for k in problems if k == where or k.startswith(where + ".") or where.startswith(k + ".")]
