@@ -231,9 +231,10 @@ def check_files(
     var_sets: Sequence[Mapping[str, str]] = ({},),
 ) -> dict[str, str]:
     """Refuse, before any run, a report or metrics path that is a config, an input or an output of
-    one (each config read as every set of batch values resolves it, as far as it loads), the
-    other of the two or ``latest.json``, or whose folder is not writable; and a ``latest.json``
-    of someone else (with ``keep_reports``).  Returns the protected paths (label -> path)."""
+    one (each config read as every set of batch values resolves it, as far as it loads), or
+    whose folder is not writable; a metrics path that is the report or its ``latest.json``; and
+    a ``latest.json`` of someone else (with ``keep_reports``).  Returns the protected paths
+    (label -> path)."""
     protected = protected_paths(configs, overrides=overrides, variables=variables, var_sets=var_sets)
     if report is not None:
         safety.check_batch_file(report, protected, "--report")

@@ -133,18 +133,19 @@ def check_batch_file(path: str | os.PathLike[str], protected: Mapping[str, str],
     writable, and it is none of ``protected`` (label -> local path: the configs, their inputs and
     outputs, the other batch files), nor inside one of them."""
     p = Path(path)
+    name = f"the {what.lstrip('-')} {path}"  # the report ..., the metrics ...
     target = p.resolve()
     for label, other in protected.items():
         q = Path(other).resolve()
         if target == q or q in target.parents:
-            raise OutputError(f"{what} {path} would overwrite {label} ({other}); choose another path", where=what)
+            raise OutputError(f"{name} would overwrite {label} ({other}); choose another path", where=what)
     if p.is_dir():
-        raise OutputError(f"{what} {path} is a folder", where=what)
+        raise OutputError(f"{name} is a folder", where=what)
     folder = p.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent  # the file's folders are created when it is written
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {what} {path}: folder {folder} is not writable", where=what)
+        raise OutputError(f"cannot write {name}: folder {folder} is not writable", where=what)
 
 
 def untrusted_folder(folder: str | os.PathLike[str]) -> str | None:
