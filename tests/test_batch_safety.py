@@ -364,3 +364,31 @@ def test_kernel_cache_under_a_folder_of_another_user_is_not_used(tmp_path, monke
     with pytest.warns(UserWarning, match="owned by another user"):
         np.testing.assert_array_equal(fn(arrays), ref)
     assert not list(theirs.rglob("expr_*.py"))
+
+
+def _numba_cache(monkeypatch, tmp_path: Path, cache: Path) -> dict:
+    numba = pytest.importorskip("numba")
+    from pipeline import _jit
+
+    monkeypatch.setattr(numba.core.config, "CACHE_DIR", str(cache))
+    monkeypatch.setattr(_jit, "_warned", set(), raising=False)
+    src = tmp_path / "kmod.py"
+    src.write_text("def f(x):\n    return x * 3 + 1\n")
+    ns: dict = {}
+    exec(compile(src.read_text(), str(src), "exec"), ns)  # noqa: S102 - a fixed test function
+    return ns
+
+
+@pytest.mark.parametrize("mode, used", [(0o777, False), (0o1777, True)])
+def test_numba_cache_of_the_kernels_under_a_swappable_folder_is_not_used(tmp_path, monkeypatch, mode, used):
+    from pipeline import _jit
+
+    shared = _chmod(tmp_path / "shared", mode)
+    ns = _numba_cache(monkeypatch, tmp_path, shared / "numba")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _jit.compile_into(ns, ["f"])
+        assert ns["f"](5) == 5 * 3 + 1
+    warned = [w for w in seen if f"{shared} is writable by others" in str(w.message)]
+    assert len(warned) == (0 if used else 1)
+    assert bool(list(shared.rglob("*.nbi"))) is used
