@@ -305,6 +305,7 @@ class _LockedRun:
         left = set(self.all_blocks) - self.led.done()
         if left:
             raise RuntimeError(f"{len(left)} blocks of {self.where} were not recorded as done")
+        _resume.check_inputs_unchanged(self.prep, self.doc)
         for h in handles.values():
             self.target.update_state(h, complete=True)  # written last: the output is complete
         if self.replace:

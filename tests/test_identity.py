@@ -5,16 +5,20 @@ persisted, and only what changes the output values is in the fingerprint."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 import zarr
 from typer.testing import CliRunner
 
+from pipeline import runner
 from pipeline.cli import app
+from pipeline.errors import InputError
 from reference import brute_window_sum
 
 cli = CliRunner()
@@ -102,4 +106,163 @@ def test_a_symlinked_chunk_folder_is_stored(tmp_path):
     (base / "2" / "loop").symlink_to(base)  # a loop is walked once, not forever (and is no chunk)
     res = cli.invoke(app, ["run", str(write_config(tmp_path, unstored_chunks="not-ready"))])
     assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(result(tmp_path), expected(a, b))
+
+
+# ------------------------------------------------------------------------------------------------
+# item 6: the local identity sees swapped chunk files and files behind symlinked folders
+
+
+def make_raw_input(root: Path) -> None:
+    """The shared setup, uncompressed: every chunk file has the same size."""
+    rng = np.random.default_rng(6)
+    g = zarr.open_group(root / "in.zarr", mode="w")
+    for name in ("a", "b"):
+        arr = rng.integers(-300, 300, SHAPE, dtype=np.int16)
+        g.create_array(name, shape=SHAPE, dtype=arr.dtype, chunks=CHUNKS, compressors=None)[...] = arr
+
+
+def read_inputs(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    g = zarr.open_group(root / "in.zarr", mode="r")
+    return g["a"][...], g["b"][...]
+
+
+def test_two_chunk_files_swapped_with_mv_are_a_change(tmp_path):
+    make_raw_input(tmp_path)
+    cfg = write_config(tmp_path)
+    assert cli.invoke(app, ["run", str(cfg)]).exit_code == 0
+    base = tmp_path / "in.zarr" / "a" / "c" / "0"
+    first, second = os.stat(base / "0"), os.stat(base / "1")
+    assert first.st_size == second.st_size
+    os.rename(base / "0", base / "tmp")  # what `mv` does: sizes and mtimes travel with the files
+    os.rename(base / "1", base / "0")
+    os.rename(base / "tmp", base / "1")
+    os.utime(base / "0", ns=(first.st_atime_ns, first.st_mtime_ns))  # even the mtimes put back per name
+    os.utime(base / "1", ns=(second.st_atime_ns, second.st_mtime_ns))
+    res = cli.invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 2 and "the data or metadata of input a changed" in res.output, res.output
+    assert cli.invoke(app, ["run", "--overwrite", str(cfg)]).exit_code == 0
+    np.testing.assert_array_equal(result(tmp_path), expected(*read_inputs(tmp_path)))
+
+
+def test_a_chunk_rewritten_in_place_behind_a_symlinked_folder_is_a_change(tmp_path):
+    make_raw_input(tmp_path)
+    base = tmp_path / "in.zarr" / "b" / "c"
+    shutil.move(base / "2", tmp_path / "elsewhere")
+    os.symlink(tmp_path / "elsewhere", base / "2")
+    cfg = write_config(tmp_path)
+    assert cli.invoke(app, ["run", str(cfg)]).exit_code == 0
+    chunk = tmp_path / "elsewhere" / "1"
+    raw = bytearray(chunk.read_bytes())
+    raw[:2] = np.int16(-1234).tobytes()  # the first pixel of chunk (2, 1) of b, same size
+    with open(chunk, "r+b") as f:  # in place: the folder holding the link does not change
+        f.write(raw)
+    res = cli.invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 2 and "the data or metadata of input b changed" in res.output, res.output
+    assert cli.invoke(app, ["run", "--overwrite", str(cfg)]).exit_code == 0
+    a, b = read_inputs(tmp_path)
+    assert b[64, 32] == -1234
+    np.testing.assert_array_equal(result(tmp_path), expected(a, b))
+
+
+# ------------------------------------------------------------------------------------------------
+# item 7: an input rewritten during a run fails the run; the output is not marked complete
+
+
+def test_an_input_rewritten_during_the_run_is_not_marked_complete(tmp_path):
+    make_input(tmp_path)
+    cfg = write_config(tmp_path)
+    calls = []
+
+    def rewrite_once(done, total):
+        if not calls:
+            zarr.open_group(tmp_path / "in.zarr", mode="a")["a"][70, 70] = 299  # a block not yet computed
+        calls.append(done)
+
+    with pytest.raises(InputError, match=r"in\.zarr:a changed while this run read it") as info:
+        runner.run(write_config(tmp_path), progress=rewrite_once)
+    assert "\n" not in str(info.value) and "inputs.a" in str(info.value)
+    state = zarr.open_group(tmp_path / "out.zarr", mode="r")["result"].attrs["pipeline"]
+    assert state["complete"] is False
+    res = cli.invoke(app, ["run", str(cfg)])  # never "up to date"
+    assert res.exit_code == 2 and "different config" in res.output, res.output
+    assert cli.invoke(app, ["run", "--overwrite", str(cfg)]).exit_code == 0
+    np.testing.assert_array_equal(result(tmp_path), expected(*read_inputs(tmp_path)))
+
+
+# ------------------------------------------------------------------------------------------------
+# item 14: credentials are never persisted; rotating them keeps the output up to date
+
+SECRETS = ("AKIAIDSECRET1", "wJalrXUtnFEMIsecret1", "tok-SECRET-1", "hunter2pw", "SIGsecret1")
+
+
+def secret_options(n: int) -> dict:
+    return {
+        "key": f"AKIAIDSECRET{n}",
+        "secret": f"wJalrXUtnFEMIsecret{n}",
+        "anon": False,
+        "endpoint_url": f"http://user:hunter{n + 1}pw@127.0.0.1:9000/base?X-Amz-Signature=SIGsecret{n}",
+        "client_kwargs": {"region_name": "eu-west-1", "aws_session_token": f"tok-SECRET-{n}"},
+        "config_kwargs": {"retries": {"max_attempts": 3}},
+    }
+
+
+def write_secret_config(root: Path, n: int) -> Path:
+    cfg = yaml.safe_load(write_config(root).read_text())
+    for spec in cfg["inputs"].values():
+        spec["storage_options"] = secret_options(n)  # a local path ignores them: only their record is tested
+    cfg["output"]["storage_options"] = secret_options(n)
+    path = root / "S.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def every_byte(*folders: Path) -> bytes:
+    return b"".join(p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+def test_storage_options_credentials_are_never_written(tmp_path):
+    a, b = make_input(tmp_path)
+    res = cli.invoke(app, ["run", str(write_secret_config(tmp_path, 1))])
+    assert res.exit_code == 0, res.output
+    written = every_byte(tmp_path / "out.zarr", tmp_path / "out.zarr.pipeline")
+    for secret in SECRETS:
+        assert secret.encode() not in written, secret
+    recorded = zarr.open_group(tmp_path / "out.zarr", mode="r")["result"].attrs["pipeline"]["config"]
+    opts = recorded["output"]["storage_options"]
+    assert opts == recorded["inputs"]["a"]["storage_options"]
+    assert opts == {  # the harmless options kept, for the record; the others named, not shown
+        "key": "<redacted>",
+        "secret": "<redacted>",
+        "anon": False,
+        "endpoint_url": "http://127.0.0.1:9000/base?<redacted>",
+        "client_kwargs": {"region_name": "eu-west-1", "aws_session_token": "<redacted>"},
+        "config_kwargs": {"retries": {"max_attempts": 3}},
+    }
+    consolidated = json.loads((tmp_path / "out.zarr" / "zarr.json").read_text())
+    assert "SECRET" not in json.dumps(consolidated)
+    # rotated credentials: the same output, up to date
+    res = cli.invoke(app, ["run", str(write_secret_config(tmp_path, 7))])
+    assert res.exit_code == 0 and "up to date" in res.output, res.output
+    np.testing.assert_array_equal(result(tmp_path), expected(a, b))
+
+
+# ------------------------------------------------------------------------------------------------
+# item 26: only what changes the output values is in the fingerprint
+
+
+def test_adding_a_ready_marker_or_an_unstored_rule_keeps_the_output_up_to_date(tmp_path):
+    a, b = make_input(tmp_path)
+    assert cli.invoke(app, ["run", str(write_config(tmp_path))]).exit_code == 0
+    (tmp_path / "_SUCCESS").write_text("")
+    cfg = write_config(tmp_path, "R.yaml", ready_marker="_SUCCESS", unstored_chunks="error")
+    res = cli.invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 0 and "up to date" in res.output, res.output
+    res = cli.invoke(app, ["run", str(write_config(tmp_path, "M.yaml", ready_marker="_MISSING"))])
+    assert res.exit_code == 5, res.output  # the marker is still checked
+    cfg = yaml.safe_load(write_config(tmp_path).read_text())
+    cfg["window"]["reduce"] = "mean"  # what does change the values still counts
+    (tmp_path / "B.yaml").write_text(yaml.safe_dump(cfg))
+    res = cli.invoke(app, ["run", str(tmp_path / "B.yaml")])
+    assert res.exit_code == 2 and "the config changed" in res.output, res.output
     np.testing.assert_array_equal(result(tmp_path), expected(a, b))
