@@ -257,8 +257,8 @@ def local_identity(root: str, skip: Collection[str] = ()) -> dict[str, Any]:
         (name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) for name, st in local_files(root) if name not in skip
     )
     digest = hashlib.sha256()
-    for row in rows:
-        digest.update(("\0".join(map(str, row)) + "\n").encode())
+    for i in range(0, len(rows), 4096):  # hashed in batches: one update per row costs as much as the walk
+        digest.update("".join(f"{n}\0{b}\0{m}\0{c}\0{ino}\n" for n, b, m, c, ino in rows[i : i + 4096]).encode())
     return {"count": len(rows), "bytes": sum(r[1] for r in rows), "sha256": digest.hexdigest()}
 
 
