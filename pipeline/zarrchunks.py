@@ -86,6 +86,16 @@ def unstored_keys(arr: zarr.Array, grid: Sequence[int]) -> list[str]:
     return [k for k in keys if k not in stored]
 
 
+def damaged(
+    err: InputError, where: str, key: str, coords: Sequence[int], chunks: Sequence[int], shape: Sequence[int]
+) -> InputError:
+    """``err`` (a chunk that cannot be read) with ``err.damaged_chunk``: the input's ``where``,
+    the chunk's key and its region ``[[start, stop], ...]``, for :mod:`pipeline._repaired`."""
+    region = [[i * c, min((i + 1) * c, n)] for i, c, n in zip(coords, chunks, shape)]
+    err.damaged_chunk = {"where": where, "key": key, "region": region}  # type: ignore[attr-defined]
+    return err
+
+
 def read_chunk(arr: zarr.Array, coords: Sequence[int]) -> np.ndarray:
     """Decode one stored chunk (raises on a checksum mismatch or a damaged encoding)."""
     return cast(np.ndarray, arr.get_block_selection(tuple(coords)))  # zarr's return type covers every buffer kind
@@ -218,9 +228,8 @@ class DirectChunks:
                 data = codec._decode_sync(data, self.spec)
             block = self.array_bytes._decode_sync(data, self.spec).as_numpy_array()
         except Exception as e:
-            raise InputError(
-                f"chunk {key[len(self.prefix):]} cannot be read ({e.__class__.__name__}: {e})", where=self.where
-            ) from None
+            err = InputError(f"chunk {key[len(self.prefix):]} cannot be read ({e.__class__.__name__}: {e})", where=self.where)
+            raise damaged(err, self.where, key[len(self.prefix) :], coords, self.chunks, self.shape) from None
         return block[inner]
 
     def write(self, coords: Sequence[int], block: np.ndarray) -> None:

@@ -266,3 +266,80 @@ def test_adding_a_ready_marker_or_an_unstored_rule_keeps_the_output_up_to_date(t
     res = cli.invoke(app, ["run", str(tmp_path / "B.yaml")])
     assert res.exit_code == 2 and "the config changed" in res.output, res.output
     np.testing.assert_array_equal(result(tmp_path), expected(a, b))
+
+
+# ------------------------------------------------------------------------------------------------
+# item 28: after a damaged input chunk is repaired, the blocks already done stand
+
+
+def damage_and_fail(tmp_path: Path) -> tuple[Path, set[tuple[int, int]]]:
+    """Run A.yaml (one worker) on an input whose chunk c/2/2 of ``a`` is truncated: the run
+    stops on it; returns the config and the blocks it recorded as done."""
+    make_input(tmp_path)
+    cfg = yaml.safe_load(write_config(tmp_path).read_text())
+    cfg["compute"]["workers"] = 1
+    path = tmp_path / "A.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    victim = tmp_path / "in.zarr" / "a" / "c" / "2" / "2"
+    victim.write_bytes(victim.read_bytes()[:7])
+    res = cli.invoke(app, ["run", str(path)])
+    assert res.exit_code == 2 and "chunk c/2/2 cannot be read" in res.output, res.output
+    done_dirs = list((tmp_path / "out.zarr.pipeline" / "result").glob("*/done"))
+    done = {tuple(int(x) for x in p.name.split(".")) for p in done_dirs[0].iterdir()}
+    assert done, "the run must have finished some blocks before the damaged chunk"
+    return path, done
+
+
+def near_the_chunk(block: tuple[int, int]) -> bool:
+    """Whether output block ``block`` (32x32, window 3: one pixel of halo) reads a pixel of
+    chunk (2, 2) = rows 64..95, columns 64..79."""
+    rows = range(max(0, 32 * block[0] - 1), min(96, 32 * block[0] + 33))
+    cols = range(max(0, 32 * block[1] - 1), min(80, 32 * block[1] + 33))
+    return any(r >= 64 for r in rows) and any(c >= 64 for c in cols)
+
+
+def test_a_repaired_input_chunk_keeps_the_blocks_already_done(tmp_path):
+    cfg, done = damage_and_fail(tmp_path)
+    g = zarr.open_group(tmp_path / "in.zarr", mode="a")
+    g["a"][64:96, 64:80] = np.full((32, 16), 123, dtype=np.int16)  # repaired (with new values)
+    res = runner.run(cfg)
+    kept = {b for b in done if not near_the_chunk(b)}
+    assert res.status == runner.DONE and res.skipped == len(kept) and res.computed == 9 - len(kept), res
+    np.testing.assert_array_equal(result(tmp_path), expected(*read_inputs(tmp_path)))
+    assert runner.run(cfg).status == runner.UP_TO_DATE
+
+
+def test_another_change_besides_the_repair_is_still_a_different_input(tmp_path):
+    cfg, _ = damage_and_fail(tmp_path)
+    g = zarr.open_group(tmp_path / "in.zarr", mode="a")
+    g["a"][64:96, 64:80] = np.full((32, 16), 123, dtype=np.int16)
+    g["a"][0, 0] = 7  # a chunk a done block read
+    res = cli.invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 2 and "the data or metadata of input a changed" in res.output, res.output
+    assert cli.invoke(app, ["run", "--overwrite", str(cfg)]).exit_code == 0
+    np.testing.assert_array_equal(result(tmp_path), expected(*read_inputs(tmp_path)))
+
+
+@pytest.mark.parametrize("boundary", ["shrink", "reflect", "wrap"])
+def test_the_blocks_dropped_are_those_whose_window_reads_the_chunk(tmp_path, boundary):
+    """Every block whose windows read a pixel of chunk (2, 2), by brute force over the pixels
+    (``wrap``: the halo of the first row and column of blocks comes from the opposite edge)."""
+    from pipeline import _prepare, _repaired
+
+    make_input(tmp_path)
+    cfg = yaml.safe_load(write_config(tmp_path).read_text())
+    cfg["window"] = {"size": 5, "reduce": "sum", "boundary": boundary}
+    cfg["compute"]["chunks"] = [16, 16]
+    path = tmp_path / "W.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    prep = _prepare.prepare(path)
+    blocks = {(i, j) for i in range(len(prep.plan.out_chunks[0])) for j in range(len(prep.plan.out_chunks[1]))}
+    got = _repaired.stale_blocks(prep, blocks, {"a": {"regions": [[[64, 96], [64, 80]]]}})
+    offsets = [np.cumsum((0,) + c) for c in prep.plan.in_chunks]
+    want = set()
+    for i, j in blocks:  # the input pixels the block's windows reach: its input block +- 2
+        rows = {r % 96 if boundary == "wrap" else r for r in range(offsets[0][i] - 2, offsets[0][i + 1] + 2)}
+        cols = {c % 80 if boundary == "wrap" else c for c in range(offsets[1][j] - 2, offsets[1][j + 1] + 2)}
+        if any(64 <= r < 96 for r in rows) and any(64 <= c < 80 for c in cols):
+            want.add((i, j))
+    assert got == want and want != blocks

@@ -19,6 +19,7 @@ import zarr
 
 from .. import io
 from ..errors import InputError
+from ..zarrchunks import damaged
 
 XARRAY_DIMS = "_ARRAY_DIMENSIONS"
 
@@ -318,9 +319,9 @@ class CheckedInput:
             bad = self._failing_chunk(selection)
             if bad is None:
                 raise
-            raise InputError(
-                f"chunk {io.chunk_key(self.arr, bad)} cannot be read ({e.__class__.__name__}: {e})", where=self.name
-            ) from None
+            key = io.chunk_key(self.arr, bad)
+            err = InputError(f"chunk {key} cannot be read ({e.__class__.__name__}: {e})", where=self.name)
+            raise damaged(err, self.name, key, bad, self.chunks, self.shape) from None
 
     def _failing_chunk(self, selection: Any) -> tuple[int, ...] | None:
         import itertools
