@@ -107,8 +107,9 @@ def _move(
     os.replace(led.root, new.root)
     (new.root / RECORD).unlink()
     (new.root / "grid.json").write_text(json.dumps({**grid, "fingerprint": new.fp}))
-    for n in arrays:
-        target.update_state(target.open_array(n), fingerprint=new.fp, parts=_resume.parts(doc))
+    for n in arrays:  # incomplete: the dropped blocks are computed again (a transient error may have let the run finish)
+        target.update_state(target.open_array(n), fingerprint=new.fp, parts=_resume.parts(doc), complete=False)
+    target.finalize()
 
 
 def _sound(prep: Prepared, led: ledger.Ledger, state: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
