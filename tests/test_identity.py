@@ -343,3 +343,30 @@ def test_the_blocks_dropped_are_those_whose_window_reads_the_chunk(tmp_path, bou
         if any(64 <= r < 96 for r in rows) and any(64 <= c < 80 for c in cols):
             want.add((i, j))
     assert got == want and want != blocks
+
+
+def test_a_run_finished_after_a_transient_read_error_is_not_up_to_date_after_a_change(tmp_path, monkeypatch):
+    """A read error that goes away by itself (the run is rerun unchanged and finishes) leaves a
+    record; a later change of that chunk must recompute the blocks that read it, never call
+    the output up to date."""
+    from pipeline import zarrchunks
+    from pipeline.errors import InputError as Err
+
+    make_input(tmp_path)
+    cfg = write_config(tmp_path)
+    real = zarrchunks.DirectChunks.read
+
+    def flaky(self, coords):
+        if tuple(coords) == (2, 2) and self.where.startswith("inputs.a"):
+            raise zarrchunks.damaged(Err("chunk c/2/2 cannot be read (EIO)", where=self.where), self.where, "c/2/2", coords, self.chunks, self.shape)
+        return real(self, coords)
+
+    monkeypatch.setattr(zarrchunks.DirectChunks, "read", flaky)
+    with pytest.raises(Err, match="c/2/2"):
+        runner.run(cfg)
+    monkeypatch.setattr(zarrchunks.DirectChunks, "read", real)
+    assert runner.run(cfg).status == runner.DONE  # the same input: resumed, complete
+    zarr.open_group(tmp_path / "in.zarr", mode="a")["a"][64:96, 64:80] = np.full((32, 16), -77, dtype=np.int16)
+    res = runner.run(cfg)
+    assert res.status == runner.DONE and 0 < res.computed < 9, res
+    np.testing.assert_array_equal(result(tmp_path), expected(*read_inputs(tmp_path)))
