@@ -89,21 +89,25 @@ def adopt(prep: Prepared, target: OutputTarget, store: str, names: Sequence[str]
         if None in states or len(old) != 1 or fp in old:
             continue
         found = ledger.find(store, prep.config.output.array, str(old.pop()))
-        if found is not None and not ledger.Ledger(store, found[0].array, fp).root.exists() and _sound(prep, found[0], states[0] or {}, doc):
-            _move(prep, target, found[0], ledger.Ledger(store, found[0].array, fp), found[1], arrays, doc)
+        new = ledger.Ledger(store, prep.config.output.array, fp)
+        if found is None or new.root.exists():
+            continue
+        stale = _stale(prep, found[0], states[0] or {}, doc)
+        if stale is not None:
+            _move(target, found[0], new, stale, found[1], arrays, doc)
             return True
     return False
 
 
 def _move(
-    prep: Prepared, target: OutputTarget, led: ledger.Ledger, new: ledger.Ledger, grid: Mapping[str, Any], arrays: Sequence[str],
-    doc: Mapping[str, Any],
+    target: OutputTarget, led: ledger.Ledger, new: ledger.Ledger, stale: set[tuple[int, ...]], grid: Mapping[str, Any],
+    arrays: Sequence[str], doc: Mapping[str, Any],
 ) -> None:
-    """Drop the stale blocks, move the ledger ``led`` to ``new`` and give ``arrays`` its fingerprint."""
+    """Drop the ``stale`` blocks, move the ledger ``led`` to ``new`` and give ``arrays`` its
+    fingerprint."""
     from . import _resume
 
-    rec = json.loads((led.root / RECORD).read_text())
-    led.drop(stale_blocks(prep, led.done(), rec["inputs"]))
+    led.drop(stale)
     os.replace(led.root, new.root)
     (new.root / RECORD).unlink()
     (new.root / "grid.json").write_text(json.dumps({**grid, "fingerprint": new.fp}))
@@ -112,26 +116,32 @@ def _move(
     target.finalize()
 
 
-def _sound(prep: Prepared, led: ledger.Ledger, state: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
-    """Whether the old run differs from ``doc`` only by the recorded damaged chunks."""
-    from . import _resume
-
+def _stale(prep: Prepared, led: ledger.Ledger, state: Mapping[str, Any], doc: Mapping[str, Any]) -> set[tuple[int, ...]] | None:
+    """The done blocks to drop when the old run differs from ``doc`` only by the recorded
+    damaged chunks; None when it differs otherwise (or the record is missing or malformed)."""
     try:
         rec = json.loads((led.root / RECORD).read_text())
-    except (FileNotFoundError, ValueError):
-        return False
-    old, new = state.get("parts"), _resume.parts(doc)
-    if rec.get("fingerprint") != led.fp or not isinstance(old, Mapping) or not isinstance(rec.get("inputs"), Mapping):
-        return False
-    if any(old.get(k) != new[k] for k in ("version", "config", "grid")) or set(old.get("inputs") or ()) != set(new["inputs"]):
+        if rec["fingerprint"] != led.fp or not _only_damage(prep, rec["inputs"], state["parts"], doc):
+            return None
+        return stale_blocks(prep, led.done(), rec["inputs"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):  # no record, or not one this tool wrote
+        return None
+
+
+def _only_damage(prep: Prepared, damage: Mapping[str, Any], old: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
+    """Whether the fingerprint parts ``old`` differ from ``doc``'s only in inputs with a
+    ``damage`` record whose identity without the recorded chunks is unchanged."""
+    from . import _resume
+
+    new = _resume.parts(doc)
+    if any(old[k] != new[k] for k in ("version", "config", "grid")) or set(old["inputs"]) != set(new["inputs"]):
         return False
     for name, digest in new["inputs"].items():
         if old["inputs"][name] == digest:
             continue
-        damaged = rec["inputs"].get(name)
-        if not isinstance(damaged, Mapping) or tuple(prep.sources[name].shape) != prep.plan.in_shape:
+        if name not in damage or tuple(prep.sources[name].shape) != prep.plan.in_shape:
             return False
-        if _without(prep, name, [str(k) for k in damaged["keys"]]) != damaged["without"]:
+        if _without(prep, name, [str(k) for k in damage[name]["keys"]]) != damage[name]["without"]:
             return False
     return True
 
