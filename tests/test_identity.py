@@ -20,6 +20,7 @@ from pipeline import runner
 from pipeline.cli import app
 from pipeline.errors import InputError
 from reference import brute_window_sum
+from test_cluster import aws_env, s3  # noqa: F401 - fixtures: a loopback S3 server (moto)
 
 cli = CliRunner()
 
@@ -370,3 +371,35 @@ def test_a_run_finished_after_a_transient_read_error_is_not_up_to_date_after_a_c
     res = runner.run(cfg)
     assert res.status == runner.DONE and 0 < res.computed < 9, res
     np.testing.assert_array_equal(result(tmp_path), expected(*read_inputs(tmp_path)))
+
+
+def test_credentials_on_s3_are_never_written_and_rotating_them_keeps_the_output(tmp_path, s3):  # noqa: F811 - the fixture
+    """Inputs and output on a loopback S3 server (moto), the credentials in the config."""
+    import s3fs
+
+    a, b = (np.random.default_rng(14).integers(-300, 300, SHAPE, dtype=np.int16) for _ in range(2))
+
+    def opts(n: int) -> dict:
+        return {"endpoint_url": s3["endpoint_url"], "key": f"AKIAROTATE{n}", "secret": f"rotated-secret-{n}"}
+
+    src = zarr.open_group(store="s3://pipeline-test/cred-in.zarr", storage_options=opts(0), mode="w")
+    for name, arr in (("a", a), ("b", b)):
+        src.create_array(name, shape=SHAPE, dtype=arr.dtype, chunks=CHUNKS)[...] = arr
+
+    def cfg(n: int) -> dict:
+        return {
+            "inputs": {k: {"path": "s3://pipeline-test/cred-in.zarr", "array": k, "storage_options": opts(n)} for k in ("a", "b")},
+            "op": "a**2 - b**2",
+            "window": {"size": 3},
+            "output": {"path": "s3://pipeline-test/cred-out.zarr", "storage_options": opts(n)},
+            "compute": {"chunks": [32, 32], "scheduler": "threads"},
+        }
+
+    assert runner.run(cfg(1)).status == runner.DONE
+    fs = s3fs.S3FileSystem(**opts(0))
+    names = fs.find("pipeline-test/cred-out.zarr") + fs.find("pipeline-test/cred-out.zarr.pipeline")
+    written = b"".join(fs.cat_file(p) for p in names)
+    assert b"rotated-secret-1" not in written and b"AKIAROTATE1" not in written
+    assert runner.run(cfg(2)).status == runner.UP_TO_DATE
+    got = zarr.open_group(store="s3://pipeline-test/cred-out.zarr", storage_options=opts(0), mode="r")["result"][...]
+    np.testing.assert_array_equal(got, expected(a, b))
