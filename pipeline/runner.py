@@ -27,7 +27,7 @@ from .config import Config
 from .engine import block_regions, input_regions, strip_width  # noqa: F401 - part of this module's API
 from .errors import LockedError, OutputError, WriteError
 from .lock import OutputLock
-from .targets import RETIRED, STAGED, staging  # noqa: F401 - part of this module's API
+from .targets import RETIRED, STAGED  # noqa: F401 - part of this module's API
 
 ProgressFn = Callable[[int, int], None]
 
@@ -171,6 +171,7 @@ def _run_locked(
 ) -> RunResult:
     out = prep.config.output
     locked = _LockedRun(prep, targets.open_target(out.path, out.storage_options), store, t0)
+    locked.target.recover()  # a replacement killed in its swap is completed first
     if not locked.start(overwrite, force):
         return locked.result  # up to date
     try:
@@ -181,7 +182,7 @@ def _run_locked(
         watched = _watch_lock(lock, locked.where, progress, locked.result.skipped, len(locked.all_blocks))
         _, lo, hi = execute(prep, target, blocks=todo, record=locked.led.recorder, progress=watched, session=session)
         locked.result.computed = len(todo)
-        locked.finish(handles, coords)
+        locked.finish(handles)
     except BaseException as exc:
         err = locked.failed(exc)
         if err is not None:
@@ -233,6 +234,7 @@ class _LockedRun:
         self.present: list[dict[str, Any]] = []  #: the state of each output array found
         self.found: Any = None  #: the ledger (and grid) of the earlier run this one resumes
         self.replace = False  #: written beside the old output (staged), swapped in at the end
+        self.stage: targets.OutputTarget = target  #: where the arrays are written (the staged target for a replacement)
         self.led: Any = None  #: the resume ledger, once the output is open
         self.done: set[tuple[int, ...]] = set()  #: blocks done by earlier runs
 
@@ -247,8 +249,8 @@ class _LockedRun:
         elif force:  # recompute everything: replace our own output, forget its ledger
             pass
         elif all(st.get("complete") for st in self.present):
-            if any(self.target.finalized_complete(name) is not True for name in self.names.values()):
-                self.target.finalize()  # a run killed between its last two writes
+            if any(self.target.finalized_state(name) != st for name, st in states.items()):
+                self.target.finalize()  # a run killed between its last two writes: readers see what is there
             self.result.status, self.result.skipped = UP_TO_DATE, len(self.all_blocks)
             self.result.seconds = time.perf_counter() - self.t0
             return False
@@ -269,8 +271,8 @@ class _LockedRun:
         # write beside the old arrays and swap at the end: the old result survives a failure
         if self.target.can_swap:  # else (object storage) replaced from the start
             self.replace = True
-            self.names = {st: staging(name) for st, name in self.names.items()}
-            staged = [self.target.state(name) for name in self.names.values()]
+            self.stage = self.target.staged(fresh=False)  # a staging place not ours: refused before computing
+            staged = [self.stage.state(name) for name in self.names.values()]
             if all(st is not None and st.get("fingerprint") == self.fp for st in staged):
                 self.found = _resume.find_ledger(self.prep.config, self.store, self.array, self.fp)  # resume an interrupted replacement
 
@@ -280,18 +282,20 @@ class _LockedRun:
             self.target.check_coords(coords, overwrite=True)
         if self.found is None:  # fresh, replaced, or our own output killed before its ledger existed
             state = {"fingerprint": self.fp, "complete": False, "grid": self.grid, "ledger": self.array, "parts": _resume.parts(self.doc)}
+            if self.replace:
+                self.stage = self.target.staged(fresh=True)
             handles = create_outputs(
-                self.prep, self.target, self.names, state, overwrite=bool(self.present), coords={} if self.replace else coords
+                self.prep, self.stage, self.names, state, overwrite=bool(self.present) and not self.replace, coords=coords
             )
             self.led = _resume.new_ledger(self.prep.config, self.store, self.array, self.fp)
             self.led.reset(self.grid)
-            self.target.finalize()  # consolidated metadata says "incomplete" from now on
+            self.stage.finalize()  # consolidated metadata says "incomplete" from now on
             return handles
         self.led = self.found[0]
-        handles = {st: self.target.open_array(name) for st, name in self.names.items()}
+        handles = {st: self.stage.open_array(name) for st, name in self.names.items()}
         self.done = self.led.done() & set(self.all_blocks)
         for h in handles.values():
-            self.done -= _resume.missing_chunks(self.target, h, self.grid, self.done, self.led)
+            self.done -= _resume.missing_chunks(self.stage, h, self.grid, self.done, self.led)
         return handles
 
     def todo(self) -> list[tuple[int, ...]]:
@@ -300,16 +304,19 @@ class _LockedRun:
         self.result.skipped = len(self.all_blocks) - len(todo)
         return todo
 
-    def finish(self, handles: Mapping[str, Any], coords: Mapping[str, Any]) -> None:
-        """Check every block is recorded, mark the output complete (last), swap, consolidate."""
+    def finish(self, handles: Mapping[str, Any]) -> None:
+        """Check every block is recorded, mark the output complete (last), then consolidate, or
+        swap the replacement in (which consolidates it)."""
         left = set(self.all_blocks) - self.led.done()
         if left:
             raise RuntimeError(f"{len(left)} blocks of {self.where} were not recorded as done")
-        for h in handles.values():
-            self.target.update_state(h, complete=True)  # written last: the output is complete
+        for st, h in handles.items():
+            self.stage.update_state(h, complete=True)  # written last: the output is complete
+            targets.checkpoint(f"{self.names[st]} marked complete")
         if self.replace:
-            self.target.swap(self.names.values(), coords)
-        self.target.finalize()
+            self.target.swap(self.fp)
+        else:
+            self.target.finalize()
 
     def failed(self, exc: BaseException) -> WriteError | None:
         """Record ``exc`` on the result (and the result on ``exc``); a full disk becomes the
