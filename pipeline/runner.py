@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _resume, engine, io, ledger, sessions, targets
-from ._outputs import create_outputs, out_coords, output_names, provenance  # noqa: F401 - part of this module's API
+from ._outputs import create_outputs, out_coords, output_names, output_scalars, provenance  # noqa: F401 - part of this module's API
 from ._prepare import Prepared, prepare  # noqa: F401 - part of this module's API
 from ._resume import fingerprint_doc  # noqa: F401 - part of this module's API
 from .config import Config
@@ -278,8 +278,9 @@ class _LockedRun:
 
     def open(self, coords: Mapping[str, Any]) -> dict[str, Any]:
         """Create (fresh) or open (resumed) the output arrays and the ledger; the arrays by statistic."""
-        if self.replace:  # coordinates too are replaced only once the new arrays are complete
-            self.target.check_coords(coords, overwrite=True)
+        if self.replace:  # coordinates too are replaced only once the new arrays are complete; equal ones are carried
+            needed = self.target.check_coords(coords, overwrite=True, scalars=output_scalars(self.prep))
+            coords = {d: v for d, v in coords.items() if d in needed}
         if self.found is None:  # fresh, replaced, or our own output killed before its ledger existed
             state = {"fingerprint": self.fp, "complete": False, "grid": self.grid, "ledger": self.array, "parts": _resume.parts(self.doc)}
             if self.replace:

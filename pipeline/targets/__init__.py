@@ -84,8 +84,11 @@ class OutputTarget(Protocol):
     def update_state(self, handle: Any, **changes: Any) -> None:
         """Update keys of the array's state attribute (``complete=True`` is written last)."""
         ...
-    def check_coords(self, coords: Mapping[str, np.ndarray], *, overwrite: bool) -> list[str]:
-        """The coordinates that must be (re)written; refuses (raises) before anything is written."""
+    def check_coords(
+        self, coords: Mapping[str, np.ndarray], *, overwrite: bool, scalars: Mapping[str, tuple[Any, Mapping[str, Any]]] | None = None
+    ) -> list[str]:
+        """The coordinates that must be (re)written; refuses (raises) before anything is written,
+        also a 0-D variable of ``scalars`` (name -> (value, attributes)) the tool did not write."""
         ...
     def stored_chunk_keys(self, handle: Any) -> set[str]:
         """Keys of the chunks actually stored (for resume)."""

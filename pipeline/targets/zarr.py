@@ -67,8 +67,10 @@ class ZarrTarget:
     def update_state(self, handle: zarr.Array, **changes: Any) -> None:
         update_state(handle, **changes)
 
-    def check_coords(self, coords: Mapping[str, np.ndarray], *, overwrite: bool) -> list[str]:
-        return check_coords(self.path, coords, overwrite=overwrite)
+    def check_coords(
+        self, coords: Mapping[str, np.ndarray], *, overwrite: bool, scalars: Mapping[str, tuple[Any, Mapping[str, Any]]] | None = None
+    ) -> list[str]:
+        return check_coords(self.path, coords, overwrite=overwrite, scalars=scalars)
 
     def stored_chunk_keys(self, handle: zarr.Array) -> set[str]:
         return zarrchunks.stored_chunk_keys(handle)
@@ -198,13 +200,19 @@ def _check_replaceable(node: Any, where: str, what: str, overwrite: bool) -> Non
         )
 
 
-def check_coords(path: str, coords: Mapping[str, np.ndarray], *, overwrite: bool) -> list[str]:
+def check_coords(
+    path: str, coords: Mapping[str, np.ndarray], *, overwrite: bool, scalars: Mapping[str, tuple[Any, Mapping[str, Any]]] | None = None
+) -> list[str]:
     """The coordinates that must be (re)written into an existing local output group; raises
-    (see :func:`_coord_conflict`) before anything is written."""
+    (see :func:`_coord_conflict`) before anything is written, also for a 0-D variable of
+    ``scalars`` that the tool did not write (see :func:`write_scalars`)."""
     try:
         group = zarr.open_group(store=local_path(path), mode="r", use_consolidated=False)
     except Exception:
         return list(coords)
+    for name in scalars or {}:
+        if name in group and not group[name].attrs.get(COORD_MARK):
+            _check_replaceable(group[name], location(path, name), f"{name!r} variable", overwrite)
     return [d for d, v in coords.items() if _coord_conflict(group, d, np.asarray(v), overwrite, path)]
 
 
