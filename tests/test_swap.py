@@ -201,3 +201,84 @@ def test_a_replacement_killed_at_every_step_shows_old_or_new_and_reruns_finish(t
     assert any("exchanged" in s for s in steps) and any("journal written" in s for s in steps)
     sees = [r[3] for r in rows if r[0] == "KILL"]
     assert sees == sorted(sees) and sees[0] == "A" and sees[-1] == "B"  # old until the exchange, new after
+
+
+# -- the "up to date" decision rests on what is there ----------------------------------------------
+
+
+def test_stale_consolidated_metadata_of_a_complete_output_is_rewritten(tmp_path, monkeypatch):
+    """Item 1's state: B's complete array under A's consolidated metadata (int64, A's attributes,
+    ``complete: true``).  Rerunning B must not trust the consolidated flag: readers then see B."""
+    monkeypatch.chdir(tmp_path)
+    refs = setup(tmp_path, "sum->mean")
+    assert runner.run(tmp_path / "A.yaml").status == runner.DONE
+    a_root = (tmp_path / "out.zarr" / "zarr.json").read_bytes()
+    assert runner.run(tmp_path / "B.yaml", overwrite=True).status == runner.DONE
+    (tmp_path / "out.zarr" / "zarr.json").write_bytes(a_root)  # consolidated metadata says A
+    with xr.open_zarr(tmp_path / "out.zarr") as ds:
+        assert ds["result"].dtype == np.int64  # what the review saw: B's chunks read as A's int64
+    assert runner.run(tmp_path / "B.yaml").status == runner.UP_TO_DATE
+    assert seen(tmp_path / "out.zarr", refs) == "B"
+
+
+# -- reserved staging names ---------------------------------------------------------------------------
+
+
+def _tree(p: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(p)): f.read_bytes() for f in sorted(p.rglob("*")) if f.is_file()}
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_a_staging_place_the_tool_did_not_make_is_refused_before_computing(tmp_path, monkeypatch, kind):
+    monkeypatch.chdir(tmp_path)
+    setup(tmp_path, "sum->mean")
+    assert runner.run(tmp_path / "A.yaml").status == runner.DONE
+    staged = ledger.sidecar(tmp_path / "out.zarr") / zarrswap.STAGED_STORE
+    if kind == "folder":
+        staged.mkdir()
+        (staged / "thesis.tex").write_text("mine")
+    else:
+        staged.write_text("mine")
+    before = _tree(tmp_path)
+    res = CliRunner().invoke(app, ["run", "-q", "--overwrite", str(tmp_path / "B.yaml")])
+    assert res.exit_code == 2, res.output
+    assert res.output.count("\n") == 1 and str(staged) in res.output and "refusing" in res.output
+    assert _tree(tmp_path) == before  # nothing touched (no ledger reset, nothing computed)
+
+
+def test_user_entries_under_reserved_names_in_the_store_are_kept_and_old_leftovers_dropped(tmp_path, monkeypatch):
+    """A folder ``result.pipeline-new`` holding a user's file and a plain file ``result.pipeline-old``
+    in the store are kept by a replacement; an array an earlier version staged there (carrying
+    the tool's ``pipeline`` attribute) is not carried into the new store."""
+    monkeypatch.chdir(tmp_path)
+    refs = setup(tmp_path, "sum->mean")
+    assert runner.run(tmp_path / "A.yaml").status == runner.DONE
+    out = tmp_path / "out.zarr"
+    (out / "result.pipeline-new").mkdir()
+    (out / "result.pipeline-new" / "notes.txt").write_text("mine")
+    (out / "result.pipeline-old").write_text("also mine")
+    shutil.copytree(out / "result", out / "x.pipeline-old")  # not an output array's name: a user's copy
+    res = CliRunner().invoke(app, ["run", "-q", "--overwrite", str(tmp_path / "B.yaml")])
+    assert res.exit_code == 0, res.output
+    assert (out / "result.pipeline-new" / "notes.txt").read_text() == "mine"
+    assert (out / "result.pipeline-old").read_text() == "also mine" and (out / "x.pipeline-old" / "zarr.json").exists()
+    shutil.rmtree(out / "x.pipeline-old")
+    shutil.copytree(out / "result", out / "result.pipeline-new" / "leftover")  # unrelated nesting: kept
+    (out / "result.pipeline-old").unlink()
+    shutil.copytree(out / "result", out / "result.pipeline-old")  # what an earlier version left: B's array
+    assert CliRunner().invoke(app, ["run", "-q", "--overwrite", str(tmp_path / "A.yaml")]).exit_code == 0
+    assert not (out / "result.pipeline-old").exists() and (out / "result.pipeline-new" / "leftover" / "zarr.json").exists()
+    shutil.rmtree(out / "result.pipeline-new")
+    assert seen(out, refs) == "A"
+
+
+def test_verify_checks_a_store_with_a_leftover_old_array(tmp_path, monkeypatch):
+    """Item 21: a ``result.pipeline-old`` an earlier version left is verified, not refused."""
+    monkeypatch.chdir(tmp_path)
+    setup(tmp_path, "sum->mean")
+    assert runner.run(tmp_path / "A.yaml").status == runner.DONE
+    out = tmp_path / "out.zarr"
+    shutil.copytree(out / "result", out / "result.pipeline-old")
+    res = CliRunner().invoke(app, ["verify", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "out.zarr:result.pipeline-old: 9 of 9 chunks stored and readable, 0 damaged, 0 missing, complete" in res.output
