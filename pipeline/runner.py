@@ -137,15 +137,43 @@ def run(
     prep = config if isinstance(config, Prepared) else prepare(config)  # a batch prepares once
     cfg = prep.config
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
-    if not io.is_local(cfg.output.path):  # object storage: the ledger beside it, no lock (see urlledger)
-        with _session(prep, session, notify) as sess:
-            return _run_locked(prep, t0, progress, overwrite, cfg.output.path, _NoLock(), sess, force=force)
-    store = io.local_path(cfg.output.path)
-    # the lock first (a second run exits at once), then the scheduler/cluster is started and
-    # checked (storage reachable, tasks fit) before anything is written
-    with OutputLock(ledger.sidecar(store) / "lock", io.location(cfg.output.path, cfg.output.array)) as lock:
-        with _session(prep, session, notify) as sess:
-            return _run_locked(prep, t0, progress, overwrite, store, lock, sess, force=force)
+    try:
+        if not io.is_local(cfg.output.path):  # object storage: the ledger beside it, no lock (see urlledger)
+            with _session(prep, session, notify) as sess:
+                return _run_locked(prep, t0, progress, overwrite, cfg.output.path, _NoLock(), sess, force=force)
+        store = io.local_path(cfg.output.path)
+        # the lock first (a second run exits at once), then the scheduler/cluster is started and
+        # checked (storage reachable, tasks fit) before anything is written
+        with OutputLock(ledger.sidecar(store) / "lock", io.location(cfg.output.path, cfg.output.array)) as lock:
+            with _session(prep, session, notify) as sess:
+                return _run_locked(prep, t0, progress, overwrite, store, lock, sess, force=force)
+    except OSError as exc:  # before the output was opened (the lock, the sidecar folder): nothing written
+        raise os_fault(exc, io.location(cfg.output.path, cfg.output.array), "nothing was written") from None
+
+
+def os_fault(exc: OSError, where: str, kept: str) -> WriteError:
+    """The one-line error of an operating-system fault while writing ``where``: the path (the
+    output's when the OS names none) and the cause, and ``kept`` (what is done and kept)."""
+    path = exc.filename if exc.filename is not None else where
+    cause = exc.strerror or exc.__class__.__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what, fix = f"no space left on device while writing {where} ({cause})", "free space and rerun to resume"
+    else:
+        hint = _OS_HINTS.get(exc.errno or 0, "")
+        what, fix = f"cannot write {path}: {cause}{hint}", "fix it and rerun to resume"
+    return WriteError(f"{what}; {kept}: {fix}")
+
+
+#: what an OS fault usually means, by errno
+_OS_HINTS = {
+    errno.EFBIG: " (over the file size limit: see ulimit -f)",
+    errno.EACCES: " (permission denied: check the owner and mode of the output and its .pipeline folder)",
+    errno.EPERM: " (operation not permitted)",
+    errno.ENOTDIR: " (a file where the tool keeps a folder: something replaced it)",
+    errno.EISDIR: " (a folder where the tool writes a file: something replaced it)",
+    errno.EEXIST: " (something is in the way: a file where the tool keeps a folder?)",
+    errno.EROFS: " (read-only file system)",
+}
 
 
 class _NoLock:
@@ -320,18 +348,14 @@ class _LockedRun:
             self.target.finalize()
 
     def failed(self, exc: BaseException) -> WriteError | None:
-        """Record ``exc`` on the result (and the result on ``exc``); a full disk becomes the
-        :class:`WriteError` to raise instead."""
+        """Record ``exc`` on the result (and the result on ``exc``); an OS fault (a full disk, a
+        permission, a file size limit) becomes the :class:`WriteError` to raise instead."""
         result = self.result
         computed = max(0, len(self.led.done()) - len(self.done)) if self.led is not None else 0
         result.status, result.computed = FAILED, computed
         result.seconds = time.perf_counter() - self.t0
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            err = WriteError(
-                f"no space left on device while writing {self.where} ({exc.strerror}); "
-                f"{result.skipped + computed} of {len(self.all_blocks)} blocks are done and kept: free space and rerun to resume",
-                where=self.prep.config.output.path,
-            )
+        if isinstance(exc, OSError):
+            err = os_fault(exc, self.where, f"{result.skipped + computed} of {len(self.all_blocks)} blocks are done and kept")
             result.error = str(err)
             err.pipeline_result = result  # type: ignore[attr-defined]
             return err
