@@ -8,8 +8,10 @@ from __future__ import annotations
 import errno
 import resource
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,32 @@ def test_file_size_limit_is_named_and_the_rerun_is_exact(root):
     line = proc.stderr.strip()
     assert "\n" not in line and "File too large" in line and "ulimit -f" in line and "out.zarr:result" in line, line
     assert runner.run(tmp / "A.yaml").status == runner.DONE and seen(tmp / "out.zarr", refs) == "A"
+
+
+# -- item 23: a signal during the teardown after the work --------------------------------------------
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_during_teardown_keeps_the_exit_code_and_says_so(root, sig):
+    """The console script, its teardown made slow (an exit handler that sleeps): a signal then
+    ends it with the command's exit code and one line, not killed by the signal in silence."""
+    tmp, refs = root
+    ready = tmp / "tearing-down"
+    code = (
+        "import atexit, sys, time\n"
+        "from pipeline.cli import entrypoint\n"
+        "atexit.register(time.sleep, 60)\n"  # registered first: runs last
+        f"atexit.register(open, {str(ready)!r}, 'w')\n"
+        "sys.argv = ['pipeline', 'run', '-q', 'A.yaml']\n"
+        "entrypoint()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() - t0 < 120, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(getattr(signal, sig))
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert stderr.strip() == f"warning: {sig} received after the command finished; its work is complete (exit code 0)"
+    assert seen(tmp / "out.zarr", refs) == "A"
