@@ -138,10 +138,11 @@ def staged_template(root: Path, monkeypatch) -> tuple[Path, list[str]]:
     def stop(label: str) -> None:
         raise _Stop(label)
 
+    hook = targets.checkpoint
     monkeypatch.setattr(targets, "checkpoint", stop)
     with pytest.raises(_Stop):
         runner.run(root / "B.yaml", overwrite=True)
-    monkeypatch.undo()
+    monkeypatch.setattr(targets, "checkpoint", hook)
     snap = snapshot(root, "staged")
     monkeypatch.setenv("PIPELINE_TEST_SWAP_LOG", str(root.parent / "steps.txt"))
     runner.run(root / "B.yaml", overwrite=True)
@@ -282,3 +283,38 @@ def test_verify_checks_a_store_with_a_leftover_old_array(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["verify", str(out)])
     assert res.exit_code == 0, res.output
     assert "out.zarr:result.pipeline-old: 9 of 9 chunks stored and readable, 0 damaged, 0 missing, complete" in res.output
+
+
+# -- without RENAME_EXCHANGE: two renames ---------------------------------------------------------------
+
+
+def test_without_the_exchange_a_crash_at_every_step_is_completed_by_the_rerun(tmp_path, monkeypatch):
+    """Where the file system cannot exchange two folders the swap takes two renames; a crash
+    (an exception at the step, in process) leaves the old store, the new one, or no store between
+    the renames; never a mix.  The next run completes the swap."""
+    root = tmp_path / "w"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    refs = setup(root, "shrink->valid")
+    monkeypatch.setattr(zarrswap, "_exchange", lambda a, b: False)
+    snap, steps = staged_template(root, monkeypatch)
+    assert "old store renamed" in steps and "new store renamed" in steps and "exchanged" not in steps
+    views = []
+    for n in range(1, len(steps) + 1):
+        restore(root, snap)
+        count = iter(range(1, n + 1))
+
+        def crash(label: str, count=count, n=n) -> None:
+            if next(count) == n:
+                raise _Stop(label)
+
+        monkeypatch.setattr(targets, "checkpoint", crash)
+        monkeypatch.setattr(zarrswap, "checkpoint", crash)
+        with pytest.raises(_Stop):
+            runner.run(root / "B.yaml", overwrite=True)
+        monkeypatch.setattr(targets, "checkpoint", lambda label: None)
+        monkeypatch.setattr(zarrswap, "checkpoint", lambda label: None)
+        views.append(seen(root / "out.zarr", refs) if (root / "out.zarr").exists() else "none")
+        runner.run(root / "B.yaml", overwrite=True)
+        assert seen(root / "out.zarr", refs) == "B"
+    assert views == ["A"] * steps.index("old store renamed") + ["none"] + ["B"] * (len(steps) - steps.index("new store renamed")), views
