@@ -88,8 +88,9 @@ def entrypoint(argv: list[str] | None = None) -> int:
     """The console script.  With ``--log-format json``, a usage error (unknown option, missing
     argument) is one JSON line too, so that every line on the log stream parses.  Once the
     command is done, a SIGTERM/SIGINT no longer kills the process mid-teardown
-    (:func:`~pipeline._cli_common.end_quietly`)."""
-    state["process"] = True
+    (:func:`~pipeline._cli_common.end_quietly`; only for the process's own command line, not for
+    an in-process call with ``argv``)."""
+    state["process"] = argv is None
     try:
         return _entry(argv)
     except SystemExit as exc:
