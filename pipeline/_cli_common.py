@@ -4,6 +4,9 @@ exception one line and exit code 1 (the traceback under ``--debug``)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from typing import Any
 
 import typer
@@ -11,7 +14,8 @@ import typer
 from .errors import ExitCode, PipelineError, interrupted_message
 
 #: ``debug`` (``--debug``); ``log`` (the command's :class:`~pipeline.batch.Log`, once it has one);
-#: ``showwarning`` (Python's warning printer while JSON logging replaces it)
+#: ``showwarning`` (Python's warning printer while JSON logging replaces it); ``process``: this is
+#: the console script's own process (see :func:`end_quietly`)
 state: dict[str, Any] = {"debug": False}
 
 
@@ -48,3 +52,28 @@ def guard(fn, *args: Any, **kwargs: Any) -> Any:
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as exc:  # noqa: BLE001 - the CLI boundary
         _fail(exc)
+
+
+def end_quietly(code: int) -> None:
+    """Once a command's work is done and its exit code decided: a SIGTERM/SIGINT during the
+    process's teardown (the interpreter joining threads, closing the cluster's leftovers) says so
+    in one line and ends the process at once with that exit code, instead of killing it by the
+    signal with no word (its output is complete).  Only in the console script's own process."""
+    if not state.get("process") or state.get("ending"):
+        return
+    state["ending"] = True
+    log = state.get("log")
+
+    def _late(signum: int, frame: Any) -> None:
+        message = f"{signal.Signals(signum).name} received after the command finished; its work is complete (exit code {code})"
+        try:
+            if log is not None and log.fmt == "json":
+                log.event("warning", message, level="warning", exit_code=code)
+            else:
+                sys.stdout.flush()
+                print(f"warning: {message}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(code)
+
+    signal.signal(signal.SIGTERM, _late)
+    signal.signal(signal.SIGINT, _late)

@@ -157,7 +157,7 @@ class OutputSpec(_Model):
 #: Names an output array cannot take: the store's own metadata files, and the sidecar's lock files
 #: and the suffixes of a replacement in progress (``pipeline.runner.STAGED``/``RETIRED``).
 _STORE_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
-_SIDECAR_FILES = ("lock", "lock.guard")
+_SIDECAR_FILES = ("lock", "lock.guard", "swap.json")
 _RESERVED_SUFFIXES = (".pipeline-new", ".pipeline-old")
 
 

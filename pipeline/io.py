@@ -27,7 +27,7 @@ from .targets.zarr import (
     COORD_MARK,
     check_coords,
     check_output_target,
-    consolidated_complete,
+    consolidated_state,
     create_output,
     default_compressors,
     finalize,
@@ -41,7 +41,7 @@ from .targets.zarr import (
 from .zarrchunks import chunk_grid, chunk_key, read_chunk, stored_chunk_keys
 
 __all__ = [  # re-exported: the rest of the package and the tests call them as io.<name>
-    "COORD_MARK", "check_coords", "check_output_target", "chunk_grid", "chunk_key", "consolidated_complete",
+    "COORD_MARK", "check_coords", "check_output_target", "chunk_grid", "chunk_key", "consolidated_state",
     "create_output", "default_compressors", "finalize", "is_local", "is_process_local", "local_path", "location",
     "open_output", "output_exists", "output_state", "protocol", "read_chunk", "remote_exists", "store_args",
     "stored_chunk_keys", "update_state", "write_coords", "write_scalars",
