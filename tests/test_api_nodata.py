@@ -5,6 +5,7 @@ every window (:func:`reference.brute_window`)."""
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 import pipeline
 from pipeline.cli import app
+from pipeline.config import MAX_WINDOW, load_config
 
 
 def _float(expected: np.ndarray) -> np.ndarray:
@@ -211,3 +213,57 @@ def test_a_masked_boolean_array_is_refused():
     m = np.ma.array(np.ones((3, 3), bool), mask=np.eye(3, dtype=bool))
     with pytest.raises(pipeline.InputError, match=r"^inputs\['m'\]: is a masked bool array"):
         pipeline.window_reduce("where(m, 1, 0)", {"m": m}, size=3)
+
+
+# ------------------------------------------------------------------ limits (issue 22, 19)
+
+
+def _config_refuses(window: dict) -> bool:
+    cfg = {"inputs": {"a": {"path": "in.zarr"}}, "op": "a", "window": window, "output": {"path": "out.zarr"}}
+    try:
+        load_config(cfg)
+    except pipeline.ConfigError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("size", [MAX_WINDOW + 1, 10**6, 10**9, [3, MAX_WINDOW + 1]])
+def test_api_refuses_a_window_the_config_refuses_before_any_work(size):
+    assert _config_refuses({"size": size})
+    start = time.perf_counter()
+    with pytest.raises(pipeline.ConfigError, match=r"^size: \d+ is larger than the largest window side, 16385$"):
+        pipeline.window_reduce("a", {"a": np.zeros((8, 8))}, size=size)
+    assert time.perf_counter() - start < 30  # size 1e6 ran ~15 minutes before
+
+
+def test_the_largest_window_side_is_accepted_by_both():
+    assert not _config_refuses({"size": MAX_WINDOW})
+    got = pipeline.window_reduce("a", {"a": np.arange(8)}, size=MAX_WINDOW)
+    np.testing.assert_array_equal(got, np.full(8, 28))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "where"),
+    [
+        (dict(weights=np.ones((1, MAX_WINDOW + 1))), "weights"),
+        (dict(weights=[[1]] * (MAX_WINDOW + 1)), "weights"),
+        (dict(footprint=np.eye(MAX_WINDOW + 1, 2, dtype=bool)), "footprint"),
+        (dict(footprint=np.ones((1, MAX_WINDOW + 1), bool)), "footprint"),
+    ],
+)
+def test_api_refuses_weights_wider_than_the_config_allows(kwargs, where):
+    assert _config_refuses({"weights": np.ones((1, MAX_WINDOW + 1), int).tolist()})
+    with pytest.raises(pipeline.ConfigError, match=rf"^{where}: .*16385"):
+        pipeline.window_reduce("a", {"a": np.zeros((8, 8))}, **kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "where"), [(dict(cval=2**70, boundary="constant"), "cval"),
+                                               (dict(fill_value=2**64, nodata={"a": 0}), "fill_value")])
+def test_api_refuses_integers_beyond_64_bits_as_the_config_does(kwargs, where):
+    window = {"size": 3, **({"cval": kwargs["cval"]} if "cval" in kwargs else {})}
+    cfg = {"inputs": {"a": {"path": "in.zarr"}}, "op": "a", "window": window,
+           "output": {"path": "out.zarr", **({"fill_value": kwargs["fill_value"]} if "fill_value" in kwargs else {})}}
+    with pytest.raises(pipeline.ConfigError):
+        load_config(cfg)
+    with pytest.raises(pipeline.ConfigError, match=rf"^{where}: an integer of \d+ bits does not fit in 64 bits$"):
+        pipeline.window_reduce("a", {"a": np.zeros((8, 8), np.uint8)}, size=3, **kwargs)
