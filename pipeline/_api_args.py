@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from typing import Any
 
 import numpy as np
 
 from . import labelled
+from .dtypes import check_64_bits
 from .errors import ArgumentTypeError, ConfigError, PipelineError
 from .registry import REDUCER_NAMES as REDUCERS
+from .window import MAX_WINDOW
 
 SCIPY_MODES = {"reflect": "reflect", "grid-mirror": "reflect", "constant": "constant", "grid-constant": "constant",
                "nearest": "nearest", "mirror": "mirror", "wrap": "wrap", "grid-wrap": "wrap"}
@@ -56,6 +58,7 @@ def plan_arguments(
     stats = _check_reduce(reduce)
     bnd, cval = _check_boundary(boundary, mode, cval)
     weights, size = _check_footprint(footprint, weights, size)
+    _check_limits(size, weights, cval, fill_value, "footprint" if footprint is not None else None)
     _check_types(chunks, axes, fill_value)
     _check_nodata(nodata, inputs)
     kw = dict(reduce=stats, boundary=bnd, cval=cval, shape=shape, weights=weights, axes=axes,
@@ -128,6 +131,23 @@ def _check_size(size: Any, axes: Any) -> tuple[Any, Any]:
             f"must be an int, a sequence of ints or a mapping of dim names to ints, got {size!r}", where="size"
         )
     return [int(s) for s in size], axes
+
+
+def _check_limits(size: Any, weights: Any, cval: Any, fill_value: Any, footprint: str | None) -> None:
+    """The bounds of configs (:data:`~pipeline.window.MAX_WINDOW` per window side, integers in 64
+    bits): a huge window fails here, not after minutes of work or an allocation of gigabytes."""
+    sides = [] if size is None else [size] if _is_int(size) else list(size)
+    if any(s > MAX_WINDOW for s in sides):
+        raise ConfigError(f"{max(sides)} is larger than the largest window side, {MAX_WINDOW}", where=footprint or "size")
+    if isinstance(weights, Sequence | np.ndarray) and (
+        len(weights) > MAX_WINDOW or any(isinstance(r, Sized) and len(r) > MAX_WINDOW for r in weights)
+    ):
+        raise ConfigError(f"is larger than {MAX_WINDOW} per side, the largest window side", where=footprint or "weights")
+    for where, value in (("cval", cval), ("fill_value", fill_value)):
+        try:
+            check_64_bits(value)
+        except ValueError as e:
+            raise ConfigError(str(e), where=where) from None
 
 
 def _check_types(chunks: Any, axes: Any, fill_value: Any) -> None:

@@ -1,12 +1,14 @@
 """What every ``pipeline`` command shares: the process state (``--debug``, the command's log) and
 the CLI boundary, where a user error becomes one line per problem and its exit code, and any other
-exception one line and exit code 1 (the traceback under ``--debug``)."""
+exception one line and exit code 1; under ``--debug`` the traceback instead of the line, with the
+same exit code."""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
+import traceback
 from typing import Any
 
 import typer
@@ -28,9 +30,15 @@ def say(message: str, code: int) -> None:
         typer.echo(message, err=True)
 
 
-def _fail(exc: BaseException) -> None:
+def _debug_exit(exc: BaseException, code: int) -> None:
+    """Under ``--debug``: the traceback on stderr, then the exit code the error has without it."""
     if state["debug"]:
-        raise exc
+        typer.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+        raise typer.Exit(code)
+
+
+def _fail(exc: BaseException) -> None:
+    _debug_exit(exc, int(exc.exit_code) if isinstance(exc, PipelineError) else int(ExitCode.FAILURE))
     if isinstance(exc, PipelineError):
         for line in exc.lines:  # every problem, one line each
             say(f"error: {line}", int(exc.exit_code))
@@ -46,8 +54,7 @@ def guard(fn, *args: Any, **kwargs: Any) -> Any:
     except typer.Exit:
         raise
     except KeyboardInterrupt as exc:
-        if state["debug"]:
-            raise
+        _debug_exit(exc, int(ExitCode.INTERRUPTED))
         say(interrupted_message(exc), int(ExitCode.INTERRUPTED))
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as exc:  # noqa: BLE001 - the CLI boundary

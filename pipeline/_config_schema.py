@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-#: Largest window side accepted; larger is almost surely a typo and would only waste memory.
-MAX_WINDOW = 16_385
+from .dtypes import check_64_bits as _check_number
+from .window import MAX_WINDOW
 
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 WindowSide = Annotated[StrictInt, Field(ge=1, le=MAX_WINDOW)]
@@ -167,13 +167,6 @@ def _check_output_array(v: str | None) -> str | None:
     parts = v.strip("/").split("/")
     if any(p in _STORE_FILES for p in parts) or parts[0] in _SIDECAR_FILES or v.endswith(_RESERVED_SUFFIXES):
         raise ValueError(f"{v!r} collides with a file of the store or of its .pipeline folder; choose another array name")
-    return v
-
-
-def _check_number(v: Any) -> Any:
-    """Integers beyond 64 bits (a 4,000-digit hex literal) are refused, not overflowed."""
-    if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**64:
-        raise ValueError(f"an integer of {v.bit_length()} bits does not fit in 64 bits")
     return v
 
 

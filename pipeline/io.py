@@ -21,6 +21,7 @@ from typing import Any
 
 import zarr
 
+from . import metadata
 from ._stores import is_local, is_process_local, local_path, location, protocol, remote_exists, store_args
 from .errors import InputError, OutputError
 from .targets.zarr import (
@@ -111,6 +112,9 @@ def describe_store(path: str, storage_options: Mapping[str, Any] | None = None) 
             lines.append(f"  codecs {codecs}")
         for key, value in dict(arr.attrs).items():
             text = json.dumps(value, default=str)
+            decoded = metadata.declared_nodata({key: value}) if key == "_FillValue" and isinstance(value, str) else None
+            if decoded is not None:  # xarray's base64 of a float fill value, shown as the number
+                text = f"{json.dumps(decoded[0])} (stored as base64 {text})"
             if len(text) > 200:
                 text = text[:197] + "..."
             lines.append(f"  attr {key} = {text}")

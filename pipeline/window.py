@@ -11,6 +11,9 @@ import numpy as np
 
 from .errors import ConfigError
 
+#: Largest window side accepted (configs and the API); larger is almost surely a typo and would
+#: only waste memory.
+MAX_WINDOW = 16_385
 #: At most this many pixels in a disk or weights footprint (2048 x 2048).
 MAX_FOOTPRINT = 2048 * 2048
 
