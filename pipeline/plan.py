@@ -279,6 +279,7 @@ def make_plan(
     nodata: Mapping[str, int | float | None] | None = None,
     dtype: str | Mapping[str, str] | None = None,
     fill_value: int | float | None = None,
+    origin: int | Sequence[int] = 0,
 ) -> Plan:
     """Decide everything about a run from input metadata alone (no I/O): the choices checked
     against the registries, then the window, the missing pixels, the dtypes and the grid."""
@@ -289,7 +290,7 @@ def make_plan(
     in_shape = check_inputs(used)
     ref_dims, storage = _reference(used, in_shape)
     ndim = len(in_shape)
-    win = plan_window(ndim, ref_dims, reds, size=size, shape=shape, weights=weights, axes=axes)
+    win = plan_window(ndim, ref_dims, reds, size=size, shape=shape, weights=weights, axes=axes, origin=origin)
     nd_used, missing_possible = plan_nodata(expr, inputs, nodata)
     values = registry.Values(expr.dtype, registry.window_values(expr.bounds, bnd, cval), win.area, bnd.name, win.weights)
     out_dtypes, stat_bounds, fills, acc_dtype = plan_dtypes(reds, values, missing_possible, dtype, fill_value)
