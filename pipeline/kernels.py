@@ -117,10 +117,7 @@ class Window:
     def out_shape(self) -> tuple[int, ...]:
         return tuple(e - s for s, e in zip(self.start, self.stop))
 
-    @property
-    def k(self) -> int:
-        """The number of window axes."""
-        return len(self.lo)
+    k = property(lambda self: len(self.lo), doc="The number of window axes.")
 
     def shifted(self, dy: int, dx: int) -> tuple[slice, slice]:
         """Index of the data at offset ``(dy, dx)`` from every centre."""
@@ -240,9 +237,9 @@ def footprint_extreme(x: np.ndarray, win: Window, op: str) -> np.ndarray:
     if runs is None:
         y = x
         for i, ax in enumerate(range(x.ndim - win.k, x.ndim)):
-            part = [slice(None)] * x.ndim
-            part[ax] = slice(win.start[i] - win.lo[i], win.stop[i] + win.hi[i])
-            y = running_extreme(y[tuple(part)], win.lo[i] + win.hi[i] + 1, ax, op)
+            keep = [slice(None)] * x.ndim
+            keep[ax] = slice(win.start[i] - win.lo[i], win.stop[i] + win.hi[i])
+            y = running_extreme(y[tuple(keep)], win.lo[i] + win.hi[i] + 1, ax, op)
         return np.ascontiguousarray(y)
     out = None
     by_run: dict[tuple[int, int], list[int]] = {}

@@ -284,3 +284,16 @@ def test_config_origin_errors_name_window_origin(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     res = CliRunner().invoke(app, ["validate", str(path)])
     assert res.exit_code == 2 and "window.origin" in res.output, res.output
+
+
+# ---- dask chunks narrower than the halo
+
+
+def test_dask_chunks_narrower_than_the_halo_are_widened_with_a_warning():
+    import dask.array as da
+
+    x = np.random.default_rng(8).integers(0, 9, (64, 64)).astype(np.int16)
+    lazy = da.from_array(x, chunks=((1, 63), (64,)))  # the chunks; halo 4
+    with pytest.warns(UserWarning, match=r"'a' chunks \(1, 63\) on axis 0 include one narrower than the window's halo 4; widened to \(64,\)"):
+        got = pipeline.window_reduce("a", {"a": lazy}, size=9, reduce="max", mode="reflect")
+    same(got.compute(), reference(x, (9, 9), (0, 1), "max", "reflect"), True)
