@@ -167,7 +167,9 @@ def _geometry(size, wmat: np.ndarray | None, ndim: int, dims, axes) -> tuple[tup
         shape = tuple(wmat.shape[order.index(i)] for i in range(2))  # the matrix's shape, in the axes' order
         if given is not None and given != shape:
             raise ConfigError(
-                f"window.size {size} differs from the weights' shape {list(wmat.shape)} along the window axes", where="window.size"
+                f"window.size {size} differs from the shape {list(wmat.shape)} of the weights (rows along the lower window axis: "
+                f"size {list(shape)} in the order of window.axes)",
+                where="window.size",
             )
         given = shape
     assert given is not None  # a size or a weights matrix

@@ -175,7 +175,7 @@ def test_plan_window_sorts_axes_and_keeps_weights_along_increasing_axes():
         win = plan_window(3, ("x", "band", "y"), reds, weights=[[1, 2, 3], [4, 5, 6]], axes=axes)
         assert win.axes == (0, 2) and win.sizes == (2, 3)
         assert win.weights == ((1, 2, 3), (4, 5, 6))
-    with pytest.raises(ConfigError, match="differs from the weights' shape"):
+    with pytest.raises(ConfigError, match=r"differs from the shape \[2, 3\] of the weights \(rows along the lower window axis: size \[3, 2\]"):
         plan_window(3, ("x", "band", "y"), reds, weights=[[1, 2, 3], [4, 5, 6]], axes=["y", "x"], size=[2, 3])
     win = plan_window(3, ("x", "band", "y"), reds, weights=[[1, 2, 3], [4, 5, 6]], axes=["y", "x"], size=[3, 2])
     assert win.sizes == (2, 3)
