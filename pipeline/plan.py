@@ -204,7 +204,8 @@ class Plan:
             f"input shape:   {self.in_shape}  dims {self.dims}",
             f"window:        {'x'.join(map(str, self.size))} {self.shape} on axes {self.window_axes}, "
             f"reduce {', '.join(self.stats)}, boundary {self.boundary}"
-            + (f" (cval {self.cval})" if self.bnd.fills else ""),
+            + (f" (cval {self.cval})" if self.bnd.fills else "")
+            + (f"; shifted by origin: arms before/after {self.lo}/{self.hi}" if self.lo != tuple(w // 2 for w in self.size) else ""),
             *(
                 f"{('output ' + st if self.multi else 'output') + ':':<15}shape {self.out_shape}, dtype {self.out_dtypes[st]}"
                 + (f", values in [{b[0]}, {b[1]}]" if (b := self.stat_bounds[st]) else "")
@@ -337,9 +338,11 @@ def check_choices(stats: tuple[str, ...], boundary: str, shape: str, cval: Any) 
 
 def _default_dims(ndim: int, window: Sequence[int] = ()) -> tuple[str, ...]:
     """Names for unnamed dimensions: ``y`` and ``x`` for the window axes (``x`` alone for a 1-D
-    window), ``dim_0``, ``dim_1``, ... for the others."""
+    window; ``z``, ``y``, ``x`` for the last three of a window over more axes), ``dim_0``,
+    ``dim_1``, ... for the others."""
     window = tuple(window) or tuple(range(max(0, ndim - 2), ndim))
-    spatial = dict(zip(window, ("y", "x") if len(window) == 2 else ("x",)))
+    named = ("x",) if len(window) == 1 else ("y", "x") if len(window) == 2 else ("z", "y", "x")
+    spatial = dict(zip(window[-len(named):], named))
     names, k = [], 0
     for ax in range(ndim):
         if ax in spatial:

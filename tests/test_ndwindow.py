@@ -297,3 +297,12 @@ def test_dask_chunks_narrower_than_the_halo_are_widened_with_a_warning():
     with pytest.warns(UserWarning, match=r"'a' chunks \(1, 63\) on axis 0 include one narrower than the window's halo 4; widened to \(64,\)"):
         got = pipeline.window_reduce("a", {"a": lazy}, size=9, reduce="max", mode="reflect")
     same(got.compute(), reference(x, (9, 9), (0, 1), "max", "reflect"), True)
+
+
+def test_plan_of_a_3d_window_names_unnamed_dimensions_and_shifts_its_arms():
+    from pipeline.plan import ArraySpec, make_plan
+
+    p = make_plan("a", {"a": ArraySpec("a", (2, 5, 6, 7), np.dtype("int16"))}, size=[3, 3, 3], axes=[1, 2, 3], origin=[1, 0, -1])
+    assert p.dims == ("dim_0", "z", "y", "x")
+    assert (p.lo, p.hi) == ((2, 1, 0), (0, 1, 2))  # lo = W // 2 + origin (scipy's placement)
+    assert "arms before/after (2, 1, 0)/(0, 1, 2)" in p.describe()
