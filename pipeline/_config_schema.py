@@ -108,10 +108,15 @@ Boundary = Literal["shrink", "valid", "constant", "reflect", "mirror", "nearest"
 Weight = StrictInt | float
 
 
+#: at most this many window axes (numpy's limit on dimensions)
+MAX_AXES = 32
+
+
 class WindowSpec(_Model):
     """The moving window and how it is reduced."""
 
-    size: WindowSide | tuple[WindowSide, WindowSide] | None = None  #: required unless weights are given
+    #: one size, or one per window axis; required unless weights are given
+    size: WindowSide | Annotated[tuple[WindowSide, ...], Field(min_length=1, max_length=MAX_AXES)] | None = None
     reduce: Reducer | Annotated[list[Reducer], Field(min_length=1)] = "sum"
     boundary: Boundary = "shrink"
     cval: StrictInt | float = 0  #: the value outside the image for boundary 'constant'
@@ -119,7 +124,9 @@ class WindowSpec(_Model):
     _cval_ok = field_validator("cval", mode="before")(classmethod(lambda cls, v: _check_number(v)))
     shape: Literal["rect", "disk"] = "rect"
     weights: Annotated[list[Annotated[list[Weight], Field(min_length=1)]], Field(min_length=1)] | None = None
-    axes: tuple[StrictInt | Name, StrictInt | Name] | tuple[StrictInt | Name] | None = None
+    axes: Annotated[tuple[StrictInt | Name, ...], Field(min_length=1, max_length=MAX_AXES)] | None = None
+    #: scipy.ndimage's ``origin``: the window shifted by ``-origin`` per axis (one int, or one per axis)
+    origin: StrictInt | Annotated[tuple[StrictInt, ...], Field(min_length=1, max_length=MAX_AXES)] = 0
 
     @field_validator("reduce")
     @classmethod
@@ -237,7 +244,7 @@ class ComputeSpec(_Model):
     #: unset: dask's config (``DASK_SCHEDULER_ADDRESS``, ``scheduler-address``, ``scheduler``),
     #: else threads
     scheduler: Annotated[str, AfterValidator(check_scheduler)] | None = None
-    chunks: Literal["auto"] | PositiveInt | tuple[PositiveInt, PositiveInt] = "auto"
+    chunks: Literal["auto"] | PositiveInt | Annotated[tuple[PositiveInt, ...], Field(min_length=1, max_length=MAX_AXES)] = "auto"
     workers: PositiveInt | None = None  #: threads or processes, or local-cluster workers; default: the CPU count
     threads_per_worker: PositiveInt | None = None  #: local-cluster: threads in each worker (default 1)
     memory_limit: Bytes | None = None  #: local-cluster: per worker (default: system memory / workers)

@@ -58,6 +58,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         shape=cfg.window.shape,
         weights=cfg.window.weights,
         axes=cfg.window.axes,
+        origin=cfg.window.origin,
         nodata=nodata,
         dtype=cfg.output.dtype,
         fill_value=cfg.output.fill_value,

@@ -54,6 +54,7 @@ def window_reduce(
     fill_value: int | float | None = None,
     mode: Mode | None = None,
     footprint: Any = None,
+    origin: int | Sequence[int] = 0,
 ) -> Result:
     """Reduce ``op`` (a pointwise expression of the named inputs) over a moving window.
 
@@ -116,6 +117,12 @@ def window_reduce(
         ``"mirror"``, ``"wrap"`` and their ``grid-`` forms).
     footprint
         scipy.ndimage's boolean footprint: the window pixels that count (``weights`` of 0/1).
+        Its rows and columns (as those of ``weights``) run along the window axes in increasing
+        order, whatever the order ``axes`` names them in, as in ``scipy.ndimage.correlate``.
+    origin
+        scipy.ndimage's ``origin``: an int, or one per window axis (in the order of ``axes``, as
+        ``size``); the window on pixel ``i`` then covers ``i - W//2 - origin … i - W//2 -
+        origin + W - 1`` (``-(W//2) <= origin <= (W-1)//2``).
 
     Returns
     -------
@@ -136,7 +143,7 @@ def window_reduce(
     inputs = as_inputs(inputs)
     size, chunks, kw = plan_arguments(
         inputs, size=size, reduce=reduce, boundary=boundary, chunks=chunks, cval=cval, shape=shape, weights=weights,
-        axes=axes, nodata=nodata, dtype=dtype, fill_value=fill_value, mode=mode, footprint=footprint,
+        axes=axes, nodata=nodata, dtype=dtype, fill_value=fill_value, mode=mode, footprint=footprint, origin=origin,
     )
     arrays = as_arrays(inputs)
     names = parse_expression(op, {n: np.dtype(x.dtype) for n, x in arrays.items()}).names
