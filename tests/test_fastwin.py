@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
@@ -50,15 +51,48 @@ def _image(rng, shape, dtype, nodata):
     miss, nd = None, None
     if nodata:
         miss = rng.random(shape) < 0.3
+        miss[: shape[0] // 2, : shape[1] // 2] = True  # a missing corner: windows without a valid pixel
         if dt.kind == "f":
             x[miss] = np.nan
         else:
             nd = {"a": int(x.flat[1])}
+            x[miss] = x.flat[1]
             miss = x == x.flat[1]
     return x, miss, nd
 
 
-def _compare(got, ref, reduce, scale):
+def _readme_int_output(dtype, reduce, boundary, cval, n, nodata):
+    """The README's integer output dtype and empty-window fill (None: no fill) of ``reduce`` over
+    ``n``-pixel windows of a ``dtype`` image: sum int32 if ``[min(l, n·l), max(h, n·h)]`` fits, else
+    int64; min/max the image's dtype widened to hold ``cval``; count int32; then, when a window
+    can be empty, the fill is the lowest value of the narrowest dtype whose lowest value no
+    result can equal."""
+    info = np.iinfo(dtype)
+    lo, hi = int(info.min), int(info.max)
+    if boundary == "constant":
+        lo, hi = min(lo, cval), max(hi, cval)
+    if reduce == "count":
+        return np.dtype("int32"), None
+    if reduce == "sum":
+        lo, hi = min(lo, n * lo), max(hi, n * hi)
+        candidates = ["int32", "int64"]
+    else:
+        candidates = [dtype, "int8", "int16", "int32", "int64"]
+
+    def narrowest(lo, hi, names):
+        return next(np.dtype(t) for t in names if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
+
+    out = narrowest(lo, hi, candidates)
+    if not nodata:
+        return out, None
+    if np.iinfo(out).min >= lo:  # the dtype's lowest value is a possible result: widen
+        out = narrowest(lo - 1, hi, ["int8", "int16", "int32", "int64"])
+    return out, int(np.iinfo(out).min)
+
+
+def _compare(got, ref, reduce, scale, fill=None):
+    """``got`` against the brute-force ``ref`` (None: a window without a valid pixel, NaN in float
+    outputs, ``fill`` in integer ones)."""
     none = np.vectorize(lambda v: v is None, otypes=[bool])(ref)
     if got.dtype.kind == "f":
         r = np.array([np.nan if v is None else float(v) for v in ref.ravel()]).reshape(ref.shape)
@@ -66,13 +100,16 @@ def _compare(got, ref, reduce, scale):
         np.testing.assert_allclose(got, r, rtol=1e-9, atol=atol, equal_nan=True)
     else:
         assert [int(v) for v in got[~none].ravel()] == [int(v) for v in ref[~none].ravel()]
+        if none.any():
+            assert fill is not None and [int(v) for v in got[none].ravel()] == [fill] * int(none.sum())
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int32", "float32", "float64"])
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 @pytest.mark.parametrize("nodata", [False, True])
 def test_every_reducer_boundary_dtype_nodata_matches_brute_force(dtype, boundary, nodata):
-    rng = np.random.default_rng(abs(hash((dtype, boundary, nodata))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((dtype, boundary, nodata)).encode()))
+    empty = 0
     for size in [(3, 4), (1, 6), (7, 2), (9, 9)]:  # (9, 9): windows wider than the image
         x, miss, nd = _image(rng, (6, 8), dtype, nodata)
         if boundary == "valid" and size[0] > 6:
@@ -81,7 +118,13 @@ def test_every_reducer_boundary_dtype_nodata_matches_brute_force(dtype, boundary
         scale = float(np.nanmax(np.abs(x.astype(np.float64)))) + 3
         for st in REDUCERS:
             ref = brute_window(x, size, st, boundary=boundary, cval=-3, missing=miss)
-            _compare(got[st], ref, st, scale)
+            fill = None
+            if np.dtype(dtype).kind != "f" and st in ("sum", "count", "min", "max"):
+                out_dtype, fill = _readme_int_output(dtype, st, boundary, -3, size[0] * size[1], nodata)
+                assert got[st].dtype == out_dtype, (st, got[st].dtype, out_dtype)
+            empty += int(np.vectorize(lambda v: v is None, otypes=[bool])(ref).sum())
+            _compare(got[st], ref, st, scale, fill)
+    assert (empty > 0) == nodata  # the fill of empty windows is tested with nodata
 
 
 def test_leading_axes_and_window_axes_not_last():
