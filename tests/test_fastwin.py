@@ -17,7 +17,7 @@ from hypothesis import strategies as hst
 
 import pipeline
 from pipeline import fastwin
-from reference import brute_window
+from reference import brute_window, readme_int_output
 
 pytestmark = pytest.mark.skipif(not fastwin.AVAILABLE, reason="numba not installed")
 
@@ -61,35 +61,6 @@ def _image(rng, shape, dtype, nodata):
     return x, miss, nd
 
 
-def _readme_int_output(dtype, reduce, boundary, cval, n, nodata):
-    """The README's integer output dtype and empty-window fill (None: no fill) of ``reduce`` over
-    ``n``-pixel windows of a ``dtype`` image: sum int32 if ``[min(l, n·l), max(h, n·h)]`` fits, else
-    int64; min/max the image's dtype widened to hold ``cval``; count int32; then, when a window
-    can be empty, the fill is the lowest value of the narrowest dtype whose lowest value no
-    result can equal."""
-    info = np.iinfo(dtype)
-    lo, hi = int(info.min), int(info.max)
-    if boundary == "constant":
-        lo, hi = min(lo, cval), max(hi, cval)
-    if reduce == "count":
-        return np.dtype("int32"), None
-    if reduce == "sum":
-        lo, hi = min(lo, n * lo), max(hi, n * hi)
-        candidates = ["int32", "int64"]
-    else:
-        candidates = [dtype, "int8", "int16", "int32", "int64"]
-
-    def narrowest(lo, hi, names):
-        return next(np.dtype(t) for t in names if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
-
-    out = narrowest(lo, hi, candidates)
-    if not nodata:
-        return out, None
-    if np.iinfo(out).min >= lo:  # the dtype's lowest value is a possible result: widen
-        out = narrowest(lo - 1, hi, ["int8", "int16", "int32", "int64"])
-    return out, int(np.iinfo(out).min)
-
-
 def _compare(got, ref, reduce, scale, fill=None):
     """``got`` against the brute-force ``ref`` (None: a window without a valid pixel, NaN in float
     outputs, ``fill`` in integer ones)."""
@@ -120,7 +91,9 @@ def test_every_reducer_boundary_dtype_nodata_matches_brute_force(dtype, boundary
             ref = brute_window(x, size, st, boundary=boundary, cval=-3, missing=miss)
             fill = None
             if np.dtype(dtype).kind != "f" and st in ("sum", "count", "min", "max"):
-                out_dtype, fill = _readme_int_output(dtype, st, boundary, -3, size[0] * size[1], nodata)
+                info = np.iinfo(dtype)
+                out_dtype, fill = readme_int_output((int(info.min), int(info.max)), dtype, st, boundary=boundary, cval=-3,
+                                                    pixels=size[0] * size[1], empty=nodata)
                 assert got[st].dtype == out_dtype, (st, got[st].dtype, out_dtype)
             empty += int(np.vectorize(lambda v: v is None, otypes=[bool])(ref).sum())
             _compare(got[st], ref, st, scale, fill)
