@@ -4,6 +4,7 @@ boundary x window shape x input dtype x chunking, missing pixels, several statis
 from __future__ import annotations
 
 import os
+import zlib
 
 import dask.array as da
 import numpy as np
@@ -215,6 +216,20 @@ def test_uniform_filter_and_min_filter_on_a_big_window():
         got = pipeline.window_reduce("a", {"a": da.from_array(x, chunks=(13, 17))}, size=(21, 30), reduce="min",
                                      boundary=mode).compute()
         np.testing.assert_array_equal(got, ndimage.minimum_filter(x, size=(21, 30), mode=mode))
+
+
+@pytest.mark.parametrize("op", ["m", "m * v", "where(m, v, 0) - m"])
+def test_bool_inputs_count_as_0_and_1(op):
+    rng = np.random.default_rng(zlib.crc32(op.encode()))
+    m = rng.random((11, 13)) < 0.4
+    v = rng.integers(-9, 9, (11, 13)).astype(np.int16)
+    mi, vi = m.astype(object).astype(int), v.astype(object)
+    field = {"m": mi, "m * v": mi * vi, "where(m, v, 0) - m": np.where(m, vi, 0) - mi}[op]
+    for stat in REDUCERS:
+        got = pipeline.window_reduce(op, {"m": m, "v": v}, size=(3, 4), reduce=stat, boundary="reflect")
+        check(got, brute_window(field, (3, 4), stat, boundary="reflect"))
+        if op == "m" and stat in ("min", "max"):
+            assert got.dtype == np.bool_
 
 
 def test_disk_footprint_definition():
