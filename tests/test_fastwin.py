@@ -17,6 +17,7 @@ from hypothesis import strategies as hst
 
 import pipeline
 from pipeline import fastwin
+from kernel_paths import KERNELS, kernel_path
 from reference import brute_window, readme_int_output
 
 pytestmark = pytest.mark.skipif(not fastwin.AVAILABLE, reason="numba not installed")
@@ -78,7 +79,13 @@ def _compare(got, ref, reduce, scale, fill=None):
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int32", "float32", "float64"])
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 @pytest.mark.parametrize("nodata", [False, True])
-def test_every_reducer_boundary_dtype_nodata_matches_brute_force(dtype, boundary, nodata):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_every_reducer_boundary_dtype_nodata_matches_brute_force(kernel, dtype, boundary, nodata):
+    with kernel_path(kernel):
+        _every_reducer_matches_brute_force(dtype, boundary, nodata)
+
+
+def _every_reducer_matches_brute_force(dtype, boundary, nodata):
     rng = np.random.default_rng(zlib.crc32(repr((dtype, boundary, nodata)).encode()))
     empty = 0
     for size in [(3, 4), (1, 6), (7, 2), (9, 9)]:  # (9, 9): windows wider than the image
@@ -213,6 +220,15 @@ def test_min_max_and_moments_match_scipy_on_odd_windows(h, w, w0, w1, dtype, bou
     pad = np.pad(f, [(size[0] // 2,) * 2, (size[1] // 2,) * 2], mode={"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap", "constant": "constant"}[boundary], **({"constant_values": -3} if boundary == "constant" else {}))
     win = np.lib.stride_tricks.sliding_window_view(pad, size)
     np.testing.assert_allclose(got["var"], win.var(axis=(-2, -1)), rtol=1e-7, atol=1e-7 * 2**20)
+
+
+@settings(max_examples=20, deadline=None)
+@given(h=hst.integers(1, 40), w=hst.integers(1, 300), w0=hst.integers(0, 20), w1=hst.integers(0, 150),
+       dtype=hst.sampled_from(["uint8", "int32", "float64"]), boundary=hst.sampled_from(sorted(SCIPY_MODES)),
+       seed=hst.integers(0, 2**16))
+def test_min_max_and_moments_match_scipy_on_the_numpy_path(h, w, w0, w1, dtype, boundary, seed):
+    with kernel_path("numpy"):
+        test_min_max_and_moments_match_scipy_on_odd_windows.hypothesis.inner_test(h, w, w0, w1, dtype, boundary, seed)
 
 
 def test_bench_kernels_without_scipy_summarises_per_reducer(tmp_path):

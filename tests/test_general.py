@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pipeline
+from kernel_paths import kernel_path
 from reference import brute_window, disk_reference, readme_int_output
 
 REDUCERS = ["sum", "mean", "min", "max", "var", "std", "count"]
@@ -171,6 +172,14 @@ def test_grid_matches_brute_force(case):
             assert np.array_equal(whole[stat], got[stat])
 
 
+@settings(max_examples=int(os.environ.get("PIPELINE_GRID_EXAMPLES", 300)) // 3, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(grid_cases())
+def test_grid_matches_brute_force_on_the_numpy_path(case):
+    with kernel_path("numpy"):
+        test_grid_matches_brute_force.hypothesis.inner_test(case)
+
+
 # ------------------------------------------------------------------ scipy.ndimage as a second reference
 
 SCIPY_MODES = ["constant", "reflect", "mirror", "nearest", "wrap"]
@@ -313,6 +322,13 @@ def test_missing_at_borders_and_across_chunk_seams(seed, reduce, boundary):
     got = pipeline.window_reduce("a * 2 + b", {"a": da.from_array(a, chunks=5), "b": da.from_array(b, chunks=(4, 6))},
                                  size=(3, 4), reduce=reduce, boundary=boundary, cval=1, nodata={"a": -1}, chunks=5)
     check(got.compute(), ref, atol=1e-6 if reduce in ("var", "std") else None)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.sampled_from(REDUCERS), st.sampled_from(BOUNDARIES))
+def test_missing_at_borders_and_across_chunk_seams_on_the_numpy_path(seed, reduce, boundary):
+    with kernel_path("numpy"):
+        test_missing_at_borders_and_across_chunk_seams.hypothesis.inner_test(seed, reduce, boundary)
 
 
 def test_nodata_config_errors():
