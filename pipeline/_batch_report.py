@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fnmatch
 import json
 import os
 import socket
+import stat
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from . import safety
 from ._batch_log import utc_now
 from ._batch_vars import expand_paths
-from .errors import ConfigError, ExitCode
+from .errors import ConfigError, ExitCode, OutputError
 
 
 @dataclass
@@ -83,7 +85,7 @@ def report_doc(records: Sequence[Record], info: BatchInfo | None = None, *, dry_
     counts: dict[str, int] = {}
     for r in records:
         counts[r.status] = counts.get(r.status, 0) + 1
-    doc: dict[str, Any] = {"pipeline_version": __version__}
+    doc: dict[str, Any] = {"format": REPORT_FORMAT, "pipeline_version": __version__}
     if info is not None:
         doc.update(batch=info.id, host=info.host, started=info.started)
     doc.update(
@@ -115,18 +117,62 @@ def _write_atomic(path: str | os.PathLike[str], text: str, *, what: str) -> None
 
 #: reports that retention (``--keep-reports``) may delete: the names workflows/pipeline-batch.sh gives
 REPORT_PATTERN = "pipeline-*.json"
+#: the marker inside every report this tool writes (its ``format`` key): retention deletes, and
+#: ``latest.json`` replaces, only files that carry it (a config cannot: its keys are fixed)
+REPORT_FORMAT = "pipeline-batch-report/1"
+#: the keys of a report written before the marker (exactly these, ``batch``/``host``/``started`` optional)
+_LEGACY_KEYS = frozenset({"pipeline_version", "finished", "dry_run", "exit_code", "counts", "not_started", "runs"})
+_REPORT_MAX_BYTES = 64 << 20  # a bigger file is no report of ours (and is not read whole)
 
 
-def publish_report(path: str | os.PathLike[str], keep: int | None) -> list[Path]:
-    """After ``path`` was written: copy it to ``latest.json`` beside it and, with ``keep``, delete
-    the oldest reports named like :data:`REPORT_PATTERN` in that folder beyond the newest ``keep``
-    (never any other file).  Returns the deleted files."""
+def is_report(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a report this tool wrote: a plain file (no symlink) holding a JSON
+    object with the marker :data:`REPORT_FORMAT` (or a report of an earlier version: exactly
+    its keys)."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _REPORT_MAX_BYTES:
+            return False
+        with open(path, "rb") as f:
+            doc = json.loads(f.read(_REPORT_MAX_BYTES + 1))
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(doc, dict):
+        return False
+    if doc.get("format") == REPORT_FORMAT:
+        return True
+    return _LEGACY_KEYS <= doc.keys() <= _LEGACY_KEYS | {"batch", "host", "started"} and isinstance(doc["runs"], list)
+
+
+def latest_path(report: str | os.PathLike[str]) -> Path:
+    """Where ``--keep-reports`` publishes the newest report: ``latest.json`` beside it."""
+    return Path(report).parent / "latest.json"
+
+
+def check_latest(report: str | os.PathLike[str]) -> None:
+    """Refuse to replace a ``latest.json`` beside ``report`` that this tool did not write."""
+    latest = latest_path(report)
+    if os.path.lexists(latest) and not is_report(latest):
+        raise OutputError(f"{latest} exists and is not a report written by pipeline; refusing to replace it (move it away)", where="--keep-reports")
+
+
+def publish_report(path: str | os.PathLike[str], keep: int | None, protected: Collection[str] = ()) -> list[Path]:
+    """After ``path`` was written: copy it to ``latest.json`` beside it (refused where that is not
+    a report of ours) and, with ``keep``, delete the oldest reports in that folder beyond the
+    newest ``keep``: files named like :data:`REPORT_PATTERN` that carry the marker (see
+    :func:`is_report`), never ``path`` nor anything at or inside ``protected`` (the batch's
+    configs, inputs and outputs).  Returns the deleted files."""
     p = Path(path)
-    _write_atomic(p.parent / "latest.json", p.read_text(encoding="utf-8"), what="latest.json")
+    check_latest(p)
+    _write_atomic(latest_path(p), p.read_text(encoding="utf-8"), what="latest.json")
     if keep is None:
         return []
-    reports = sorted((q for q in p.parent.glob(REPORT_PATTERN) if q.is_file() and not q.is_symlink()), key=lambda q: (q.stat().st_mtime, q.name))
-    old = [q for q in reports[: max(0, len(reports) - keep)] if q != p]
+    spared = [Path(q).resolve() for q in [*protected, str(p)]]
+    reports = sorted(
+        (q for q in p.parent.iterdir() if fnmatch.fnmatchcase(q.name, REPORT_PATTERN) and is_report(q)),
+        key=lambda q: (q.stat().st_mtime, q.name),
+    )
+    old = [q for q in reports[: max(0, len(reports) - keep)] if not any(safety.overlaps(q.resolve(), s) for s in spared)]
     for q in old:
         q.unlink(missing_ok=True)
     return old
@@ -174,27 +220,59 @@ def write_metrics(path: str | os.PathLike[str], records: Sequence[Record], info:
     _write_atomic(path, metrics_text(records, info), what="the metrics")
 
 
-def check_report(
-    report: str | os.PathLike[str],
+def check_files(
+    configs: Sequence[str | os.PathLike[str]],
+    *,
+    report: str | os.PathLike[str] | None = None,
+    metrics: str | os.PathLike[str] | None = None,
+    keep_reports: int | None = None,
+    overrides: Sequence[str] = (),
+    variables: Mapping[str, str] | None = None,
+    var_sets: Sequence[Mapping[str, str]] = ({},),
+) -> dict[str, str]:
+    """Refuse, before any run, a report or metrics path that is a config, an input or an output of
+    one (each config read as every set of batch values resolves it, as far as it loads), or
+    whose folder is not writable; a metrics path that is the report or its ``latest.json``; and
+    a ``latest.json`` of someone else (with ``keep_reports``).  Returns the protected paths
+    (label -> path)."""
+    protected = protected_paths(configs, overrides=overrides, variables=variables, var_sets=var_sets)
+    if report is not None:
+        safety.check_batch_file(report, protected, "--report")
+        if keep_reports is not None:
+            check_latest(report)
+    if metrics is not None:
+        others = dict(protected)
+        if report is not None:
+            others[f"the report {report}"] = str(report)
+            if keep_reports is not None:
+                others["latest.json"] = str(latest_path(report))
+        safety.check_batch_file(metrics, others, "--metrics")
+    return protected
+
+
+def protected_paths(
     configs: Sequence[str | os.PathLike[str]],
     *,
     overrides: Sequence[str] = (),
     variables: Mapping[str, str] | None = None,
-) -> None:
-    """Refuse, before any run, a report path that is a config, an input or an output of one
-    (read as far as each config loads), or whose folder is not writable."""
+    var_sets: Sequence[Mapping[str, str]] = ({},),
+) -> dict[str, str]:
+    """Label -> local path of every config, and of the inputs and output of each config as each
+    set of batch values resolves it (the values as a run takes them: over ``variables``)."""
     from . import io
     from .config import load_config
 
+    base = os.environ if variables is None else variables
     protected: dict[str, str] = {}
     for config in expand_paths(configs):
         protected[f"config {config}"] = str(config)
-        with contextlib.suppress(Exception):  # a bad config is reported by its own run
-            cfg = load_config(config, overrides=overrides, variables=variables)
-            for name, spec in cfg.inputs.items():
-                if io.is_local(spec.path):
-                    protected[f"inputs.{name} of {config}"] = io.local_path(spec.path)
-            if io.is_local(cfg.output.path):
-                protected[f"the output of {config}"] = io.local_path(cfg.output.path)
-    safety.check_report_path(report, protected)
-
+        for vs in var_sets or ({},):
+            at = f"{config}" + "".join(f" {k}={v}" for k, v in vs.items())
+            with contextlib.suppress(Exception):  # a bad config is reported by its own run
+                cfg = load_config(config, overrides=overrides, variables={**base, **vs}, confine=vs.keys())
+                for name, spec in cfg.inputs.items():
+                    if io.is_local(spec.path):
+                        protected[f"inputs.{name} of {at}"] = io.local_path(spec.path)
+                if io.is_local(cfg.output.path):
+                    protected[f"the output of {at}"] = io.local_path(cfg.output.path)
+    return protected

@@ -7,7 +7,7 @@ import csv
 import glob
 import itertools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from ._config_templates import is_variable_name, parse_assignment
 from .errors import ConfigError
@@ -33,11 +33,10 @@ def variable_sets(
     """The sets of template values a batch runs over.
 
     ``assignments`` are ``--var NAME=VALUE`` options; a comma-separated value is a list
-    (``--var DATE=2026-11-20,2026-11-21``).  ``vars_from`` is a CSV file whose header row names
-    the variables and whose every other row is one set (for values containing commas; rows whose
-    first cell starts with ``#`` are comments).  Lists and rows combine as a matrix (every
-    combination, in order).  A name given twice is an error, never a silent override.  No
-    variables: one empty set."""
+    (``--var DATE=2026-11-20,2026-11-21``).  ``vars_from`` is a CSV file (see
+    :func:`_read_vars_file`).  Lists and rows combine as a matrix (every combination, in order).
+    A name given twice is an error, never a silent override; so is an empty value (``--var
+    D=a,``).  No variables: one empty set."""
     axes: list[list[dict[str, str]]] = []
     seen: dict[str, str] = {}
     for text in assignments:
@@ -45,24 +44,52 @@ def variable_sets(
         if name in seen:
             raise ConfigError(f"{name} is given twice ({seen[name]!r} and {text!r}); give a list as --var {name}=a,b,c", where="--var")
         seen[name] = text
-        axes.append([{name: v} for v in value.split(",")])
+        values = value.split(",")
+        if not all(values):
+            raise ConfigError(f"{name} has an empty value in {text!r} (a value is required; no trailing comma)", where="--var")
+        axes.append([{name: v} for v in values])
     if vars_from is not None:
         axes.append(_read_vars_file(vars_from, seen))
     return [{k: v for part in combo for k, v in part.items()} for combo in itertools.product(*axes)]
 
 
+def _csv_rows(f: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """The rows of a CSV file with their line numbers; a line whose first character is ``#``,
+    where a row starts, is a comment (a first value that starts with ``#`` is quoted: ``"#1"``);
+    blank rows are skipped."""
+    state = {"line": 0, "start": 0, "at_row": True}
+
+    def lines() -> Iterator[str]:
+        for line in f:
+            state["line"] += 1
+            if state["at_row"] and line.startswith("#"):
+                continue
+            if state["at_row"]:
+                state["start"], state["at_row"] = state["line"], False
+            yield line
+
+    reader = csv.reader(lines())
+    for row in reader:
+        if row and any(c.strip() for c in row):
+            yield state["start"], row
+        state["at_row"] = True
+
+
 def _read_vars_file(path: str | os.PathLike[str], seen: Mapping[str, str]) -> list[dict[str, str]]:
+    """``--vars-from``: a header row of variable names, then one row of values per set (values
+    trimmed, none empty).  UTF-8, with or without a byte-order mark (spreadsheets' "CSV UTF-8");
+    lines starting with ``#`` are comments."""
     where = f"--vars-from {path}"
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            rows = list(_csv_rows(f))
     except FileNotFoundError:
         raise ConfigError("file not found", where=where) from None
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise ConfigError(f"cannot read it ({e.__class__.__name__}: {e})", where=where) from None
     if len(rows) < 2:
         raise ConfigError("expected a header row of variable names and at least one row of values", where=where)
-    names = [c.strip() for c in rows[0]]
+    names = [c.strip() for c in rows[0][1]]
     for name in names:
         if not is_variable_name(name):
             raise ConfigError(f"bad variable name {name!r} in the header row", where=where)
@@ -71,9 +98,12 @@ def _read_vars_file(path: str | os.PathLike[str], seen: Mapping[str, str]) -> li
     if len(set(names)) != len(names):
         raise ConfigError(f"a variable is named twice in the header row {names}", where=where)
     sets = []
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in rows[1:]:
         if len(row) != len(names):
-            raise ConfigError(f"row {line} has {len(row)} values for {len(names)} names", where=where)
-        sets.append({n: v.strip() for n, v in zip(names, row)})
+            raise ConfigError(f"line {line} has {len(row)} values for {len(names)} names", where=where)
+        values = {n: v.strip() for n, v in zip(names, row)}
+        empty = [n for n, v in values.items() if not v]
+        if empty:
+            raise ConfigError(f"line {line} has an empty value for {empty[0]} (a value is required)", where=where)
+        sets.append(values)
     return sets
-

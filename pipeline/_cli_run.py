@@ -155,7 +155,8 @@ def run(
         typer.Option(
             "--keep-reports",
             min=1,
-            help="With --report: also write latest.json beside it and keep only the newest N pipeline-*.json reports there.",
+            help="With --report: also write latest.json beside it and keep only the newest N pipeline-*.json reports there "
+            "(only reports pipeline wrote are ever replaced or deleted).",
         ),
     ] = None,
     metrics: Annotated[
@@ -176,13 +177,18 @@ def run(
         from . import batch
 
         job = _Batch.start(log_format, quiet, var, vars_from, set_, scheduler)
-        if report is not None:
-            batch.check_report(report, configs, overrides=job.overrides, variables=job.variables)  # before any run writes
+        protected: dict[str, str] = {}
+        if report is not None or metrics is not None:  # before any run writes
+            protected = batch.check_files(
+                configs, report=report, metrics=metrics, keep_reports=keep_reports,
+                overrides=job.overrides, variables=job.variables, var_sets=job.var_sets,
+            )
         records = job.run(configs, overwrite=overwrite, dry_run=dry_run, force=force)
         late: list[str] = []  # a signal now must not cost the report: note it, finish, exit 4
         signal.signal(signal.SIGTERM, lambda signum, frame: late.append(signal.Signals(signum).name))
         code = job.exit_code(records)
-        failed = _write_records(job, records, report=report, keep_reports=keep_reports, metrics=metrics, dry_run=dry_run)
+        files = _Files(report, keep_reports, metrics, protected)
+        failed = _write_records(job, records, files, dry_run=dry_run)
         if failed is not None:
             return code or failed
         if late and not code:
@@ -193,18 +199,29 @@ def run(
     _exit_with(go, sigterm=_interrupt)  # SIGTERM stops the run from before the (slow) imports on
 
 
-def _write_records(job: _Batch, records: list[Any], *, report: Path | None, keep_reports: int | None, metrics: Path | None, dry_run: bool) -> int | None:
+@dataclass
+class _Files:
+    """What a finished batch writes: the report (and its retention), the metrics, and what
+    retention must never delete (the batch's configs, inputs and outputs)."""
+
+    report: Path | None
+    keep_reports: int | None
+    metrics: Path | None
+    protected: dict[str, str]
+
+
+def _write_records(job: _Batch, records: list[Any], files: _Files, *, dry_run: bool) -> int | None:
     """The report (and its retention) and the metrics of a finished batch; a failure to write
     them is logged in the log's format and gives its exit code (None: all written)."""
     from . import batch
 
     try:
-        if report is not None:
-            batch.write_report(report, records, job.info, dry_run=dry_run)
-            if keep_reports is not None:
-                batch.publish_report(report, keep_reports)
-        if metrics is not None and not dry_run:
-            batch.write_metrics(metrics, records, job.info)
+        if files.report is not None:
+            batch.write_report(files.report, records, job.info, dry_run=dry_run)
+            if files.keep_reports is not None:
+                batch.publish_report(files.report, files.keep_reports, protected=files.protected.values())
+        if files.metrics is not None and not dry_run:
+            batch.write_metrics(files.metrics, records, job.info)
     except PipelineError as exc:  # the runs are done; say so on the log stream, in its format
         job.log.event("error", str(exc), level="error", exit_code=int(exc.exit_code))
         return int(exc.exit_code)

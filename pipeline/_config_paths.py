@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from ._config_schema import Config
+from ._config_schema import Config, check_path_length
 from .errors import ConfigError
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -26,31 +26,42 @@ def _is_url(path: str) -> bool:
     return bool(_URL.match(path))
 
 
-def _resolve(path: str, base: Path) -> str:
+def _resolve(path: str, base: Path, key: str) -> str:
+    """``path`` against ``base`` (URLs as they are), held to the path limits once resolved (an
+    absolute path and the same path written relatively are accepted alike)."""
     if path.startswith("file://") and not path[len("file://") :].startswith("/"):
-        return "file://" + _resolve(path[len("file://") :], base)  # relative: against the config's folder
+        return "file://" + _resolve(path[len("file://") :], base, key)  # relative: against the config's folder
     if _is_url(path):
         return path
     p = Path(os.path.expanduser(path))
     if not p.is_absolute():
         p = base / p
-    return os.path.normpath(str(p))
+    resolved = os.path.normpath(str(p))
+    try:
+        return check_path_length(resolved)
+    except ValueError as e:
+        raise ConfigError(f"{e} once resolved ({resolved[:60]}...)", where=key) from None
 
 
-def resolve_paths(cfg: Config, base: Path) -> Config:
+def resolve_paths(cfg: Config, base: Path, source: str = "config") -> Config:
     """``cfg`` with every file path (inputs, ready markers, the output, TLS files) resolved
     against ``base``; URLs are kept as they are."""
     inputs = {
         k: v.model_copy(
-            update={"path": _resolve(v.path, base), "ready_marker": None if v.ready_marker is None else _resolve(v.ready_marker, base)}
+            update={
+                "path": _resolve(v.path, base, f"{source}: inputs.{k}.path"),
+                "ready_marker": None if v.ready_marker is None else _resolve(v.ready_marker, base, f"{source}: inputs.{k}.ready_marker"),
+            }
         )
         for k, v in cfg.inputs.items()
     }
-    output = cfg.output.model_copy(update={"path": _resolve(cfg.output.path, base)})
+    output = cfg.output.model_copy(update={"path": _resolve(cfg.output.path, base, f"{source}: output.path")})
     compute = cfg.compute
     if compute.security is not None:
         sec = compute.security
-        files = {k: _resolve(getattr(sec, k), base) for k in ("ca_file", "cert", "key") if getattr(sec, k) is not None}
+        files = {
+            k: _resolve(getattr(sec, k), base, f"{source}: compute.security.{k}") for k in ("ca_file", "cert", "key") if getattr(sec, k) is not None
+        }
         compute = compute.model_copy(update={"security": sec.model_copy(update=files)})
     return cfg.model_copy(update={"inputs": inputs, "output": output, "compute": compute})
 

@@ -21,6 +21,29 @@ PositiveInt = Annotated[StrictInt, Field(ge=1)]
 WindowSide = Annotated[StrictInt, Field(ge=1, le=MAX_WINDOW)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
+#: the longest path accepted (Linux's PATH_MAX, in bytes), and the longest component (NAME_MAX);
+#: a relative path is held to the same limits once resolved (see ``pipeline._config_paths``)
+PATH_MAX = 4096
+NAME_MAX = 255
+
+
+def check_path_length(v: str) -> str:
+    """A path within the filesystems' limits: at most :data:`PATH_MAX` bytes (UTF-8) in all and,
+    but in a URL (an object key, a query), :data:`NAME_MAX` per component; whether written
+    absolute or relative."""
+    if len(v.encode("utf-8", "surrogatepass")) > PATH_MAX:
+        raise ValueError(f"a path longer than {PATH_MAX} bytes")
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", v) and not v.startswith("file://"):
+        return v
+    longest = max(v.split("/"), key=lambda part: len(part.encode("utf-8", "surrogatepass")))
+    if len(longest.encode("utf-8", "surrogatepass")) > NAME_MAX:
+        raise ValueError(f"a path component longer than {NAME_MAX} bytes ({longest[:40]!r}...)")
+    return v
+
+
+#: a file path or URL (``inputs.*.path``, ``output.path``, TLS files, ...)
+PathText = Annotated[str, Field(min_length=1), AfterValidator(check_path_length)]
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,7 +71,7 @@ StorageOptions = dict[str, Any]
 class InputSpec(_Model):
     """One input image: a Zarr store and the array inside it."""
 
-    path: Name
+    path: PathText
     array: Name | None = None  #: array inside the store; None when ``path`` is the array itself
     #: pixels equal to this value are missing (NaN always is); unset: what the input's attributes
     #: declare (``_FillValue``, ``missing_value``, ``nodata``); ``null`` or ``none``: no nodata
@@ -62,7 +85,7 @@ class InputSpec(_Model):
     unstored_chunks: Literal["warn", "error", "not-ready"] = "warn"
     #: a file the delivery writes last (e.g. ``../in/${DATE}/_SUCCESS``); while it does not exist
     #: the input is not ready (exit 5).  Relative paths resolve against the config's folder.
-    ready_marker: Name | None = None
+    ready_marker: PathText | None = None
 
     _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_array_path(v)))
     _path_ok = field_validator("path")(classmethod(lambda cls, v: _check_path(v)))
@@ -119,7 +142,7 @@ class WindowSpec(_Model):
 class OutputSpec(_Model):
     """Where the result goes."""
 
-    path: Name
+    path: PathText
     array: Name = "result"
     overwrite: StrictBool = False
     dtype: Name | dict[str, Name] | None = None  #: output dtype (or one per statistic); default: automatic
@@ -190,9 +213,9 @@ Bytes = Annotated[Annotated[StrictInt, Field(ge=1)] | Annotated[str, Field(min_l
 class SecuritySpec(_Model):
     """TLS for the scheduler connection: paths to PEM files, passed to ``distributed.Security``."""
 
-    ca_file: Name  #: the certificate authority that signed the scheduler's and workers' certificates
-    cert: Name  #: this client's certificate (may also hold the key)
-    key: Name | None = None  #: this client's private key, when not inside ``cert``
+    ca_file: PathText  #: the certificate authority that signed the scheduler's and workers' certificates
+    cert: PathText  #: this client's certificate (may also hold the key)
+    key: PathText | None = None  #: this client's private key, when not inside ``cert``
     require_encryption: StrictBool = True
 
 
@@ -208,10 +231,10 @@ class ClusterSpec(_Model):
     queue: Name | None = None  #: partition / queue
     account: Name | None = None  #: account (slurm, pbs) or project (sge, lsf) charged for the jobs
     interface: Name | None = None  #: network interface the scheduler and workers use, e.g. ib0
-    local_directory: Name | None = None  #: worker scratch directory on the compute nodes
+    local_directory: PathText | None = None  #: worker scratch directory on the compute nodes
     job_extra_directives: tuple[str, ...] = ()  #: extra '#SBATCH ...'-style lines (without the prefix)
     job_script_prologue: tuple[str, ...] = ()  #: shell lines run before the worker starts (module load, ...)
-    python: Name | None = None  #: Python on the compute nodes (default: this one)
+    python: PathText | None = None  #: Python on the compute nodes (default: this one)
 
 
 class ComputeSpec(_Model):
@@ -230,6 +253,21 @@ class ComputeSpec(_Model):
     worker_timeout: Annotated[float, Field(gt=0)] = 60.0  #: seconds to wait for a first worker
 
 
+#: a template variable's name (``${NAME}``, ``--var``, ``--vars-from``)
+VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class TemplatesSpec(_Model):
+    """How the values of a batch's variables (``--var``, ``--vars-from``) may shape paths.
+
+    By default such a value substituted into a path key (``inputs.*.path``, ``ready_marker``,
+    ``output.path``, ``compute.security.*``) must stay inside one path component: no ``/`` or
+    ``\\``, no leading ``~``, and not making a component ``.``, ``..`` or empty."""
+
+    #: variables whose values may be whole paths (``--var ROOT=/data/site``)
+    allow_paths: tuple[Annotated[str, Field(pattern=VARIABLE_NAME)], ...] = ()
+
+
 class Config(_Model):
     """A whole run config, with paths already resolved."""
 
@@ -238,6 +276,8 @@ class Config(_Model):
     window: WindowSpec
     output: OutputSpec
     compute: ComputeSpec = ComputeSpec()
+    #: read before the templates are expanded; not part of the result (not dumped: no fingerprint change)
+    templates: TemplatesSpec = Field(default_factory=TemplatesSpec, exclude=True)
 
     @field_validator("inputs")
     @classmethod

@@ -4,17 +4,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Any
 
 import yaml
 
-from ._config_schema import check_scheduler
+from ._config_schema import VARIABLE_NAME, check_scheduler
 from ._config_yaml import HOSTILE_ERRORS, hostile, parse_value
 from .errors import ConfigError
 
 _VAR = re.compile(r"\$\$|\$\{([^}]*)\}")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(VARIABLE_NAME)
 
 
 def is_variable_name(name: str) -> bool:
@@ -69,16 +69,19 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
-def expand_variables(data: Any, variables: Mapping[str, str], *, source: str = "config", _loc: tuple[str, ...] = ()) -> Any:
+def expand_variables(
+    data: Any, variables: Mapping[str, str], *, source: str = "config", confine: Set[str] = frozenset(), _loc: tuple[str, ...] = ()
+) -> Any:
     """Replace ``${NAME}`` in every string value by ``variables[NAME]`` (``$$`` is a literal ``$``).
 
     A value that is exactly ``${NAME}`` takes the variable parsed as a YAML scalar, so
     ``size: ${W}`` gives an int; inside a longer string the text is substituted.  An undefined
-    variable is an error naming it and the key."""
+    variable is an error naming it and the key.  The values of the variables in ``confine``
+    must stay inside one component of a path key (see :func:`_expand_path`)."""
     if isinstance(data, Mapping):
-        return {k: expand_variables(v, variables, source=source, _loc=(*_loc, str(k))) for k, v in data.items()}
+        return {k: expand_variables(v, variables, source=source, confine=confine, _loc=(*_loc, str(k))) for k, v in data.items()}
     if isinstance(data, list):
-        return [expand_variables(v, variables, source=source, _loc=(*_loc, str(i))) for i, v in enumerate(data)]
+        return [expand_variables(v, variables, source=source, confine=confine, _loc=(*_loc, str(i))) for i, v in enumerate(data)]
     if not isinstance(data, str) or "$" not in data:
         return data
 
@@ -91,6 +94,8 @@ def expand_variables(data: Any, variables: Mapping[str, str], *, source: str = "
             raise ConfigError(f"undefined variable ${{{name}}} (set it in the environment or with --var {name}=...)", where=where)
         return variables[name]
 
+    if confine and _is_path_key(_loc) and any(m.group(1) in confine for m in _VAR.finditer(data)):
+        return _expand_path(data, lookup, confine, where)
     whole = _VAR.fullmatch(data)
     if whole and whole.group(0) != "$$":
         value = lookup(whole.group(1))
@@ -99,7 +104,44 @@ def expand_variables(data: Any, variables: Mapping[str, str], *, source: str = "
         except (yaml.YAMLError, RecursionError, TypeError, ValueError, OverflowError):
             return value
         return parsed if isinstance(parsed, (str, int, float, bool)) else value
-    return _VAR.sub(lambda m: "$" if m.group(0) == "$$" else lookup(m.group(1)), data)
+    return _substitute(data, lookup)
+
+
+def _substitute(text: str, lookup: Callable[[str], str]) -> str:
+    return _VAR.sub(lambda m: "$" if m.group(0) == "$$" else lookup(m.group(1)), text)
+
+
+def _is_path_key(loc: tuple[str, ...]) -> bool:
+    """Whether a dotted key holds a file path: ``inputs.*.path``, ``inputs.*.ready_marker``,
+    ``output.path``, ``compute.security.*`` (the keys resolved as paths)."""
+    if len(loc) == 3 and loc[0] == "inputs":
+        return loc[2] in ("path", "ready_marker")
+    return loc == ("output", "path") or (len(loc) == 3 and loc[:2] == ("compute", "security") and loc[2] in ("ca_file", "cert", "key"))
+
+
+_ALLOW_HINT = "list {name} in templates.allow_paths to allow whole paths"
+
+
+def _expand_path(text: str, lookup: Callable[[str], str], confine: Set[str], where: str) -> str:
+    """A path key's value, expanded component by component: a value of a variable in ``confine``
+    must hold no ``/`` or ``\\`` and not start with ``~``, and a component it is part of must not
+    become ``.``, ``..`` or empty (``${A}${B}`` with ``A=.``, ``B=.`` is ``..``)."""
+    out = []
+    for part in text.split("/"):
+        names = [m.group(1) for m in _VAR.finditer(part) if m.group(0) != "$$" and m.group(1) in confine]
+        for name in names:
+            value = lookup(name)
+            if "/" in value or "\\" in value or value.startswith("~"):
+                raise ConfigError(
+                    f"the value {value!r} of ${{{name}}} is not a single path component ('/', '\\' or a leading '~'); "
+                    + _ALLOW_HINT.format(name=name),
+                    where=where,
+                )
+        expanded = _substitute(part, lookup)
+        if names and expanded in ("", ".", ".."):
+            raise ConfigError(f"${{{names[0]}}} makes the path component {expanded!r}; " + _ALLOW_HINT.format(name=names[0]), where=where)
+        out.append(expanded)
+    return "/".join(out)
 
 
 def _checked_scheduler(scheduler: str, where: str) -> str:

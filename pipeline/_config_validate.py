@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ._config_paths import check_schemes, resolve_paths
-from ._config_schema import Config, InputSpec
+from ._config_schema import Config, InputSpec, TemplatesSpec
 from .errors import ConfigError
 
 
@@ -50,8 +50,8 @@ _short_repr.maxstring = 50
 _short_repr.maxother = 50
 
 
-def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
-    loc = tuple(err["loc"])
+def _format_error(err: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> tuple[str, str]:
+    loc = prefix + tuple(err["loc"])
     where = _dotted(loc)
     if err["type"] == "extra_forbidden":
         key = str(loc[-1])
@@ -88,14 +88,27 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | 
     check_schemes(cfg, source)
     if cfg.window.size is None and cfg.window.weights is None:
         raise ConfigError("required key is missing (or give window.weights)", where=f"{source}: window.size")
-    return resolve_paths(cfg, Path(base_dir) if base_dir is not None else Path.cwd())
+    return resolve_paths(cfg, Path(base_dir) if base_dir is not None else Path.cwd(), source)
 
 
-def _problems(e: ValidationError) -> dict[str, str]:
-    """Dotted key -> message, one per key."""
+def path_variables(data: Any, source: str = "config") -> frozenset[str]:
+    """``templates.allow_paths`` of a raw config, validated (templates are expanded before the
+    whole config is validated, and this says how)."""
+    raw = data.get("templates") if isinstance(data, Mapping) else None
+    if raw is None:
+        return frozenset()
+    try:
+        spec = TemplatesSpec.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError.several([(f"{source}: {k}", m) for k, m in _problems(e, ("templates",)).items()]) from None
+    return frozenset(spec.allow_paths)
+
+
+def _problems(e: ValidationError, prefix: tuple[str, ...] = ()) -> dict[str, str]:
+    """Dotted key -> message, one per key (``prefix``: where the validated part sits)."""
     problems: dict[str, str] = {}
     for err in e.errors():
-        where, msg = _format_error(err)
+        where, msg = _format_error(err, prefix)
         # a union (``size: 3`` or ``[3, 5]``) reports each member's failure: keep one per
         # key, the most specific (``window.size.0`` over ``window.size``)
         related = [k for k in problems if k == where or k.startswith(where + ".") or where.startswith(k + ".")]

@@ -8,7 +8,9 @@ the numpy path.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import MutableMapping, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -29,8 +31,8 @@ def compile_into(namespace: MutableMapping[str, Any], names: Sequence[str], inli
     branches are then hoisted) and ``names`` (in this order: callees first) of a module's
     ``namespace`` by their compiled versions: ``nogil`` so that threads run in parallel, cached
     on disk, no bounds checks, numpy's error model (a float division by zero gives inf/NaN
-    instead of a per-element check that keeps the loop from vectorising).  Does nothing without
-    numba."""
+    instead of a per-element check that keeps the loop from vectorising; the cache only in a
+    folder no other user could swap).  Does nothing without numba."""
     if not AVAILABLE:
         return
     assert numba is not None
@@ -38,4 +40,31 @@ def compile_into(namespace: MutableMapping[str, Any], names: Sequence[str], inli
         namespace[name] = numba.njit(inline="always")(namespace[name])
     jit = numba.njit(nogil=True, cache=True, boundscheck=False, error_model="numpy")
     for name in names:
-        namespace[name] = jit(namespace[name])
+        namespace[name] = _trusted_cache(jit(namespace[name]))
+
+
+_warned: set[str] = set()
+
+
+def _trusted_cache(dispatcher: Any) -> Any:
+    """``dispatcher`` with numba's on-disk cache (pickles it loads and runs) only where no other
+    user could swap its folder or one above it (:func:`pipeline.safety.untrusted_folder`, the
+    nearest existing folder of the path numba chose); otherwise compiled in memory, with a
+    warning once per reason."""
+    from numba.core.caching import NullCache
+
+    from . import safety
+
+    path = getattr(getattr(dispatcher, "_cache", None), "_cache_path", None)
+    if path is None:
+        return dispatcher
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # numba creates the rest, as ours
+    why = safety.untrusted_folder(folder)
+    if why is not None:
+        dispatcher._cache = NullCache()
+        if why not in _warned:
+            _warned.add(why)
+            warnings.warn(f"numba's kernel cache {path} is not used (compiled in memory): {why}", UserWarning, stacklevel=3)
+    return dispatcher

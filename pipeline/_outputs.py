@@ -28,15 +28,17 @@ def output_names(plan: Plan, array: str) -> dict[str, str]:
 
 
 def provenance(prep: Prepared) -> dict[str, Any]:
-    from . import __version__
+    """The ``pipeline`` attribute's record of what was run, credentials redacted
+    (:mod:`pipeline._redact`)."""
+    from . import __version__, _redact
 
     cfg = prep.config
     return {
         "version": __version__,
-        "config": cfg.model_dump(mode="json"),
+        "config": _redact.config(cfg.model_dump(mode="json")),
         "inputs": {
             n: {
-                "path": cfg.inputs[n].path,
+                "path": _redact.url(cfg.inputs[n].path),
                 "array": cfg.inputs[n].array,
                 "shape": list(prep.specs[n].shape),
                 "dtype": str(prep.specs[n].dtype),

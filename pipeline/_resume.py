@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import io, ledger, urlledger
+from .errors import InputError
 
 if TYPE_CHECKING:
     from ._prepare import Prepared
@@ -21,17 +22,15 @@ if TYPE_CHECKING:
 
 
 def fingerprint_doc(prep: Prepared) -> dict[str, Any]:
-    """What a run's result depends on: the resolved config (without execution-only keys), the
-    package version, each used input's identity and the output grid."""
+    """What a run's result depends on: the config's part that changes the output values
+    (:func:`fingerprint_config`), the package version, each used input's identity and the output
+    grid."""
     from . import __version__
 
-    cfg = prep.config.model_dump(mode="json")
-    cfg.pop("compute", None)
-    cfg.get("output", {}).pop("overwrite", None)
     plan = prep.plan
     return {
         "version": __version__,
-        "config": cfg,
+        "config": fingerprint_config(prep.config),
         "inputs": {
             n: prep.sources[n].identity()
             for n in prep.arrays
@@ -41,6 +40,42 @@ def fingerprint_doc(prep: Prepared) -> dict[str, Any]:
         **({"nodata": {n: [plan.nodata.get(n), src] for n, src in prep.nodata_source.items()}}
            if any(src != "config" for src in prep.nodata_source.values()) else {}),
     }
+
+
+#: config keys that do not change the output values, left out of the fingerprint: how and where
+#: the work runs (``compute``), where the output goes and whether it may be replaced, how the
+#: stores are reached (credentials included: rotating a key keeps the outputs), and when an input
+#: counts as ready (adding a ready marker keeps a complete output complete)
+NOT_VALUES = {"output": ("path", "array", "overwrite", "storage_options"), "input": ("storage_options", "ready_marker", "unstored_chunks")}
+
+
+def fingerprint_config(cfg: Config) -> dict[str, Any]:
+    """The config as the fingerprint holds it: without the keys of :data:`NOT_VALUES`, the
+    inputs' paths without credentials (:func:`pipeline._redact.url`)."""
+    from . import _redact
+
+    doc = cfg.model_dump(mode="json")
+    doc.pop("compute", None)
+    for key in NOT_VALUES["output"]:
+        doc["output"].pop(key, None)
+    for spec in doc["inputs"].values():
+        for key in NOT_VALUES["input"]:
+            spec.pop(key, None)
+        spec["path"] = _redact.url(spec["path"])
+    return doc
+
+
+def check_inputs_unchanged(prep: Prepared, doc: Mapping[str, Any]) -> None:
+    """Raise :class:`InputError` naming the first input whose identity is no longer the one in
+    ``doc`` (taken when the run started): an input rewritten during the run leaves an output
+    that matches neither version, which must not be marked complete."""
+    for name, ident in doc["inputs"].items():
+        if ledger.fingerprint(prep.sources[name].identity()) != ledger.fingerprint(ident):
+            raise InputError(
+                f"input {prep.sources[name].name} changed while this run read it; the output is not marked complete: "
+                "rerun with --overwrite once the input is final",
+                where=f"inputs.{name}",
+            )
 
 
 def grid(plan: Plan) -> dict[str, Any]:

@@ -23,11 +23,13 @@ from typing import Any
 
 from ._batch_log import Log, notify, progress, utc_now
 from ._batch_report import (
+    REPORT_FORMAT,
     REPORT_PATTERN,
     BatchInfo,
     Record,
     batch_exit_code,
-    check_report,
+    check_files,
+    is_report,
     metrics_text,
     publish_report,
     report_doc,
@@ -39,13 +41,15 @@ from ._batch_vars import expand_paths, variable_sets
 from .errors import ExitCode, LockedError, NotReadyError, PipelineError, interrupted_message
 
 __all__ = [
+    "REPORT_FORMAT",
     "REPORT_PATTERN",
     "BatchInfo",
     "Log",
     "Record",
     "batch_exit_code",
-    "check_report",
+    "check_files",
     "expand_paths",
+    "is_report",
     "metrics_text",
     "preview_one",
     "publish_report",
@@ -84,7 +88,7 @@ class _Item:
     def load(self, overrides: Sequence[str]) -> Any:
         from .config import load_config
 
-        return load_config(self.config, overrides=overrides, variables=self.values)
+        return load_config(self.config, overrides=overrides, variables=self.values, confine=self.variables.keys())
 
     def record(self, status: str, exit_code: int, **fields: Any) -> Record:
         return Record(

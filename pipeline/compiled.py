@@ -18,7 +18,8 @@ Python and the generated names ``x0, x1, ...``; no text of the user's expression
 placed in it.  The source is written to a cache folder (``$PIPELINE_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/pipeline`` or ``~/.cache/pipeline``) under the hash of its text, so that
 numba's own cache applies and a rerun of the same expression loads the compiled loop instead
-of compiling it again (about 0.2 s); without a writable folder it is compiled in memory.
+of compiling it again (about 0.2 s); without a writable folder, or where another user could swap
+that folder or one above it, it is compiled in memory.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import stat
 import sys
 import threading
 import types
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -183,11 +185,15 @@ _loaded: dict[str, Callable] = {}
 _sources: dict[int, tuple[object, str | None]] = {}
 
 
+_warned: set[str] = set()
+
+
 def private_folder() -> Path | None:
     """The kernel cache folder, made private (mode 0700) to this user, or None when it cannot be
     trusted: not ours, a symlink, or writable by others (anyone able to plant a file there could
-    run code in our process through numba's pickled cache).  A folder that is ours and only
-    readable by others is tightened to 0700."""
+    run code in our process through numba's pickled cache), or below a folder that another user
+    could swap (see :func:`pipeline.safety.untrusted_folder`; a warning says which, once).  A
+    folder that is ours and only readable by others is tightened to 0700."""
     folder = cache_dir() / "kernels"
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -201,6 +207,12 @@ def private_folder() -> Path | None:
             if st.st_mode & 0o077:
                 os.chmod(d, 0o700)
     except OSError:
+        return None
+    why = safety.untrusted_folder(folder)
+    if why is not None:
+        if why not in _warned:
+            _warned.add(why)
+            warnings.warn(f"the kernel cache {folder} is not used (compiled in memory): {why}", UserWarning, stacklevel=2)
         return None
     return folder
 

@@ -17,7 +17,7 @@ This module is the config's public face; each step has its own module:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,14 @@ from ._config_schema import (
     Reducer,
     SecuritySpec,
     StorageOptions,
+    TemplatesSpec,
     Weight,
     WindowSide,
     WindowSpec,
     check_scheduler,
 )
 from ._config_templates import apply_overrides, expand_variables, parse_assignment, scheduler_overrides
-from ._config_validate import parse_config
+from ._config_validate import parse_config, path_variables
 from ._config_yaml import CHARS_PER_VALUE, MAX_VALUES, check_expanded_size, load_yaml
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "Reducer",
     "SecuritySpec",
     "StorageOptions",
+    "TemplatesSpec",
     "Weight",
     "WindowSide",
     "WindowSpec",
@@ -87,6 +89,7 @@ def load_config(
     *,
     overrides: Sequence[str] = (),
     variables: Mapping[str, str] | None = None,
+    confine: Collection[str] = (),
 ) -> Config:
     """Load a config from a YAML file path or a mapping (relative paths: against the file's folder
     or, for a mapping, the current directory).  A config reached through a symlink resolves
@@ -94,7 +97,9 @@ def load_config(
     day's files), not the link's target.
 
     ``overrides`` are ``dotted.key=value`` strings applied first; then ``${NAME}`` templates are
-    expanded from ``variables`` (default: the environment)."""
+    expanded from ``variables`` (default: the environment).  The values of the variables named in
+    ``confine`` (a batch's ``--var``/``--vars-from``) must stay inside one component of a path key,
+    unless the config lists them in ``templates.allow_paths``."""
     env = dict(os.environ) if variables is None else dict(variables)
     if isinstance(config, Mapping):
         data, base, source = config, None, "config"
@@ -104,5 +109,6 @@ def load_config(
     if overrides:
         data = apply_overrides(data, overrides, source=source)
     check_expanded_size(data, where=source)  # before any copy or expansion (a --set value or a mapping)
-    data = expand_variables(data, env, source=source)
+    confined = frozenset(confine) - path_variables(data, source) if confine else frozenset()
+    data = expand_variables(data, env, source=source, confine=confined)
     return parse_config(data, base_dir=base, source=source)

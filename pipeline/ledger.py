@@ -7,6 +7,7 @@ Layout, for an output store ``out.zarr`` (local paths only)::
       <array>/<fingerprint[:16]>/      one ledger per (array, fingerprint)
         grid.json                      fingerprint and block edges (for ``pipeline verify``)
         done/<i>.<j>                   one empty file per block whose chunks are all written
+        damaged.json                   an unreadable input chunk that stopped a run (pipeline._repaired)
 
 A block's file is created only *after* all its chunks are written (zarr writes each chunk file
 atomically: temp file + rename), so "recorded as done" implies "written".  Creating an empty file
@@ -15,8 +16,8 @@ filesystem.  Nothing is ``fsync``-ed: a killed process (``kill -9``, OOM, pre-em
 nothing that was recorded; a power loss may (the OS may not have flushed chunk data yet) — run
 ``pipeline verify`` after one.
 
-The fingerprint is a SHA-256 of the resolved config (without execution-only keys: ``compute`` and
-``output.overwrite``), the package version, each input's identity (:meth:`pipeline.sources.InputSource.identity`)
+The fingerprint is a SHA-256 of the resolved config's part that changes the output values
+(:func:`pipeline._resume.fingerprint_config`), the package version, each input's identity (:meth:`pipeline.sources.InputSource.identity`)
 and the output grid (shape, dtype, chunks, processing blocks).  Same fingerprint: a rerun resumes.
 """
 

@@ -16,13 +16,13 @@ input is not ready (exit 5), whatever its chunks.
 
 from __future__ import annotations
 
-import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import io
+from . import io, zarrchunks
 from .config import Config
 from .errors import InputError, NotReadyError
 
@@ -51,16 +51,10 @@ def chunk_grid(arr: Any) -> tuple[int, ...]:
 
 
 def unstored_chunks(arr: Any) -> tuple[int, list[str]]:
-    """(chunks in the grid, keys of those not stored) of a Zarr array (one listing of the store)."""
+    """(chunks in the grid, keys of those not stored) of a Zarr array (one listing of the store;
+    only real chunk keys count as stored, as in ``verify``)."""
     grid = chunk_grid(arr)
-    stored = io.stored_chunk_keys(arr)
-    total = 1
-    for n in grid:
-        total *= n
-    if len(stored) >= total:
-        return total, []
-    missing = [k for k in (io.chunk_key(arr, c) for c in itertools.product(*(range(n) for n in grid))) if k not in stored]
-    return total, missing
+    return math.prod(grid), zarrchunks.unstored_keys(arr, grid)
 
 
 def _marker_exists(path: str, storage_options: Any) -> bool:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _resume, engine, io, ledger, sessions, targets
+from . import _repaired, _resume, engine, io, ledger, sessions, targets
 from ._outputs import create_outputs, out_coords, output_names, provenance  # noqa: F401 - part of this module's API
 from ._prepare import Prepared, prepare  # noqa: F401 - part of this module's API
 from ._resume import fingerprint_doc  # noqa: F401 - part of this module's API
@@ -238,6 +238,7 @@ class _LockedRun:
 
     def start(self, overwrite: bool, force: bool) -> bool:
         """Decide what this run does from the output's state; False: it is up to date."""
+        _repaired.adopt(self.prep, self.target, self.store, list(self.names.values()), self.fp, self.doc)
         states = {name: self.target.state(name) for name in self.names.values()}
         self.present = [st for st in states.values() if st is not None]
         if not self.present:
@@ -305,6 +306,7 @@ class _LockedRun:
         left = set(self.all_blocks) - self.led.done()
         if left:
             raise RuntimeError(f"{len(left)} blocks of {self.where} were not recorded as done")
+        _resume.check_inputs_unchanged(self.prep, self.doc)
         for h in handles.values():
             self.target.update_state(h, complete=True)  # written last: the output is complete
         if self.replace:
@@ -315,6 +317,7 @@ class _LockedRun:
         """Record ``exc`` on the result (and the result on ``exc``); a full disk becomes the
         :class:`WriteError` to raise instead."""
         result = self.result
+        _repaired.record(self.prep, self.led, self.doc, exc)
         computed = max(0, len(self.led.done()) - len(self.done)) if self.led is not None else 0
         result.status, result.computed = FAILED, computed
         result.seconds = time.perf_counter() - self.t0

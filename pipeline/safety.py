@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -127,20 +128,42 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         raise
 
 
-def check_report_path(report: str | os.PathLike[str], protected: Mapping[str, str]) -> None:
-    """Before any run: the report's folder is writable, and the report is none of ``protected``
-    (label -> local path: the configs, their inputs and outputs), nor inside one of them."""
-    p = Path(report)
-    what = "--report"
+def check_batch_file(path: str | os.PathLike[str], protected: Mapping[str, str], what: str) -> None:
+    """Before any run, for a file a batch writes (``--report``, ``--metrics``): its folder is
+    writable, and it is none of ``protected`` (label -> local path: the configs, their inputs and
+    outputs, the other batch files), nor inside one of them."""
+    p = Path(path)
+    name = f"the {what.lstrip('-')} {path}"  # the report ..., the metrics ...
     target = p.resolve()
-    for label, path in protected.items():
-        q = Path(path).resolve()
+    for label, other in protected.items():
+        q = Path(other).resolve()
         if target == q or q in target.parents:
-            raise OutputError(f"the report {report} would overwrite {label} ({path}); choose another report path", where=what)
+            raise OutputError(f"{name} would overwrite {label} ({other}); choose another path", where=what)
     if p.is_dir():
-        raise OutputError(f"the report {report} is a folder", where=what)
+        raise OutputError(f"{name} is a folder", where=what)
     folder = p.parent
     while not folder.exists() and folder != folder.parent:
-        folder = folder.parent  # the report's folders are created when it is written
+        folder = folder.parent  # the file's folders are created when it is written
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write the report {report}: folder {folder} is not writable", where=what)
+        raise OutputError(f"cannot write {name}: folder {folder} is not writable", where=what)
+
+
+def untrusted_folder(folder: str | os.PathLike[str]) -> str | None:
+    """Why another user could swap ``folder`` or a folder above it (None: nobody can), the rule
+    ssh applies to ``authorized_keys``, up to the root: every folder on the way, as written
+    (symlinks included) and as resolved, is owned by this user or root and writable by no one
+    else, unless it has the sticky bit (like ``/tmp``: others may add entries there but not
+    rename or delete ours; each entry below it is then checked for its owner)."""
+    written = Path(os.path.abspath(folder))
+    real = Path(os.path.realpath(folder))
+    for chain, follow in ((written, False), (real, True)):
+        for d in (chain, *chain.parents):
+            try:
+                st = os.stat(d) if follow else os.lstat(d)
+            except OSError as e:
+                return f"{d}: {e.strerror or e}"
+            if st.st_uid not in (0, os.getuid()):
+                return f"{d} is owned by another user (uid {st.st_uid})"
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+                return f"{d} is writable by {'others' if st.st_mode & 0o002 else 'its group'} (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None

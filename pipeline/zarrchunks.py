@@ -7,7 +7,8 @@ chunk cache's input reads; arrays it does not handle go through zarr's API."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -26,13 +27,73 @@ def chunk_grid(arr: zarr.Array) -> tuple[int, ...]:
     return tuple(-(-s // c) for s, c in zip(arr.shape, arr.chunks))
 
 
+def local_files(root: str) -> Iterator[tuple[str, os.stat_result]]:
+    """Every file under the folder ``root``: (``/``-separated name relative to ``root``, its
+    ``os.stat``), in no particular order.  Symlinks are followed as zarr's reads follow them: a
+    symlinked file is the file it points at, a symlinked folder is walked like a folder,
+    wherever it points; each folder is walked once (a link back to a folder already walked, a
+    loop, is skipped), and a broken link is no file.  A missing ``root`` has no files."""
+    seen: set[tuple[int, int]] = set()
+    stack = [("", root)]
+    while stack:
+        rel, path = stack.pop()
+        try:
+            st = os.stat(path)
+            it = os.scandir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        with it:
+            for entry in it:
+                name = f"{rel}{entry.name}"
+                try:
+                    if entry.is_dir():  # follows a symlink
+                        stack.append((name + "/", entry.path))
+                    else:
+                        yield name, entry.stat()  # follows a symlink; a broken one raises
+                except FileNotFoundError:
+                    continue
+
+
 def stored_chunk_keys(arr: zarr.Array) -> set[str]:
-    """Keys (relative to the array, e.g. ``c/0/3``) of the chunks actually stored."""
+    """Keys (relative to the array, e.g. ``c/0/3``) of the files stored under the array, its
+    ``zarr.json`` excepted: chunk keys, but also whatever else lies there (a Zarr v2 array's
+    ``.zarray``, a temp file of a chunk still arriving), so test chunk keys against it rather
+    than count it (:func:`unstored_keys`).  A local store is walked by :func:`local_files`
+    (symlinked folders and files followed, as reads follow them); others are listed by zarr."""
     from zarr.core.sync import collect_aiterator
+    from zarr.storage import LocalStore
 
     prefix = f"{arr.path}/" if arr.path else ""
-    keys = collect_aiterator(arr.store_path.store.list_prefix(prefix))
+    store = arr.store_path.store
+    if isinstance(store, LocalStore):
+        files = local_files(os.path.join(store.root, arr.path))
+        return {k for k, _ in files if not k.endswith("zarr.json")}
+    keys = collect_aiterator(store.list_prefix(prefix))
     return {k[len(prefix) :] for k in keys if not k.endswith("zarr.json")}
+
+
+def unstored_keys(arr: zarr.Array, grid: Sequence[int]) -> list[str]:
+    """Keys of the chunks of ``grid`` (chunks or shards per axis) that are not stored, in grid
+    order: each chunk key is looked up in :func:`stored_chunk_keys`, so other files there
+    count for nothing."""
+    import itertools
+
+    stored = stored_chunk_keys(arr)
+    keys = (chunk_key(arr, c) for c in itertools.product(*(range(n) for n in grid)))
+    return [k for k in keys if k not in stored]
+
+
+def damaged(
+    err: InputError, where: str, key: str, coords: Sequence[int], chunks: Sequence[int], shape: Sequence[int]
+) -> InputError:
+    """``err`` (a chunk that cannot be read) with ``err.damaged_chunk``: the input's ``where``,
+    the chunk's key and its region ``[[start, stop], ...]``, for :mod:`pipeline._repaired`."""
+    region = [[i * c, min((i + 1) * c, n)] for i, c, n in zip(coords, chunks, shape)]
+    err.damaged_chunk = {"where": where, "key": key, "region": region}  # type: ignore[attr-defined]
+    return err
 
 
 def read_chunk(arr: zarr.Array, coords: Sequence[int]) -> np.ndarray:
@@ -167,9 +228,8 @@ class DirectChunks:
                 data = codec._decode_sync(data, self.spec)
             block = self.array_bytes._decode_sync(data, self.spec).as_numpy_array()
         except Exception as e:
-            raise InputError(
-                f"chunk {key[len(self.prefix):]} cannot be read ({e.__class__.__name__}: {e})", where=self.where
-            ) from None
+            err = InputError(f"chunk {key[len(self.prefix):]} cannot be read ({e.__class__.__name__}: {e})", where=self.where)
+            raise damaged(err, self.where, key[len(self.prefix) :], coords, self.chunks, self.shape) from None
         return block[inner]
 
     def write(self, coords: Sequence[int], block: np.ndarray) -> None:

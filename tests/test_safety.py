@@ -319,6 +319,11 @@ def _cache(monkeypatch, folder: Path):
 
     monkeypatch.setenv("PIPELINE_CACHE_DIR", str(folder))
     monkeypatch.setattr(compiled, "_loaded", {})
+    # the suite points NUMBA_CACHE_DIR at its temporary folder; these tests check the package's
+    # own cache folder, where numba caches when NUMBA_CACHE_DIR is not set
+    from numba.core import config as numba_config
+
+    monkeypatch.setattr(numba_config, "CACHE_DIR", "")
     return compiled
 
 

@@ -9,7 +9,7 @@ the chunk codec fast path) knows an input is a ``zarr.Array``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -19,6 +19,7 @@ import zarr
 
 from .. import io
 from ..errors import InputError
+from ..zarrchunks import damaged
 
 XARRAY_DIMS = "_ARRAY_DIMENSIONS"
 
@@ -224,33 +225,42 @@ def input_identity(
 ) -> dict[str, Any]:
     """A cheap identity of an input array's content, for the resume fingerprint.
 
-    Always: the store path, the array path and its full metadata document (shape, dtype, chunks,
-    codecs, attributes).  For a local store, also the number, total size and newest mtime (ns) of
-    the files under the array's folder, so that rewriting any chunk changes the identity.  For a
-    URL store, what one listing of the array's objects gives (:func:`_listing_identity`): each
-    object's ETag (else its modification time) and size, hashed.  Limits: a local rewrite that
-    keeps every file's size and restores mtimes goes unnoticed; a store whose listing has neither
-    ETags nor times is identified by names and sizes only.
+    Always: the store path (credentials in it removed), the array path and its full metadata
+    document (shape, dtype, chunks, codecs, attributes).  For a local store, also
+    :func:`local_identity` of the array's folder; for a URL store, what one listing of the
+    array's objects gives (:func:`_listing_identity`).  Limits: a store whose listing has
+    neither ETags nor times is identified by names and sizes only.
     """
-    ident: dict[str, Any] = {"path": path, "array": array, "metadata": io.jsonable(arr.metadata.to_dict())}
-    if not io.is_local(path):
-        ident["objects"] = _listing_identity(path, array, storage_options)
+    from .. import _redact
+
+    ident: dict[str, Any] = {"path": _redact.url(path), "array": array, "metadata": io.jsonable(arr.metadata.to_dict())}
     if io.is_local(path):
-        root = Path(io.local_path(path)) / (array or "")
-        count = size = newest = 0
-        stack = [str(root)]
-        while stack:
-            with os.scandir(stack.pop()) as it:
-                for entry in it:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    else:
-                        st = entry.stat()
-                        count += 1
-                        size += st.st_size
-                        newest = max(newest, st.st_mtime_ns)
-        ident["files"] = {"count": count, "bytes": size, "newest_mtime_ns": newest}
+        ident["files"] = local_identity(os.path.join(io.local_path(path), array or ""))
+    else:
+        ident["objects"] = _listing_identity(path, array, storage_options)
     return ident
+
+
+def local_identity(root: str, skip: Collection[str] = ()) -> dict[str, Any]:
+    """The files under a local array's folder ``root`` (symlinks followed as reads follow them,
+    :func:`pipeline.zarrchunks.local_files`), the names in ``skip`` left out: count, bytes and a
+    SHA-256 over each file's name, size, mtime, ctime and inode.  Rewriting a chunk changes its
+    mtime and ctime (and, written by temp file and rename, its inode); renaming files, e.g. two
+    chunks swapped with ``mv``, keeps their size and mtime but moves the inodes between the
+    names and sets their ctime, which no user tool can set back.  Copying the input, restoring
+    a backup, ``chmod`` or ``touch`` change it too: an unchanged input may look changed (the
+    output is then recomputed), a changed one never looks unchanged.  One ``stat`` per file."""
+    import hashlib
+
+    from ..zarrchunks import local_files
+
+    rows = sorted(
+        (name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) for name, st in local_files(root) if name not in skip
+    )
+    digest = hashlib.sha256()
+    for i in range(0, len(rows), 4096):  # hashed in batches: one update per row costs as much as the walk
+        digest.update("".join(f"{n}\0{b}\0{m}\0{c}\0{ino}\n" for n, b, m, c, ino in rows[i : i + 4096]).encode())
+    return {"count": len(rows), "bytes": sum(r[1] for r in rows), "sha256": digest.hexdigest()}
 
 
 #: what identifies an object's content in an fsspec listing, best first (s3: ETag; gcs: md5Hash,
@@ -309,9 +319,9 @@ class CheckedInput:
             bad = self._failing_chunk(selection)
             if bad is None:
                 raise
-            raise InputError(
-                f"chunk {io.chunk_key(self.arr, bad)} cannot be read ({e.__class__.__name__}: {e})", where=self.name
-            ) from None
+            key = io.chunk_key(self.arr, bad)
+            err = InputError(f"chunk {key} cannot be read ({e.__class__.__name__}: {e})", where=self.name)
+            raise damaged(err, self.name, key, bad, self.chunks, self.shape) from None
 
     def _failing_chunk(self, selection: Any) -> tuple[int, ...] | None:
         import itertools
