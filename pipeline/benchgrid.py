@@ -11,6 +11,7 @@ boundary modes; no nodata), scipy's time and how many times faster this project 
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -53,7 +54,7 @@ def _median_time(fn: Callable[[], Any], repeats: int) -> float:
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
-    return sorted(ts)[(len(ts) - 1) // 2]
+    return statistics.median(ts)
 
 
 def _scipy(reduce: str, boundary: str, w: int) -> Callable[[np.ndarray], Any] | None:
@@ -176,5 +177,5 @@ def grid_summary(cells: Sequence[dict[str, Any]]) -> list[str]:
         ratios = sorted(c["vs_int_sum"] for c in sel)
         xs = [c["x_scipy"] for c in sel if "x_scipy" in c]
         fewest = f"{min(xs):.1f}" if xs else "—"
-        out.append(f"| {red} | {dt} | {len(sel)} | {ratios[(len(ratios) - 1) // 2]:.2f} | {ratios[-1]:.2f} | {fewest} |")
+        out.append(f"| {red} | {dt} | {len(sel)} | {statistics.median(ratios):.2f} | {ratios[-1]:.2f} | {fewest} |")
     return out

@@ -224,3 +224,42 @@ def disk_reference(size):
                 total += ((d - c) / r) ** 2
             fp[i, j] = total <= 1 + 1e-9
     return fp
+
+
+def _narrowest(lo, hi, names=("int16", "int32", "int64")):
+    return next(np.dtype(t) for t in names if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
+
+
+def readme_int_output(op_bounds, op_dtype, reduce, *, boundary="shrink", cval=0, pixels=1, weights=None, empty=False):
+    """The README's output dtype and empty-window fill (None: none) of ``reduce`` over windows of
+    an integer ``op`` with exact bounds ``op_bounds`` and dtype ``op_dtype``; None when the output
+    is float.  Sum: ``[min(l, n·l), max(h, n·h)]`` over ``pixels`` = n values (integer weights:
+    ``[Σ min(0, w·l, w·h), Σ max(0, w·l, w·h)]``) in int32, else int64; min/max: ``op``'s dtype
+    widened to hold ``cval`` (boundary constant); count: int32; mean/var/std: float.  When a
+    window can be ``empty``, the fill is the lowest value of the dtype, widened (int16, int32,
+    int64) until no result can equal it."""
+    lo, hi = op_bounds
+    if boundary == "constant":
+        if not float(cval).is_integer():
+            return None
+        lo, hi = min(lo, int(cval)), max(hi, int(cval))
+    if reduce == "count":
+        return np.dtype("int32"), None
+    if reduce == "sum":
+        if weights is not None:
+            ws = [w for row in weights for w in row]
+            if not all(float(w).is_integer() for w in ws):
+                return None
+            lo, hi = sum(min(0, w * lo, w * hi) for w in ws), sum(max(0, w * lo, w * hi) for w in ws)
+        else:
+            lo, hi = min(lo, pixels * lo), max(hi, pixels * hi)
+        out = _narrowest(lo, hi, ("int32", "int64"))
+    elif reduce in ("min", "max"):
+        out = _narrowest(lo, hi, (op_dtype, "int16", "int32", "int64"))
+    else:
+        return None
+    if not empty:
+        return out, None
+    if np.iinfo(out).min >= lo:  # the dtype's lowest value is a possible result
+        out = _narrowest(lo - 1, hi)
+    return out, int(np.iinfo(out).min)

@@ -1,5 +1,6 @@
-"""The compiled evaluation of integer expressions against numpy's (``Expr.evaluate``, itself
-tested against Python integers in test_expr.py): same values, same dtype, on extreme inputs."""
+"""The compiled evaluation of integer expressions against Python integers evaluated pixel by pixel
+(exact, never wrapping) and against numpy's (``Expr.evaluate``): same values, same dtype, on
+extreme inputs."""
 
 from __future__ import annotations
 
@@ -44,14 +45,37 @@ def _extremes(dtype, n, rng):
     return x
 
 
+class _Bool(int):
+    """A bool input's pixel as a Python int 0/1 whose ``~`` is logical not (as numpy's on bools)."""
+
+    def __invert__(self):
+        return _Bool(not self)
+
+
+_PYTHON = {
+    "abs": abs, "minimum": min, "maximum": max, "clip": lambda x, lo, hi: min(max(x, lo), hi),
+    "where": lambda c, x, y: x if c else y, "isnan": lambda x: False,
+}
+
+
+def python_ints(text, arrays):
+    """``text`` evaluated pixel by pixel on Python ints (bools as 0/1): exact, Python's floor
+    ``//`` and ``%``."""
+    code = compile(text, "<expression>", "eval")
+    names = sorted(arrays)
+    columns = [[_Bool(v) if arrays[n].dtype == bool else int(v) for v in arrays[n].ravel()] for n in names]
+    return [int(eval(code, {"__builtins__": {}}, {**_PYTHON, **dict(zip(names, px))})) for px in zip(*columns)]  # noqa: S307
+
+
 @pytest.mark.parametrize("text", EXPRESSIONS)
-def test_compiled_matches_numpy(text):
+def test_compiled_matches_python_ints_and_numpy(text):
     expr = parse_expression(text, DTYPES)
     fn = compiled.pointwise(expr)
     assert fn is not None, text
     rng = np.random.default_rng(len(text))
     arrays = {n: _extremes(DTYPES[n], 997, rng).reshape(997, 1) for n in expr.names}
     got, want = fn(arrays), expr.evaluate(arrays)
+    assert [int(v) for v in got.ravel()] == python_ints(text, arrays)
     assert got.dtype == want.dtype == expr.dtype
     assert got.shape == want.shape
     np.testing.assert_array_equal(got, want)
@@ -115,5 +139,6 @@ def test_compiled_random_integer_expressions(op1, op2, k, d, p):
     rng = np.random.default_rng(abs(k) + p)
     arrays = {n: _extremes(DTYPES[n], 301, rng) for n in expr.names}
     got, want = fn(arrays), expr.evaluate(arrays)
+    assert [int(v) for v in got] == python_ints(text, arrays)
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)

@@ -4,6 +4,7 @@ boundary x window shape x input dtype x chunking, missing pixels, several statis
 from __future__ import annotations
 
 import os
+import zlib
 
 import dask.array as da
 import numpy as np
@@ -12,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pipeline
-from reference import brute_window, disk_reference
+from kernel_paths import kernel_path
+from reference import brute_window, disk_reference, readme_int_output
 
 REDUCERS = ["sum", "mean", "min", "max", "var", "std", "count"]
 BOUNDARIES = ["shrink", "valid", "constant", "reflect", "mirror", "nearest", "wrap"]
@@ -39,6 +41,34 @@ def _field(op, a, b):
     if a.dtype.kind == "f":
         return OPS[op](a.astype(np.float64), b.astype(np.float64))
     return OPS[op](a.astype(object), b.astype(object))
+
+
+def _op_bounds(op, dtype):
+    """``op``'s exact bounds and dtype over two inputs of integer ``dtype``: interval arithmetic
+    by hand (products at the corners), the input's dtype for ``a``, else the narrowest of
+    int16/int32/int64 (the README's exactness rule)."""
+    info = np.iinfo(dtype)
+    lo, hi = int(info.min), int(info.max)
+    products = [x * y for x in (lo, hi) for y in (lo, hi)]
+    bounds = {
+        "a": (lo, hi), "a - b": (lo - hi, hi - lo), "a * b + 1": (min(products) + 1, max(products) + 1),
+        "(a - b)**2": (0, (hi - lo) ** 2),
+    }[op]
+    if op == "a":
+        return bounds, np.dtype(dtype)
+    return bounds, next(np.dtype(t) for t in ("int16", "int32", "int64") if np.iinfo(t).min <= bounds[0] and bounds[1] <= np.iinfo(t).max)
+
+
+def _readme_output(op, dtype, stat, kw, sizes, empty):
+    """The README's integer output dtype and fill of the grid's case, None for float outputs."""
+    if stat == "count":
+        return np.dtype("int32"), None
+    if np.dtype(dtype).kind == "f":
+        return None
+    bounds, op_dtype = _op_bounds(op, dtype)
+    pixels = int(disk_reference(sizes).sum()) if kw.get("shape") == "disk" else sizes[0] * sizes[1]
+    return readme_int_output(bounds, op_dtype, stat, boundary=kw["boundary"], cval=kw["cval"], pixels=pixels,
+                             weights=kw.get("weights"), empty=empty)
 
 
 def check(got, ref, fill=None, atol=None):
@@ -96,6 +126,7 @@ def test_grid_matches_brute_force(case):
             a = np.where(miss, np.nan, a).astype(dtype)
         else:
             nodata = {"a": int(a.flat[0])}
+            a = np.where(miss, a.flat[0], a).astype(dtype)  # the nodata value where missing
             miss = a == a.flat[0]
         kw["nodata"] = nodata
     if shape == "disk":
@@ -122,11 +153,10 @@ def test_grid_matches_brute_force(case):
     got = {stat: g.compute(scheduler="sync") for stat, g in (got_lazy.items() if isinstance(reduce, list) else [(reduce, got_lazy)])}
     whole = pipeline.window_reduce(op, {"a": a, "b": b}, reduce=reduce, **kw)
     whole = whole if isinstance(reduce, list) else {reduce: whole}
-    plan = pipeline.plan.make_plan(op, {n: pipeline.plan.ArraySpec(n, (rows, cols), np.dtype(dtype)) for n in "ab"},
-                                   reduce=reduce, **{k: v for k, v in kw.items()})
     for stat in stats:
         ref = brute_window(fvalue, sizes, stat, missing=miss, **ref_kw)
-        fill = plan.fill_values.get(stat)
+        expected = _readme_output(op, dtype, stat, kw, sizes, bool(missing))
+        fill = expected[1] if expected else None
         atol = None
         if stat in ("var", "std"):
             # var/std in float64 after a per-block shift: rounding ~eps * (block range)**2
@@ -134,12 +164,20 @@ def test_grid_matches_brute_force(case):
             fscale = np.nanmax(np.abs(np.asarray(fvalue, np.float64)), initial=1.0) + abs(cval)
             atol = 1e-9 * fscale**2 if stat == "var" else 1e-7 * fscale
         check(got[stat], ref, fill, atol)
-        assert got[stat].dtype == plan.out_dtypes[stat]
+        assert got[stat].dtype == expected[0] if expected else got[stat].dtype.kind == "f", (stat, got[stat].dtype, expected)
         if got[stat].dtype.kind == "f":
             tol = 1e-9 * np.nanmax(np.abs(got[stat]), initial=1) if atol is None else atol
             np.testing.assert_allclose(whole[stat], got[stat], rtol=1e-9, atol=tol, equal_nan=True)
         else:
             assert np.array_equal(whole[stat], got[stat])
+
+
+@settings(max_examples=int(os.environ.get("PIPELINE_GRID_EXAMPLES", 300)) // 3, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(grid_cases())
+def test_grid_matches_brute_force_on_the_numpy_path(case):
+    with kernel_path("numpy"):
+        test_grid_matches_brute_force.hypothesis.inner_test(case)
 
 
 # ------------------------------------------------------------------ scipy.ndimage as a second reference
@@ -187,6 +225,20 @@ def test_uniform_filter_and_min_filter_on_a_big_window():
         got = pipeline.window_reduce("a", {"a": da.from_array(x, chunks=(13, 17))}, size=(21, 30), reduce="min",
                                      boundary=mode).compute()
         np.testing.assert_array_equal(got, ndimage.minimum_filter(x, size=(21, 30), mode=mode))
+
+
+@pytest.mark.parametrize("op", ["m", "m * v", "where(m, v, 0) - m"])
+def test_bool_inputs_count_as_0_and_1(op):
+    rng = np.random.default_rng(zlib.crc32(op.encode()))
+    m = rng.random((11, 13)) < 0.4
+    v = rng.integers(-9, 9, (11, 13)).astype(np.int16)
+    mi, vi = m.astype(object).astype(int), v.astype(object)
+    field = {"m": mi, "m * v": mi * vi, "where(m, v, 0) - m": np.where(m, vi, 0) - mi}[op]
+    for stat in REDUCERS:
+        got = pipeline.window_reduce(op, {"m": m, "v": v}, size=(3, 4), reduce=stat, boundary="reflect")
+        check(got, brute_window(field, (3, 4), stat, boundary="reflect"))
+        if op == "m" and stat in ("min", "max"):
+            assert got.dtype == np.bool_
 
 
 def test_disk_footprint_definition():
@@ -270,6 +322,13 @@ def test_missing_at_borders_and_across_chunk_seams(seed, reduce, boundary):
     got = pipeline.window_reduce("a * 2 + b", {"a": da.from_array(a, chunks=5), "b": da.from_array(b, chunks=(4, 6))},
                                  size=(3, 4), reduce=reduce, boundary=boundary, cval=1, nodata={"a": -1}, chunks=5)
     check(got.compute(), ref, atol=1e-6 if reduce in ("var", "std") else None)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.sampled_from(REDUCERS), st.sampled_from(BOUNDARIES))
+def test_missing_at_borders_and_across_chunk_seams_on_the_numpy_path(seed, reduce, boundary):
+    with kernel_path("numpy"):
+        test_missing_at_borders_and_across_chunk_seams.hypothesis.inner_test(seed, reduce, boundary)
 
 
 def test_nodata_config_errors():

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from pipeline import config as config_mod
 from pipeline.cli import app
 from pipeline.errors import ConfigError
+from reference import disk_reference
 
 cli = CliRunner()
 LIMIT = 4 * 2**30  # address space for the subprocesses: imports fit, a 2**30-entry list does not
@@ -75,11 +76,14 @@ def test_validate_refuses_a_huge_disk_window_cheaply(tmp_path):
 
 
 def test_disk_window_at_the_limit_still_plans():
-    from pipeline.plan import ArraySpec, disk_footprint, make_plan
+    from pipeline.plan import ArraySpec, make_plan
 
     spec = {"a": ArraySpec(name="a", shape=(16, 16), dtype=np.dtype("uint8"))}
     plan = make_plan("a", spec, size=9, shape="disk")
-    assert np.array_equal(np.array(plan.footprint), disk_footprint((9, 9)))
+    # the README's ellipse, tested offset by offset (9 x 9 less 3 pixels in each corner)
+    expected = disk_reference((9, 9))
+    assert expected.sum() == 81 - 4 * 3
+    assert np.array_equal(np.array(plan.footprint), expected)
 
 
 def test_task_larger_than_the_machine_is_refused_for_threads(tmp_path, monkeypatch):

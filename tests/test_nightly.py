@@ -246,12 +246,12 @@ def test_deleted_input_chunk_reported_by_validate_run_and_verify(site):
 # --------------------------------------------------------------------------- 5, 6: workflows, logs
 
 
-def _shim(home: Path) -> None:
+def _shim(home: Path, command: str = "-m pipeline.cli") -> None:
     """PIPELINE_HOME/.venv/bin/pipeline, as an install there would have (this checkout's code)."""
     bin_dir = home / ".venv" / "bin"
-    bin_dir.mkdir(parents=True)
+    bin_dir.mkdir(parents=True, exist_ok=True)
     shim = bin_dir / "pipeline"
-    shim.write_text(f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m pipeline.cli "$@"\n')
+    shim.write_text(f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} {command} "$@"\n')
     shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
 
 
@@ -296,6 +296,7 @@ def test_wrapper_forwards_sigterm_run_stops_cleanly_and_resumes(tmp_path):
     from test_reliability import W, make_inputs, n_done
 
     home = _wrapper_home(tmp_path)
+    _shim(home, str(ROOT / "tests" / "held_run.py"))  # with PIPELINE_TEST_HOLD_AFTER: cannot finish before SIGTERM
     a, b = make_inputs(home / "configs")
     _slow_config(home / "configs", "first.yaml", "first.zarr")
     _slow_config(home / "configs", "second.yaml", "second.zarr")
@@ -303,7 +304,8 @@ def test_wrapper_forwards_sigterm_run_stops_cleanly_and_resumes(tmp_path):
            "PIPELINE_ARGS": "-q"}
     out = home / "configs" / "first.zarr"
     script = str(home / "workflows" / "pipeline-batch.sh")
-    proc = subprocess.Popen([script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([script], env={**env, "PIPELINE_TEST_HOLD_AFTER": "20"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     t0 = time.monotonic()
     while n_done(out) < 3:
         assert proc.poll() is None and time.monotonic() - t0 < 240, proc.communicate()

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from pipeline import ledger, runner
 from pipeline.cli import app
 from pipeline.errors import ExitCode
-from reference import brute_window_sum
+from reference import brute_window, brute_window_sum
 
 cli = CliRunner()
 
@@ -93,13 +93,17 @@ def n_done(out: Path) -> int:
     return len(os.listdir(d)) if d is not None else 0
 
 
-def start(cfg: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", "-q", *args, str(cfg)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+HELD_RUN = Path(__file__).resolve().parent / "held_run.py"
+
+
+def start(cfg: Path, *args: str, hold_after: int | None = None) -> subprocess.Popen:
+    """``pipeline run -q cfg`` in a subprocess; with ``hold_after``, the blocks after the first
+    ``hold_after`` it writes wait until it is stopped (tests/held_run.py): it cannot finish."""
+    if hold_after is None:
+        return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "-q", *args, str(cfg)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, str(HELD_RUN), "run", "-q", *args, str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PIPELINE_TEST_HOLD_AFTER": str(hold_after)})
 
 
 def start_gated(cfg: Path, gate: Path, name: str) -> subprocess.Popen:
@@ -170,30 +174,25 @@ def assert_complete_and_identical(out: Path, ref: dict[str, bytes]) -> None:
 def test_kill9_at_random_moments_then_resume_is_byte_identical(work):
     """Four kill -9 at random points of successive runs (one during start-up, the others after a
     random number of blocks), each followed by a check of the ledger invariant; the final resume
-    gives the uninterrupted run's bytes."""
+    gives the uninterrupted run's bytes.  Each run holds its blocks after the first 30 until it is
+    killed (4 x 30 < 121 blocks), so that no run finishes before its kill, however fast."""
     tmp, ref = work
     out = tmp / "out.zarr"
     cfg = write_config(tmp, "out.zarr")
     rng = random.Random(int(os.environ.get("PIPELINE_FAULT_SEED", time.time_ns())))
-    kills = 0
     for trial in range(4):
         before = n_done(out)
-        proc = start(cfg)
-        if trial == 0:
-            # imports, planning, creating the output (the whole run takes ~2.5 s here: a later
-            # kill could leave too few blocks for the three kills after it)
+        proc = start(cfg, hold_after=30)
+        if trial == 0:  # imports, planning, creating the output, the first blocks
             time.sleep(rng.uniform(0.05, 0.8))
-            running = proc.poll() is None
         else:
             k = before + rng.randint(1, 25)
-            running = wait_until(lambda: n_done(out) >= k, proc)
+            assert wait_until(lambda: n_done(out) >= k, proc), proc.communicate()
             time.sleep(rng.uniform(0, 0.03))
-        if running and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
         assert_recorded_blocks_are_right(out, ref)
-    assert kills >= 3
     final = start(cfg)
     stdout, stderr = final.communicate(timeout=120)
     assert final.returncode == 0, stderr
@@ -206,7 +205,7 @@ def test_sigterm_stops_cleanly_exit_4_and_resumes(work):
     tmp, ref = work
     out = tmp / "out.zarr"
     cfg = write_config(tmp, "out.zarr")
-    proc = start(cfg)
+    proc = start(cfg, hold_after=40)  # at most 40 blocks, plus those in flight, before SIGTERM
     assert wait_until(lambda: n_done(out) >= random.randint(5, 40), proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
@@ -465,13 +464,19 @@ def test_run_result_reports_status_and_counts(work):
 
 
 def test_several_statistics_share_one_ledger_and_are_repaired_together(work):
-    """reduce: [mean, max] writes two arrays; a damaged chunk of one is caught by verify and
-    only its block is recomputed; both arrays end equal to an uninterrupted run's."""
+    """reduce: [mean, max] writes two arrays (checked against brute force); a damaged chunk of one
+    is caught by verify and only its block is recomputed; both arrays end equal to an
+    uninterrupted run's."""
     tmp, _ = work
     cfgs = [write_config(tmp, f"{n}.zarr", window={"size": W, "reduce": ["mean", "max"]}) for n in ("multi", "multi-ref")]
     for cfg in cfgs:
         assert runner.run(cfg).computed == 121
     out, ref_out = tmp / "multi.zarr", tmp / "multi-ref.zarr"
+    inputs = zarr.open_group(tmp / "in.zarr", mode="r")
+    field = inputs["a"][...].astype(np.int64) ** 2 - inputs["b"][...].astype(np.int64) ** 2
+    written = zarr.open_group(ref_out, mode="r")
+    np.testing.assert_allclose(written["result_mean"][...], brute_window(field, W, "mean").astype(np.float64), rtol=1e-12)
+    np.testing.assert_array_equal(written["result_max"][...], brute_window(field, W, "max").astype(np.int64))
     victim = out / "result_max" / "c" / "3" / "4"
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x04

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pipeline
+from kernel_paths import kernel_path
 from reference import brute_window_sum
 
 
@@ -76,6 +77,13 @@ def test_dask_chunkings_match_brute_force(case):
         np.testing.assert_allclose(whole, got, rtol=1e-12, atol=1e-9 * np.abs(ref).max(initial=1))
     else:
         assert np.array_equal(whole, got)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_dask_chunkings_match_brute_force_on_the_numpy_path(case):
+    with kernel_path("numpy"):
+        test_dask_chunkings_match_brute_force.hypothesis.inner_test(case)
 
 
 @pytest.mark.parametrize("dtype,expected", [(np.uint8, np.int32), (np.uint16, np.int64), (np.int8, np.int32)])

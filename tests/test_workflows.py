@@ -184,11 +184,9 @@ def test_batch_script_runs_sample_and_refuses_overlap(home):
     assert _report(home)["runs"][0]["status"] in ("done", "up-to-date")
     # a second batch while the first holds the lock leaves at once with 75
     lock = home / "reports" / ".batch.lock"
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"])
+    holder = subprocess.Popen(["flock", str(lock), "sh", "-c", "echo held && exec sleep 60"], stdout=subprocess.PIPE, text=True)
     try:
-        import time
-
-        time.sleep(0.5)
+        assert holder.stdout.readline() == "held\n"  # flock holds the lock from here on
         res = subprocess.run(["bash", str(script)], env=_env(home), capture_output=True, text=True, timeout=60)
         assert res.returncode == 75 and "still running" in res.stderr
     finally:

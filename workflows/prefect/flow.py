@@ -21,6 +21,9 @@ Install the extra, then run the flow once, or serve it on a schedule:
     python workflows/prefect/flow.py configs/example.yaml
     python workflows/prefect/flow.py --serve --cron "15 2 * * *" --date-var DATE \\
         --report reports/prefect-latest.json 'configs/*.yaml'
+
+Prefect sends usage telemetry by default; set ``DO_NOT_TRACK=1`` and
+``PREFECT_SERVER_ANALYTICS_ENABLED=false`` in the flow's environment to switch it off.
 """
 
 from __future__ import annotations
