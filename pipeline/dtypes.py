@@ -1,5 +1,6 @@
 """Per statistic its output dtype, exact integer bounds and fill value (the registry's rule, room
-for a fill value, ``output.dtype``), and the inputs' nodata values; pure functions."""
+for a fill value, ``output.dtype``), the inputs' nodata values, and the dtype an input is read
+as (:func:`computable`); pure functions."""
 
 from __future__ import annotations
 
@@ -16,6 +17,25 @@ from .registry import FLOAT64, fit
 if TYPE_CHECKING:
     from .expr import Expr
     from .plan import ArraySpec
+
+
+def computable(dt: Any) -> np.dtype:
+    """The dtype an input of dtype ``dt`` is computed in: native byte order (numba's kernels and
+    the expression compiler take no other), and float16 widened to float32 (exactly: every
+    float16 is a float32; numba has no float16 arithmetic).  Other dtypes as they are."""
+    dt = np.dtype(dt)
+    if dt.kind == "f" and dt.itemsize == 2:
+        return np.dtype(np.float32)
+    if dt.kind in "biuf" and not dt.isnative:
+        return dt.newbyteorder("=")
+    return dt
+
+
+def as_computable(x: Any) -> Any:
+    """``x`` (a numpy, dask or xarray array) in its :func:`computable` dtype; ``x`` itself when
+    it already is."""
+    dt = computable(x.dtype)
+    return x if dt == x.dtype else x.astype(dt)
 
 
 def _holds(dt: np.dtype, bounds: tuple[int, int] | None, is_float: bool) -> bool:
