@@ -62,6 +62,7 @@ def _user_dtype(name: str, stat: str, auto: np.dtype, bounds, is_float: bool, ke
         raise ConfigError(f"unknown dtype {name!r}", where=key) from None
     if dt.kind not in "biuf":
         raise ConfigError(f"dtype {dt} is not supported (integer, float or bool)", where=key)
+    dt = dt.newbyteorder("=")  # outputs are written and returned in native byte order
     if not _holds(dt, bounds, is_float):
         what = "floating-point results" if is_float else f"results in [{bounds[0]}, {bounds[1]}]"
         raise ConfigError(f"{dt} cannot hold the {stat} {what}; use {auto}", where=key)
