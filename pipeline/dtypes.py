@@ -38,6 +38,16 @@ def as_computable(x: Any) -> Any:
     return x if dt == x.dtype else x.astype(dt)
 
 
+def stored_nodata(v: Any, stored: Any) -> Any:
+    """Nodata value ``v`` of an input stored as ``stored``, as a pixel of it holds the value: for
+    float16 (computed as float32) rounded to float16 first, as numpy compares a float16 array
+    with a number (-9999 is -10000 in float16).  Anything else as it is."""
+    if np.dtype(stored) != np.float16 or isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return v
+    with np.errstate(over="ignore"):
+        return float(np.float16(v))
+
+
 def _holds(dt: np.dtype, bounds: tuple[int, int] | None, is_float: bool) -> bool:
     """Whether ``dt`` holds every result: integer ``bounds`` exactly, or float results."""
     if is_float:

@@ -186,3 +186,39 @@ def test_direct_chunks_big_endian_reads_as_zarr(tmp_path, dtype):
             assert got.tobytes() == want.tobytes()
             expect = np.where(np.arange(20)[region[0], None] < 16, x[region], 3)
             assert np.array_equal(got, expect)
+
+
+def _float16_with_nodata():
+    x = np.random.default_rng(5).uniform(0, 50, (12, 10)).astype(np.float16)
+    x[::3, ::4] = -9999  # float16 holds -10000
+    return x
+
+
+def _nodata_reference(x, size, reduce):
+    wide = x.astype(np.float64)
+    return brute_window(wide, size, reduce, missing=wide == -10000.0)  # the marked pixels, by value
+
+
+def test_float16_nodata_api():
+    x = _float16_with_nodata()
+    for arr in (x, da.from_array(x, chunks=(5, 5))):
+        got = np.asarray(pipeline.window_reduce("a", {"a": arr}, size=3, reduce="mean", nodata={"a": -9999}))
+        _check(got, _nodata_reference(x, 3, "mean"), "mean", 1e-12)
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_float16_nodata_cli(tmp_path, declared):
+    x = _float16_with_nodata()
+    g = zarr.open_group(tmp_path / "in.zarr", mode="w")
+    g.create_array("a", shape=x.shape, chunks=(16, 16), dtype="float16",
+                   attributes={"missing_value": -9999} if declared else {})[...] = x
+    window = {"size": 3, "reduce": "count"}
+    cfg = _config(tmp_path, tmp_path / "in.zarr", "a", window)
+    if not declared:
+        doc = yaml.safe_load(cfg.read_text())
+        doc["inputs"]["a"]["nodata"] = -9999
+        cfg.write_text(yaml.safe_dump(doc))
+    res = runner.invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 0, res.output
+    got = zarr.open_array(tmp_path / "out.zarr" / "result", mode="r")[...]
+    _check(got, _nodata_reference(x, 3, "count"), "count", 0)
