@@ -222,3 +222,16 @@ def test_float16_nodata_cli(tmp_path, declared):
     assert res.exit_code == 0, res.output
     got = zarr.open_array(tmp_path / "out.zarr" / "result", mode="r")[...]
     _check(got, _nodata_reference(x, 3, "count"), "count", 0)
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_cli_big_endian_store_dask_path(tmp_path, version):
+    """A periodic boundary reads the inputs through dask (not chunk by chunk)."""
+    rng = np.random.default_rng(10 + version)
+    A = rng.integers(-300, 300, (20, 18))
+    _big_store(tmp_path / "in.zarr", version, {"a": A})
+    res = runner.invoke(app, ["run", str(_config(tmp_path, tmp_path / "in.zarr", "a", {"size": 5, "reduce": "max", "boundary": "wrap"}))])
+    assert res.exit_code == 0, res.output
+    got = zarr.open_array(tmp_path / "out.zarr" / "result", mode="r")[...]
+    assert got.dtype == np.int16
+    assert np.array_equal(got.astype(object), brute_window(A, 5, "max", boundary="wrap"))
