@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from typing import Any
 
 import numpy as np
 
 from . import labelled
+from .dtypes import check_64_bits
 from .errors import ArgumentTypeError, ConfigError, PipelineError
 from .registry import REDUCER_NAMES as REDUCERS
+from .window import MAX_WINDOW
 
 SCIPY_MODES = {"reflect": "reflect", "grid-mirror": "reflect", "constant": "constant", "grid-constant": "constant",
                "nearest": "nearest", "mirror": "mirror", "wrap": "wrap", "grid-wrap": "wrap"}
@@ -22,7 +24,7 @@ SCIPY_MODES = {"reflect": "reflect", "grid-mirror": "reflect", "constant": "cons
 #: config keys -> the API argument a user passed
 _API_NAMES = {
     "window.size": "size", "window.reduce": "reduce", "window.boundary": "boundary", "window.shape": "shape",
-    "window.cval": "cval", "window.weights": "weights", "window.axes": "axes", "output.dtype": "dtype",
+    "window.cval": "cval", "window.weights": "weights", "window.axes": "axes", "window.origin": "origin", "output.dtype": "dtype",
     "output.fill_value": "fill_value", "compute.chunks": "chunks",
 }
 #: what the plan says in config terms (YAML values, keys) -> the same in the API's terms; applied
@@ -49,6 +51,7 @@ def plan_arguments(
     fill_value: Any,
     mode: Any,
     footprint: Any,
+    origin: Any = 0,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """``size``, ``chunks`` and the other keywords of :func:`pipeline.plan.make_plan`, from
     :func:`~pipeline.window_reduce`'s arguments (checked in the order they are documented)."""
@@ -56,10 +59,12 @@ def plan_arguments(
     stats = _check_reduce(reduce)
     bnd, cval = _check_boundary(boundary, mode, cval)
     weights, size = _check_footprint(footprint, weights, size)
+    _check_limits(size, weights, cval, fill_value, "footprint" if footprint is not None else None)
     _check_types(chunks, axes, fill_value)
+    _check_origin(origin)
     _check_nodata(nodata, inputs)
     kw = dict(reduce=stats, boundary=bnd, cval=cval, shape=shape, weights=weights, axes=axes,
-              nodata=nodata, dtype=dtype, fill_value=fill_value)
+              nodata=nodata, dtype=dtype, fill_value=fill_value, origin=origin if _is_int(origin) else [int(o) for o in origin])
     return size, chunks, kw
 
 
@@ -130,6 +135,23 @@ def _check_size(size: Any, axes: Any) -> tuple[Any, Any]:
     return [int(s) for s in size], axes
 
 
+def _check_limits(size: Any, weights: Any, cval: Any, fill_value: Any, footprint: str | None) -> None:
+    """The bounds of configs (:data:`~pipeline.window.MAX_WINDOW` per window side, integers in 64
+    bits): a huge window fails here, not after minutes of work or an allocation of gigabytes."""
+    sides = [] if size is None else [size] if _is_int(size) else list(size)
+    if any(s > MAX_WINDOW for s in sides):
+        raise ConfigError(f"{max(sides)} is larger than the largest window side, {MAX_WINDOW}", where=footprint or "size")
+    if isinstance(weights, Sequence | np.ndarray) and (
+        len(weights) > MAX_WINDOW or any(isinstance(r, Sized) and len(r) > MAX_WINDOW for r in weights)
+    ):
+        raise ConfigError(f"is larger than {MAX_WINDOW} per side, the largest window side", where=footprint or "weights")
+    for where, value in (("cval", cval), ("fill_value", fill_value)):
+        try:
+            check_64_bits(value)
+        except ValueError as e:
+            raise ConfigError(str(e), where=where) from None
+
+
 def _check_types(chunks: Any, axes: Any, fill_value: Any) -> None:
     if not (chunks == "auto" if isinstance(chunks, str) else _is_int(chunks) or (
             isinstance(chunks, Sequence | np.ndarray) and all(map(_is_int, chunks)))):
@@ -139,6 +161,12 @@ def _check_types(chunks: Any, axes: Any, fill_value: Any) -> None:
         raise ArgumentTypeError(f"must be a sequence of axis numbers or dim names, got {axes!r}", where="axes")
     if fill_value is not None and (isinstance(fill_value, bool) or not isinstance(fill_value, (int, float, np.integer, np.floating))):
         raise ArgumentTypeError(f"must be a number, got {fill_value!r}", where="fill_value")
+
+
+def _check_origin(origin: Any) -> None:
+    if not (_is_int(origin) or (isinstance(origin, Sequence | np.ndarray) and not isinstance(origin, (str, bytes))
+                                and len(origin) > 0 and all(map(_is_int, origin)))):
+        raise ArgumentTypeError(f"must be an int or one int per window axis, got {origin!r}", where="origin")
 
 
 def _check_reduce(reduce: Any) -> tuple[str, ...]:
@@ -181,13 +209,7 @@ def _check_footprint(footprint: Any, weights: Any, size: Any) -> tuple[Any, Any]
     fp = np.asarray(footprint)
     if fp.ndim != 2 or fp.size == 0 or not (fp.dtype == bool or np.isin(fp, (0, 1)).all()):
         raise ConfigError(f"must be a non-empty 2-D boolean matrix, got shape {fp.shape} dtype {fp.dtype}", where="footprint")
-    if size is not None and _is_int(size) and (int(size),) * 2 != fp.shape or (
-        size is not None and not _is_int(size) and tuple(size) != fp.shape
-    ):
-        raise ConfigError(f"size {size} differs from the footprint's shape {list(fp.shape)}", where="size")
-    if fp.all():  # the whole rectangle: a plain window (var and std too)
-        return None, list(fp.shape)
-    return fp.astype(int).tolist(), None
+    return fp.astype(int).tolist(), size  # all True: the plan makes it the plain window (var and std too)
 
 
 def api_error(e: PipelineError) -> PipelineError:

@@ -84,9 +84,27 @@ def _plan_with_chunks(op, data, dims, lazy, size, chunks, kw):
             chunks = full
     plan = _plan(op, specs, size, chunks, kw)
     if auto:  # the input's chunks are not kept: say why
-        for note in plan.notes:
+        for note in (*plan.notes, *_narrow_chunks(plan, data)):
             warnings.warn(f"window_reduce: the input's {note}", stacklevel=4)
     return plan
+
+
+def _narrow_chunks(plan: Plan, data: Mapping[str, Any]) -> list[str]:
+    """What a dask input's chunks narrower than the halo became (the plan's blocks are never
+    narrower than the halo, so dask never re-chunks behind our back)."""
+    notes = []
+    for name, x in data.items():
+        if kind(x) != "dask" or tuple(x.shape) != plan.in_shape:
+            continue
+        for i, ax in enumerate(plan.window_axes):
+            h = max(plan.lo[i], plan.hi[i])
+            given = tuple(x.chunks[ax])
+            if len(given) > 1 and min(given) < h <= max(given) and given != plan.in_chunks[ax]:  # (else a plan note)
+                notes.append(
+                    f"'{name}' chunks {given} on axis {ax} include one narrower than the window's halo {h}; "
+                    f"widened to {plan.in_chunks[ax]}"
+                )
+    return notes
 
 
 def _axis_ids(axes, shape, specs):

@@ -1,9 +1,14 @@
 """What every ``pipeline`` command shares: the process state (``--debug``, the command's log) and
 the CLI boundary, where a user error becomes one line per problem and its exit code, and any other
-exception one line and exit code 1 (the traceback under ``--debug``)."""
+exception one line and exit code 1; under ``--debug`` the traceback instead of the line, with the
+same exit code."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import traceback
 from typing import Any
 
 import typer
@@ -11,7 +16,8 @@ import typer
 from .errors import ExitCode, PipelineError, interrupted_message
 
 #: ``debug`` (``--debug``); ``log`` (the command's :class:`~pipeline.batch.Log`, once it has one);
-#: ``showwarning`` (Python's warning printer while JSON logging replaces it)
+#: ``showwarning`` (Python's warning printer while JSON logging replaces it); ``process``: this is
+#: the console script's own process (see :func:`end_quietly`)
 state: dict[str, Any] = {"debug": False}
 
 
@@ -24,9 +30,15 @@ def say(message: str, code: int) -> None:
         typer.echo(message, err=True)
 
 
-def _fail(exc: BaseException) -> None:
+def _debug_exit(exc: BaseException, code: int) -> None:
+    """Under ``--debug``: the traceback on stderr, then the exit code the error has without it."""
     if state["debug"]:
-        raise exc
+        typer.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+        raise typer.Exit(code)
+
+
+def _fail(exc: BaseException) -> None:
+    _debug_exit(exc, int(exc.exit_code) if isinstance(exc, PipelineError) else int(ExitCode.FAILURE))
     if isinstance(exc, PipelineError):
         for line in exc.lines:  # every problem, one line each
             say(f"error: {line}", int(exc.exit_code))
@@ -42,9 +54,33 @@ def guard(fn, *args: Any, **kwargs: Any) -> Any:
     except typer.Exit:
         raise
     except KeyboardInterrupt as exc:
-        if state["debug"]:
-            raise
+        _debug_exit(exc, int(ExitCode.INTERRUPTED))
         say(interrupted_message(exc), int(ExitCode.INTERRUPTED))
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as exc:  # noqa: BLE001 - the CLI boundary
         _fail(exc)
+
+
+def end_quietly(code: int) -> None:
+    """Once a command's work is done and its exit code decided: a SIGTERM/SIGINT during the
+    process's teardown (the interpreter joining threads, closing the cluster's leftovers) says so
+    in one line and ends the process at once with that exit code, instead of killing it by the
+    signal with no word (its output is complete).  Only in the console script's own process."""
+    if not state.get("process") or state.get("ending"):
+        return
+    state["ending"] = True
+    log = state.get("log")
+
+    def _late(signum: int, frame: Any) -> None:
+        message = f"{signal.Signals(signum).name} received after the command finished; its work is complete (exit code {code})"
+        try:
+            if log is not None and log.fmt == "json":
+                log.event("warning", message, level="warning", exit_code=code)
+            else:
+                sys.stdout.flush()
+                print(f"warning: {message}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(code)
+
+    signal.signal(signal.SIGTERM, _late)
+    signal.signal(signal.SIGINT, _late)

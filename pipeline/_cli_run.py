@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._cli_common import guard, state
+from ._cli_common import end_quietly, guard, state
 from .errors import ExitCode, PipelineError
 
 SchedulerOption = Annotated[
@@ -119,11 +119,16 @@ def _exit_with(go: Any, *, sigterm: Any = None) -> None:
     import warnings
 
     previous = signal.signal(signal.SIGTERM, sigterm) if sigterm is not None else None
+    code = int(ExitCode.FAILURE)
     try:
         code = guard(go)
+    except typer.Exit as exc:
+        code = exc.exit_code
+        raise
     finally:
         if sigterm is not None:
             signal.signal(signal.SIGTERM, previous)
+        end_quietly(code)  # the console script: a signal from now on cannot cost the exit code
         state.pop("log", None)
         if "showwarning" in state:
             warnings.showwarning = state.pop("showwarning")

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-#: Largest window side accepted; larger is almost surely a typo and would only waste memory.
-MAX_WINDOW = 16_385
+from .dtypes import check_64_bits as _check_number
+from .window import MAX_WINDOW
 
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 WindowSide = Annotated[StrictInt, Field(ge=1, le=MAX_WINDOW)]
@@ -108,10 +108,15 @@ Boundary = Literal["shrink", "valid", "constant", "reflect", "mirror", "nearest"
 Weight = StrictInt | float
 
 
+#: at most this many window axes (numpy's limit on dimensions)
+MAX_AXES = 32
+
+
 class WindowSpec(_Model):
     """The moving window and how it is reduced."""
 
-    size: WindowSide | tuple[WindowSide, WindowSide] | None = None  #: required unless weights are given
+    #: one size, or one per window axis; required unless weights are given
+    size: WindowSide | Annotated[tuple[WindowSide, ...], Field(min_length=1, max_length=MAX_AXES)] | None = None
     reduce: Reducer | Annotated[list[Reducer], Field(min_length=1)] = "sum"
     boundary: Boundary = "shrink"
     cval: StrictInt | float = 0  #: the value outside the image for boundary 'constant'
@@ -119,7 +124,9 @@ class WindowSpec(_Model):
     _cval_ok = field_validator("cval", mode="before")(classmethod(lambda cls, v: _check_number(v)))
     shape: Literal["rect", "disk"] = "rect"
     weights: Annotated[list[Annotated[list[Weight], Field(min_length=1)]], Field(min_length=1)] | None = None
-    axes: tuple[StrictInt | Name, StrictInt | Name] | tuple[StrictInt | Name] | None = None
+    axes: Annotated[tuple[StrictInt | Name, ...], Field(min_length=1, max_length=MAX_AXES)] | None = None
+    #: scipy.ndimage's ``origin``: the window shifted by ``-origin`` per axis (one int, or one per axis)
+    origin: StrictInt | Annotated[tuple[StrictInt, ...], Field(min_length=1, max_length=MAX_AXES)] = 0
 
     @field_validator("reduce")
     @classmethod
@@ -157,7 +164,7 @@ class OutputSpec(_Model):
 #: Names an output array cannot take: the store's own metadata files, and the sidecar's lock files
 #: and the suffixes of a replacement in progress (``pipeline.runner.STAGED``/``RETIRED``).
 _STORE_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
-_SIDECAR_FILES = ("lock", "lock.guard")
+_SIDECAR_FILES = ("lock", "lock.guard", "swap.json")
 _RESERVED_SUFFIXES = (".pipeline-new", ".pipeline-old")
 
 
@@ -167,13 +174,6 @@ def _check_output_array(v: str | None) -> str | None:
     parts = v.strip("/").split("/")
     if any(p in _STORE_FILES for p in parts) or parts[0] in _SIDECAR_FILES or v.endswith(_RESERVED_SUFFIXES):
         raise ValueError(f"{v!r} collides with a file of the store or of its .pipeline folder; choose another array name")
-    return v
-
-
-def _check_number(v: Any) -> Any:
-    """Integers beyond 64 bits (a 4,000-digit hex literal) are refused, not overflowed."""
-    if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**64:
-        raise ValueError(f"an integer of {v.bit_length()} bits does not fit in 64 bits")
     return v
 
 
@@ -244,7 +244,7 @@ class ComputeSpec(_Model):
     #: unset: dask's config (``DASK_SCHEDULER_ADDRESS``, ``scheduler-address``, ``scheduler``),
     #: else threads
     scheduler: Annotated[str, AfterValidator(check_scheduler)] | None = None
-    chunks: Literal["auto"] | PositiveInt | tuple[PositiveInt, PositiveInt] = "auto"
+    chunks: Literal["auto"] | PositiveInt | Annotated[tuple[PositiveInt, ...], Field(min_length=1, max_length=MAX_AXES)] = "auto"
     workers: PositiveInt | None = None  #: threads or processes, or local-cluster workers; default: the CPU count
     threads_per_worker: PositiveInt | None = None  #: local-cluster: threads in each worker (default 1)
     memory_limit: Bytes | None = None  #: local-cluster: per worker (default: system memory / workers)

@@ -66,7 +66,7 @@ def out_coords(prep: Prepared) -> dict[str, np.ndarray]:
     return out
 
 
-def _scalars(prep: Prepared) -> dict[str, tuple[Any, dict[str, Any]]]:
+def output_scalars(prep: Prepared) -> dict[str, tuple[Any, dict[str, Any]]]:
     """The grid-mapping (CRS) variable carried from the inputs, its ``GeoTransform`` moved where
     the boundary shrinks the output."""
     plan, gm = prep.plan, prep.grid_mapping
@@ -91,7 +91,7 @@ def create_outputs(
     plan = prep.plan
     handles = {}
     gm = prep.grid_mapping
-    scalars = _scalars(prep)
+    scalars = output_scalars(prep)
     for st, name in names.items():
         fill = plan.fill_values.get(st)
         attrs = metadata.output_attrs(

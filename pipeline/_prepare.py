@@ -59,6 +59,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         shape=cfg.window.shape,
         weights=cfg.window.weights,
         axes=cfg.window.axes,
+        origin=cfg.window.origin,
         nodata=nodata,
         dtype=cfg.output.dtype,
         fill_value=cfg.output.fill_value,
@@ -90,20 +91,11 @@ def _nodata(cfg: Config, arrays: Mapping[str, Any]) -> tuple[dict[str, Any], dic
     source: dict[str, str] = {}
     for name, spec in cfg.inputs.items():
         declared = metadata.declared_nodata(arrays[name].attrs)
-        if spec.nodata_given:
-            values[name] = spec.nodata_value
-            if values[name] is not None:
-                source[name] = "config"
-            elif declared is not None:
-                source[name] = f"off (attribute {declared[1]} = {declared[0]} ignored)"
-            continue
-        if declared is not None:
-            value = metadata.usable_nodata(declared[0], arrays[name].dtype)
-            values[name] = value
-            if value is not None:
-                source[name] = f"attribute {declared[1]}"
-            elif not (isinstance(declared[0], float) and declared[0] != declared[0]):  # NaN: always missing
-                source[name] = f"none (attribute {declared[1]} = {declared[0]} cannot occur in {arrays[name].dtype})"
+        values[name], src = metadata.input_nodata(
+            declared, arrays[name].dtype, given=spec.nodata_given, value=spec.nodata_value
+        )
+        if src is not None:
+            source[name] = src
     return {n: stored_nodata(v, arrays[n].dtype) for n, v in values.items()}, source
 
 

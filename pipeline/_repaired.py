@@ -79,12 +79,19 @@ def adopt(prep: Prepared, target: OutputTarget, store: str, names: Sequence[str]
     written by one earlier run whose fingerprint differs from ``fp`` only by a repaired damaged
     chunk, to ``fp``, dropping the blocks that read near it, and give the arrays the new
     fingerprint; whether it did."""
-    from .targets import staging
-
     if not io.is_local(prep.config.output.path):
         return False
-    for arrays in (list(names), [staging(n) for n in names]):
-        states = [target.state(n) for n in arrays]
+    candidates = [target]
+    if target.can_swap:  # a replacement staged beside the output, if one is there and is ours
+        try:
+            candidates.append(target.staged(fresh=False))
+        except Exception:  # noqa: BLE001 - a staging place not ours is refused later, by the run itself
+            pass
+    for place in candidates:
+        try:
+            states = [place.state(n) for n in names]
+        except Exception:  # noqa: BLE001 - nothing staged there
+            continue
         old = {st.get("fingerprint") for st in states if st is not None}
         if None in states or len(old) != 1 or fp in old:
             continue
@@ -94,7 +101,7 @@ def adopt(prep: Prepared, target: OutputTarget, store: str, names: Sequence[str]
             continue
         stale = _stale(prep, found[0], states[0] or {}, doc)
         if stale is not None:
-            _move(target, found[0], new, stale, found[1], arrays, doc)
+            _move(place, found[0], new, stale, found[1], list(names), doc)
             return True
     return False
 

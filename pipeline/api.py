@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 
-from . import labelled
+from . import _api_nodata, labelled
 from ._api_args import SCIPY_MODES, as_arrays, as_inputs, footprint_error, plan_arguments
 from ._api_plan import RANGE_ATTRS, SCAN_BYTES, compute, kind, plan_narrowing
 from .errors import ConfigError
@@ -54,6 +54,7 @@ def window_reduce(
     fill_value: int | float | None = None,
     mode: Mode | None = None,
     footprint: Any = None,
+    origin: int | Sequence[int] = 0,
 ) -> Result:
     """Reduce ``op`` (a pointwise expression of the named inputs) over a moving window.
 
@@ -70,6 +71,7 @@ def window_reduce(
         Window size: ``W``, one size per window axis, or a mapping ``{dim: W}`` (which also
         names the window axes, e.g. ``{"lat": 5, "lon": 3}``).  May be omitted with ``weights``
         or ``footprint``.  The window centred on pixel ``i`` covers ``i - W//2 … i - W//2 + W - 1``.
+        At most 16,385 per side, as in configs (``weights`` and ``footprint`` too).
     reduce
         ``"sum"``, ``"mean"``, ``"min"``, ``"max"``, ``"var"``, ``"std"``, ``"count"`` or a
         list of them: then the result is an ``xarray.Dataset`` of one variable per statistic for
@@ -95,8 +97,16 @@ def window_reduce(
         ``lat``/``lon``, ``latitude``/``longitude``, ``row``/``col``), else the two axes of a 2-D
         input; a >=3-D input without such names needs ``axes`` (never a guess).
     nodata
-        Input name -> its nodata value (those pixels are missing; NaN always is).  Every key
-        must be an input name.
+        Input name -> its nodata value (those pixels are missing; NaN always is); ``None``
+        switches off what the input declares.  Every key must be an input name.  An input not
+        named here has the nodata it declares, by the rule of configs: its attrs ``_FillValue``,
+        else ``missing_value``, else ``nodata`` (xarray and zarr arrays; rioxarray's
+        ``open_rasterio`` and ``rio.write_nodata``), else xarray's ``encoding["_FillValue"]``
+        where the values are still the encoded ones (same dtype, not scaled: decoded values
+        are NaN there already); a value no pixel of its dtype can hold is ignored.  The masked
+        pixels of a ``numpy.ma`` array (netCDF4's default) are missing too: float ones become
+        NaN, integer ones the nodata value (else a value no unmasked pixel holds).  A dask
+        array of masked chunks is accepted when float or given an integer nodata.
     dtype
         Output dtype (one, or one per statistic); it must hold every result.  A float dtype also
         lets integer inputs too wide for exact integer sums be summed in floating point.
@@ -107,6 +117,12 @@ def window_reduce(
         ``"mirror"``, ``"wrap"`` and their ``grid-`` forms).
     footprint
         scipy.ndimage's boolean footprint: the window pixels that count (``weights`` of 0/1).
+        Its rows and columns (as those of ``weights``) run along the window axes in increasing
+        order, whatever the order ``axes`` names them in, as in ``scipy.ndimage.correlate``.
+    origin
+        scipy.ndimage's ``origin``: an int, or one per window axis (in the order of ``axes``, as
+        ``size``); the window on pixel ``i`` then covers ``i - W//2 - origin … i - W//2 -
+        origin + W - 1`` (``-(W//2) <= origin <= (W-1)//2``).
 
     Returns
     -------
@@ -127,11 +143,13 @@ def window_reduce(
     inputs = as_inputs(inputs)
     size, chunks, kw = plan_arguments(
         inputs, size=size, reduce=reduce, boundary=boundary, chunks=chunks, cval=cval, shape=shape, weights=weights,
-        axes=axes, nodata=nodata, dtype=dtype, fill_value=fill_value, mode=mode, footprint=footprint,
+        axes=axes, nodata=nodata, dtype=dtype, fill_value=fill_value, mode=mode, footprint=footprint, origin=origin,
     )
     arrays = as_arrays(inputs)
     names = parse_expression(op, {n: np.dtype(x.dtype) for n, x in arrays.items()}).names
     data, dims = labelled.align(names, arrays)
+    kw["nodata"] = _api_nodata.resolve(names, arrays, nodata)
+    data = _api_nodata.unmask(names, data, kw["nodata"])
     if dims is not None:
         from . import accessor  # noqa: F401 - registers da.pipeline for later calls
     lazy = any(kind(data[n]) == "dask" for n in names)

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from ._cli_bench import bench
-from ._cli_common import state
+from ._cli_common import end_quietly, state
 from ._cli_run import run, validate
 from ._cli_store import info, verify
 from .errors import ExitCode
@@ -86,7 +86,19 @@ def _json_requested(argv: list[str]) -> bool:
 
 def entrypoint(argv: list[str] | None = None) -> int:
     """The console script.  With ``--log-format json``, a usage error (unknown option, missing
-    argument) is one JSON line too, so that every line on the log stream parses."""
+    argument) is one JSON line too, so that every line on the log stream parses.  Once the
+    command is done, a SIGTERM/SIGINT no longer kills the process mid-teardown
+    (:func:`~pipeline._cli_common.end_quietly`; only for the process's own command line, not for
+    an in-process call with ``argv``)."""
+    state["process"] = argv is None
+    try:
+        return _entry(argv)
+    except SystemExit as exc:
+        end_quietly(exc.code if isinstance(exc.code, int) else int(ExitCode.FAILURE) if exc.code else 0)
+        raise
+
+
+def _entry(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not _json_requested(argv):
         app(args=argv, prog_name="pipeline")

@@ -79,6 +79,14 @@ def _user_dtype(name: str, stat: str, auto: np.dtype, bounds, is_float: bool, ke
     return dt
 
 
+def check_64_bits(v: Any) -> Any:
+    """``v``, where an integer fits in 64 bits; beyond (a 4,000-digit hex literal) ValueError, not
+    an overflow later (``cval``, ``fill_value``: configs and the API)."""
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**64:
+        raise ValueError(f"an integer of {v.bit_length()} bits does not fit in 64 bits")
+    return v
+
+
 def _nodata_value(v: Any, n: str, dt: np.dtype) -> int | float | np.integer | np.floating | None:
     if v is None:
         return None

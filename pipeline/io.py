@@ -21,13 +21,14 @@ from typing import Any
 
 import zarr
 
+from . import metadata
 from ._stores import is_local, is_process_local, local_path, location, protocol, remote_exists, store_args
 from .errors import InputError, OutputError
 from .targets.zarr import (
     COORD_MARK,
     check_coords,
     check_output_target,
-    consolidated_complete,
+    consolidated_state,
     create_output,
     default_compressors,
     finalize,
@@ -41,7 +42,7 @@ from .targets.zarr import (
 from .zarrchunks import chunk_grid, chunk_key, read_chunk, stored_chunk_keys
 
 __all__ = [  # re-exported: the rest of the package and the tests call them as io.<name>
-    "COORD_MARK", "check_coords", "check_output_target", "chunk_grid", "chunk_key", "consolidated_complete",
+    "COORD_MARK", "check_coords", "check_output_target", "chunk_grid", "chunk_key", "consolidated_state",
     "create_output", "default_compressors", "finalize", "is_local", "is_process_local", "local_path", "location",
     "open_output", "output_exists", "output_state", "protocol", "read_chunk", "remote_exists", "store_args",
     "stored_chunk_keys", "update_state", "write_coords", "write_scalars",
@@ -111,6 +112,9 @@ def describe_store(path: str, storage_options: Mapping[str, Any] | None = None) 
             lines.append(f"  codecs {codecs}")
         for key, value in dict(arr.attrs).items():
             text = json.dumps(value, default=str)
+            decoded = metadata.declared_nodata({key: value}) if key == "_FillValue" and isinstance(value, str) else None
+            if decoded is not None:  # xarray's base64 of a float fill value, shown as the number
+                text = f"{json.dumps(decoded[0])} (stored as base64 {text})"
             if len(text) > 200:
                 text = text[:197] + "..."
             lines.append(f"  attr {key} = {text}")

@@ -93,28 +93,31 @@ def window_sum(
 #
 # These kernels take a field that has already been extended (padded or haloed) so that every
 # requested centre has its whole window inside the data: pixels outside the image are either
-# padding values (scipy.ndimage's modes) or marked missing (``shrink``).  The two window axes
-# are the last two.  ``missing`` (bool, same shape, or None when no pixel is missing) marks
+# padding values (scipy.ndimage's modes) or marked missing (``shrink``).  The window axes are
+# the last ``k`` (two for footprints and weights, two or more for rectangles).  ``missing`` (bool, same shape, or None when no pixel is missing) marks
 # pixels the reducers skip.
 
 
 @dataclass(frozen=True)
 class Window:
-    """A window over the last two axes: arms ``lo``/``hi``, the centres ``[start, stop)`` per
-    axis, and its footprint: a rectangle (``runs`` and ``taps`` None), row runs
-    ``(dy, a, b)`` (offsets ``dx`` in ``a … b`` of row ``dy``; disks, weights' non-zero taps),
-    or weighted taps ``(dy, dx, w)`` (weighted sums)."""
+    """A window over the last ``k = len(lo)`` axes: arms ``lo``/``hi``, the centres
+    ``[start, stop)`` per axis, and its footprint: a rectangle (``runs`` and ``taps`` None; any
+    ``k >= 2``), row runs ``(dy, a, b)`` (offsets ``dx`` in ``a … b`` of row ``dy``; disks,
+    weights' non-zero taps), or weighted taps ``(dy, dx, w)`` (weighted sums); runs and taps
+    are 2-D."""
 
-    lo: tuple[int, int]
-    hi: tuple[int, int]
-    start: tuple[int, int]
-    stop: tuple[int, int]
+    lo: tuple[int, ...]
+    hi: tuple[int, ...]
+    start: tuple[int, ...]
+    stop: tuple[int, ...]
     runs: tuple[tuple[int, int, int], ...] | None = None
     taps: tuple[tuple[int, int, int | float], ...] | None = None
 
     @property
-    def out_shape(self) -> tuple[int, int]:
-        return (self.stop[0] - self.start[0], self.stop[1] - self.start[1])
+    def out_shape(self) -> tuple[int, ...]:
+        return tuple(e - s for s, e in zip(self.start, self.stop))
+
+    k = property(lambda self: len(self.lo), doc="The number of window axes.")
 
     def shifted(self, dy: int, dx: int) -> tuple[slice, slice]:
         """Index of the data at offset ``(dy, dx)`` from every centre."""
@@ -175,7 +178,7 @@ def footprint_sum(x: np.ndarray, win: Window, dtype: npt.DTypeLike) -> np.ndarra
         return out
     if win.runs is None:
         n = x.ndim
-        return window_sum(x.astype(dt, copy=False), (n - 2, n - 1), win.lo, win.hi, win.start, win.stop)
+        return window_sum(x.astype(dt, copy=False), range(n - win.k, n), win.lo, win.hi, win.start, win.stop)
     p = _prefix_x(x, dt)
     out = np.zeros(x.shape[:-2] + win.out_shape, dtype=dt)
     with np.errstate(over="ignore"):
@@ -232,11 +235,12 @@ def footprint_extreme(x: np.ndarray, win: Window, op: str) -> np.ndarray:
     pick = np.minimum if op == "min" else np.maximum
     runs = win.runs
     if runs is None:
-        (l0, l1), (h0, h1) = win.lo, win.hi
-        rows = x[..., win.start[0] - l0 : win.stop[0] + h0, :]
-        y = running_extreme(rows, l0 + h0 + 1, -2, op)
-        cols = y[..., win.start[1] - l1 : win.stop[1] + h1]
-        return np.ascontiguousarray(running_extreme(cols, l1 + h1 + 1, -1, op))
+        y = x
+        for i, ax in enumerate(range(x.ndim - win.k, x.ndim)):
+            keep = [slice(None)] * x.ndim
+            keep[ax] = slice(win.start[i] - win.lo[i], win.stop[i] + win.hi[i])
+            y = running_extreme(y[tuple(keep)], win.lo[i] + win.hi[i] + 1, ax, op)
+        return np.ascontiguousarray(y)
     out = None
     by_run: dict[tuple[int, int], list[int]] = {}
     for dy, a, b in runs:
@@ -284,7 +288,7 @@ def reduce_stats(
         n = footprint_sum(valid.view(np.uint8) if valid.dtype == bool else valid, count_win, np.int32)
         empty = n == 0
     else:
-        n = np.full(field.shape[:-2] + win.out_shape, area, dtype=np.int32)
+        n = np.full(field.shape[: field.ndim - win.k] + win.out_shape, area, dtype=np.int32)
         empty = None
     out["_empty"] = empty
     if "count" in stats:

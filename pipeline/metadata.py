@@ -123,6 +123,28 @@ def usable_nodata(value: int | float, dtype: np.dtype) -> int | float | None:
     return value
 
 
+def input_nodata(
+    declared: tuple[Any, str] | None, dtype: np.dtype, *, given: bool = False, value: int | float | None = None
+) -> tuple[int | float | None, str | None]:
+    """One input's nodata and where it comes from, the one rule of configs and the Python API:
+    the ``value`` a user gave when ``given`` (None: switched off), else the ``declared`` marker
+    (:func:`declared_nodata` of its attributes) where a pixel of ``dtype`` can hold it
+    (:func:`usable_nodata`).  The source is None where there is nothing to say (nothing
+    declared, or NaN, which float inputs always treat as missing)."""
+    if given:
+        if value is not None:
+            return value, "config"
+        return None, (f"off (attribute {declared[1]} = {declared[0]} ignored)" if declared is not None else None)
+    if declared is None:
+        return None, None
+    usable = usable_nodata(declared[0], dtype)
+    if usable is not None:
+        return usable, f"attribute {declared[1]}"
+    if isinstance(declared[0], float) and declared[0] != declared[0]:  # NaN: always missing
+        return None, None
+    return None, f"none (attribute {declared[1]} = {declared[0]} cannot occur in {np.dtype(dtype)})"
+
+
 def fill_attr(fill: Any, dtype: np.dtype | None) -> Any:
     """The ``_FillValue`` attribute of an output of ``dtype``, as xarray reads it from a Zarr v3
     array: integers as they are, floats as base64 of their 8 little-endian bytes."""

@@ -196,7 +196,9 @@ def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
         f, m = f[..., None, :], (None if m is None else m[..., None, :])
         lo, hi, start, stop = [0] + lo, [0] + hi, [0] + start, [1] + stop
 
-    raw = _compiled_stats(plan, f, m, lo, hi, start, stop, field.dtype.kind != "f" or finite(field))
+    raw = None
+    if k <= 2:  # the compiled kernels are 2-D; more window axes take the separable numpy path
+        raw = _compiled_stats(plan, f, m, lo, hi, start, stop, field.dtype.kind != "f" or finite(field))
     if raw is None:
         raw = _padded_stats(plan, f, m, lo, hi, start, stop)
     return _finish(plan, raw, axes, k)
@@ -244,9 +246,10 @@ def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start
     """The numpy reference path: the block padded (``np.pad``) so that every window is whole, then
     :func:`pipeline.kernels.reduce_stats`."""
     # extend the data so that every window is whole: padding at the image edges
-    pads = [(0, 0)] * (f.ndim - 2)
-    for i in range(2):
-        n = f.shape[f.ndim - 2 + i]
+    k = len(lo)  # the window axes are the last k
+    pads = [(0, 0)] * (f.ndim - k)
+    for i in range(k):
+        n = f.shape[f.ndim - k + i]
         pads.append((max(0, lo[i] - start[i]), max(0, stop[i] - 1 + hi[i] - (n - 1))))
     if any(p != (0, 0) for p in pads):
         if not plan.bnd.pads:
@@ -260,8 +263,8 @@ def _padded_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start
             assert mode is not None  # the padding boundaries have an np.pad mode
             f = np.pad(f, pads, mode=mode)
             m = None if m is None else np.pad(m, pads, mode=mode)
-        start = [s + pads[f.ndim - 2 + i][0] for i, s in enumerate(start)]
-        stop = [e + pads[f.ndim - 2 + i][0] for i, e in enumerate(stop)]
+        start = [s + pads[f.ndim - k + i][0] for i, s in enumerate(start)]
+        stop = [e + pads[f.ndim - k + i][0] for i, e in enumerate(stop)]
     elif plan.bnd.fills:
         f = f.astype(_work_dtype(plan, f.dtype), copy=False)
 

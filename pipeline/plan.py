@@ -204,7 +204,8 @@ class Plan:
             f"input shape:   {self.in_shape}  dims {self.dims}",
             f"window:        {'x'.join(map(str, self.size))} {self.shape} on axes {self.window_axes}, "
             f"reduce {', '.join(self.stats)}, boundary {self.boundary}"
-            + (f" (cval {self.cval})" if self.bnd.fills else ""),
+            + (f" (cval {self.cval})" if self.bnd.fills else "")
+            + (f"; shifted by origin: arms before/after {self.lo}/{self.hi}" if self.lo != tuple(w // 2 for w in self.size) else ""),
             *(
                 f"{('output ' + st if self.multi else 'output') + ':':<15}shape {self.out_shape}, dtype {self.out_dtypes[st]}"
                 + (f", values in [{b[0]}, {b[1]}]" if (b := self.stat_bounds[st]) else "")
@@ -279,6 +280,7 @@ def make_plan(
     nodata: Mapping[str, int | float | None] | None = None,
     dtype: str | Mapping[str, str] | None = None,
     fill_value: int | float | None = None,
+    origin: int | Sequence[int] = 0,
 ) -> Plan:
     """Decide everything about a run from input metadata alone (no I/O): the choices checked
     against the registries, then the window, the missing pixels, the dtypes and the grid."""
@@ -289,7 +291,7 @@ def make_plan(
     in_shape = check_inputs(used)
     ref_dims, storage = _reference(used, in_shape)
     ndim = len(in_shape)
-    win = plan_window(ndim, ref_dims, reds, size=size, shape=shape, weights=weights, axes=axes)
+    win = plan_window(ndim, ref_dims, reds, size=size, shape=shape, weights=weights, axes=axes, origin=origin)
     nd_used, missing_possible = plan_nodata(expr, inputs, nodata)
     values = registry.Values(expr.dtype, registry.window_values(expr.bounds, bnd, cval), win.area, bnd.name, win.weights)
     out_dtypes, stat_bounds, fills, acc_dtype = plan_dtypes(reds, values, missing_possible, dtype, fill_value)
@@ -336,9 +338,11 @@ def check_choices(stats: tuple[str, ...], boundary: str, shape: str, cval: Any) 
 
 def _default_dims(ndim: int, window: Sequence[int] = ()) -> tuple[str, ...]:
     """Names for unnamed dimensions: ``y`` and ``x`` for the window axes (``x`` alone for a 1-D
-    window), ``dim_0``, ``dim_1``, ... for the others."""
+    window; ``z``, ``y``, ``x`` for the last three of a window over more axes), ``dim_0``,
+    ``dim_1``, ... for the others."""
     window = tuple(window) or tuple(range(max(0, ndim - 2), ndim))
-    spatial = dict(zip(window, ("y", "x") if len(window) == 2 else ("x",)))
+    named = ("x",) if len(window) == 1 else ("y", "x") if len(window) == 2 else ("z", "y", "x")
+    spatial = dict(zip(window[-len(named):], named))
     names, k = [], 0
     for ax in range(ndim):
         if ax in spatial:

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _repaired, _resume, engine, io, ledger, sessions, targets
-from ._outputs import create_outputs, out_coords, output_names, provenance  # noqa: F401 - part of this module's API
+from ._outputs import create_outputs, out_coords, output_names, output_scalars, provenance  # noqa: F401 - part of this module's API
 from ._prepare import Prepared, prepare  # noqa: F401 - part of this module's API
 from ._resume import fingerprint_doc  # noqa: F401 - part of this module's API
 from .config import Config
 from .engine import block_regions, input_regions, strip_width  # noqa: F401 - part of this module's API
 from .errors import LockedError, OutputError, WriteError
 from .lock import OutputLock
-from .targets import RETIRED, STAGED, staging  # noqa: F401 - part of this module's API
+from .targets import RETIRED, STAGED  # noqa: F401 - part of this module's API
 
 ProgressFn = Callable[[int, int], None]
 
@@ -137,15 +137,43 @@ def run(
     prep = config if isinstance(config, Prepared) else prepare(config)  # a batch prepares once
     cfg = prep.config
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
-    if not io.is_local(cfg.output.path):  # object storage: the ledger beside it, no lock (see urlledger)
-        with _session(prep, session, notify) as sess:
-            return _run_locked(prep, t0, progress, overwrite, cfg.output.path, _NoLock(), sess, force=force)
-    store = io.local_path(cfg.output.path)
-    # the lock first (a second run exits at once), then the scheduler/cluster is started and
-    # checked (storage reachable, tasks fit) before anything is written
-    with OutputLock(ledger.sidecar(store) / "lock", io.location(cfg.output.path, cfg.output.array)) as lock:
-        with _session(prep, session, notify) as sess:
-            return _run_locked(prep, t0, progress, overwrite, store, lock, sess, force=force)
+    try:
+        if not io.is_local(cfg.output.path):  # object storage: the ledger beside it, no lock (see urlledger)
+            with _session(prep, session, notify) as sess:
+                return _run_locked(prep, t0, progress, overwrite, cfg.output.path, _NoLock(), sess, force=force)
+        store = io.local_path(cfg.output.path)
+        # the lock first (a second run exits at once), then the scheduler/cluster is started and
+        # checked (storage reachable, tasks fit) before anything is written
+        with OutputLock(ledger.sidecar(store) / "lock", io.location(cfg.output.path, cfg.output.array)) as lock:
+            with _session(prep, session, notify) as sess:
+                return _run_locked(prep, t0, progress, overwrite, store, lock, sess, force=force)
+    except OSError as exc:  # before the output was opened (the lock, the sidecar folder): nothing written
+        raise os_fault(exc, io.location(cfg.output.path, cfg.output.array), "nothing was written") from None
+
+
+def os_fault(exc: OSError, where: str, kept: str) -> WriteError:
+    """The one-line error of an operating-system fault while writing ``where``: the path (the
+    output's when the OS names none) and the cause, and ``kept`` (what is done and kept)."""
+    path = exc.filename if exc.filename is not None else where
+    cause = exc.strerror or exc.__class__.__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what, fix = f"no space left on device while writing {where} ({cause})", "free space and rerun to resume"
+    else:
+        hint = _OS_HINTS.get(exc.errno or 0, "")
+        what, fix = f"cannot write {path}: {cause}{hint}", "fix it and rerun to resume"
+    return WriteError(f"{what}; {kept}: {fix}")
+
+
+#: what an OS fault usually means, by errno
+_OS_HINTS = {
+    errno.EFBIG: " (over the file size limit: see ulimit -f)",
+    errno.EACCES: " (permission denied: check the owner and mode of the output and its .pipeline folder)",
+    errno.EPERM: " (operation not permitted)",
+    errno.ENOTDIR: " (a file where the tool keeps a folder: something replaced it)",
+    errno.EISDIR: " (a folder where the tool writes a file: something replaced it)",
+    errno.EEXIST: " (something is in the way: a file where the tool keeps a folder?)",
+    errno.EROFS: " (read-only file system)",
+}
 
 
 class _NoLock:
@@ -171,6 +199,7 @@ def _run_locked(
 ) -> RunResult:
     out = prep.config.output
     locked = _LockedRun(prep, targets.open_target(out.path, out.storage_options), store, t0)
+    locked.target.recover()  # a replacement killed in its swap is completed first
     if not locked.start(overwrite, force):
         return locked.result  # up to date
     try:
@@ -181,7 +210,7 @@ def _run_locked(
         watched = _watch_lock(lock, locked.where, progress, locked.result.skipped, len(locked.all_blocks))
         _, lo, hi = execute(prep, target, blocks=todo, record=locked.led.recorder, progress=watched, session=session)
         locked.result.computed = len(todo)
-        locked.finish(handles, coords)
+        locked.finish(handles)
     except BaseException as exc:
         err = locked.failed(exc)
         if err is not None:
@@ -233,6 +262,7 @@ class _LockedRun:
         self.present: list[dict[str, Any]] = []  #: the state of each output array found
         self.found: Any = None  #: the ledger (and grid) of the earlier run this one resumes
         self.replace = False  #: written beside the old output (staged), swapped in at the end
+        self.stage: targets.OutputTarget = target  #: where the arrays are written (the staged target for a replacement)
         self.led: Any = None  #: the resume ledger, once the output is open
         self.done: set[tuple[int, ...]] = set()  #: blocks done by earlier runs
 
@@ -248,8 +278,8 @@ class _LockedRun:
         elif force:  # recompute everything: replace our own output, forget its ledger
             pass
         elif all(st.get("complete") for st in self.present):
-            if any(self.target.finalized_complete(name) is not True for name in self.names.values()):
-                self.target.finalize()  # a run killed between its last two writes
+            if any(self.target.finalized_state(name) != st for name, st in states.items()):
+                self.target.finalize()  # a run killed between its last two writes: readers see what is there
             self.result.status, self.result.skipped = UP_TO_DATE, len(self.all_blocks)
             self.result.seconds = time.perf_counter() - self.t0
             return False
@@ -270,29 +300,32 @@ class _LockedRun:
         # write beside the old arrays and swap at the end: the old result survives a failure
         if self.target.can_swap:  # else (object storage) replaced from the start
             self.replace = True
-            self.names = {st: staging(name) for st, name in self.names.items()}
-            staged = [self.target.state(name) for name in self.names.values()]
+            self.stage = self.target.staged(fresh=False)  # a staging place not ours: refused before computing
+            staged = [self.stage.state(name) for name in self.names.values()]
             if all(st is not None and st.get("fingerprint") == self.fp for st in staged):
                 self.found = _resume.find_ledger(self.prep.config, self.store, self.array, self.fp)  # resume an interrupted replacement
 
     def open(self, coords: Mapping[str, Any]) -> dict[str, Any]:
         """Create (fresh) or open (resumed) the output arrays and the ledger; the arrays by statistic."""
-        if self.replace:  # coordinates too are replaced only once the new arrays are complete
-            self.target.check_coords(coords, overwrite=True)
+        if self.replace:  # coordinates too are replaced only once the new arrays are complete; equal ones are carried
+            needed = self.target.check_coords(coords, overwrite=True, scalars=output_scalars(self.prep))
+            coords = {d: v for d, v in coords.items() if d in needed}
         if self.found is None:  # fresh, replaced, or our own output killed before its ledger existed
             state = {"fingerprint": self.fp, "complete": False, "grid": self.grid, "ledger": self.array, "parts": _resume.parts(self.doc)}
+            if self.replace:
+                self.stage = self.target.staged(fresh=True)
             handles = create_outputs(
-                self.prep, self.target, self.names, state, overwrite=bool(self.present), coords={} if self.replace else coords
+                self.prep, self.stage, self.names, state, overwrite=bool(self.present) and not self.replace, coords=coords
             )
             self.led = _resume.new_ledger(self.prep.config, self.store, self.array, self.fp)
             self.led.reset(self.grid)
-            self.target.finalize()  # consolidated metadata says "incomplete" from now on
+            self.stage.finalize()  # consolidated metadata says "incomplete" from now on
             return handles
         self.led = self.found[0]
-        handles = {st: self.target.open_array(name) for st, name in self.names.items()}
+        handles = {st: self.stage.open_array(name) for st, name in self.names.items()}
         self.done = self.led.done() & set(self.all_blocks)
         for h in handles.values():
-            self.done -= _resume.missing_chunks(self.target, h, self.grid, self.done, self.led)
+            self.done -= _resume.missing_chunks(self.stage, h, self.grid, self.done, self.led)
         return handles
 
     def todo(self) -> list[tuple[int, ...]]:
@@ -301,32 +334,31 @@ class _LockedRun:
         self.result.skipped = len(self.all_blocks) - len(todo)
         return todo
 
-    def finish(self, handles: Mapping[str, Any], coords: Mapping[str, Any]) -> None:
-        """Check every block is recorded, mark the output complete (last), swap, consolidate."""
+    def finish(self, handles: Mapping[str, Any]) -> None:
+        """Check every block is recorded, mark the output complete (last), then consolidate, or
+        swap the replacement in (which consolidates it)."""
         left = set(self.all_blocks) - self.led.done()
         if left:
             raise RuntimeError(f"{len(left)} blocks of {self.where} were not recorded as done")
         _resume.check_inputs_unchanged(self.prep, self.doc)
-        for h in handles.values():
-            self.target.update_state(h, complete=True)  # written last: the output is complete
+        for st, h in handles.items():
+            self.stage.update_state(h, complete=True)  # written last: the output is complete
+            targets.checkpoint(f"{self.names[st]} marked complete")
         if self.replace:
-            self.target.swap(self.names.values(), coords)
-        self.target.finalize()
+            self.target.swap(self.fp)
+        else:
+            self.target.finalize()
 
     def failed(self, exc: BaseException) -> WriteError | None:
-        """Record ``exc`` on the result (and the result on ``exc``); a full disk becomes the
-        :class:`WriteError` to raise instead."""
+        """Record ``exc`` on the result (and the result on ``exc``); an OS fault (a full disk, a
+        permission, a file size limit) becomes the :class:`WriteError` to raise instead."""
         result = self.result
         _repaired.record(self.prep, self.led, self.doc, exc)
         computed = max(0, len(self.led.done()) - len(self.done)) if self.led is not None else 0
         result.status, result.computed = FAILED, computed
         result.seconds = time.perf_counter() - self.t0
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            err = WriteError(
-                f"no space left on device while writing {self.where} ({exc.strerror}); "
-                f"{result.skipped + computed} of {len(self.all_blocks)} blocks are done and kept: free space and rerun to resume",
-                where=self.prep.config.output.path,
-            )
+        if isinstance(exc, OSError):
+            err = os_fault(exc, self.where, f"{result.skipped + computed} of {len(self.all_blocks)} blocks are done and kept")
             result.error = str(err)
             err.pipeline_result = result  # type: ignore[attr-defined]
             return err

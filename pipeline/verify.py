@@ -12,6 +12,7 @@ marked incomplete (under the output's lock), so that rerunning its config recomp
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import io, ledger, safety
-from .errors import InputError, OutputError
+from .errors import InputError, LockedError, OutputError
 from .lock import OutputLock
-from .targets import STAGED
+from .targets import RETIRED, STAGED, open_target
+from .targets.zarrswap import JOURNAL
 
 MAX_CHUNKS = 10_000_000  #: chunks ``verify`` lists at most (pipeline.plan.MAX_BLOCKS blocks hold fewer)
 
@@ -124,8 +126,8 @@ def ledger_name(array: str, state: dict[str, Any]) -> str:
     accepted only when it is one of these (metadata is input, never a path to trust)."""
     name = state.get("ledger", array)
     stat = state.get("statistic")
-    if array.endswith(STAGED):  # a replacement not yet swapped in (see pipeline.targets.zarr.swap)
-        array = array[: -len(STAGED)]
+    for suffix in (STAGED, RETIRED):  # arrays an earlier version staged inside the store
+        array = array.removesuffix(suffix)
     if name == array or (isinstance(name, str) and isinstance(stat, str) and array == f"{name}_{stat}"):
         return safety.check_name(name, f"{array}: pipeline.ledger")
     raise OutputError(
@@ -133,6 +135,14 @@ def ledger_name(array: str, state: dict[str, Any]) -> str:
         "refusing to use it (metadata is not trusted as a path)",
         where=array,
     )
+
+
+def _recover(path: str) -> None:
+    """Complete a swap interrupted by a crash (see :mod:`pipeline.targets.zarrswap`), under the lock."""
+    if not io.is_local(path) or not (ledger.sidecar(io.local_path(path)) / JOURNAL).exists():
+        return
+    with contextlib.suppress(LockedError), OutputLock(ledger.sidecar(io.local_path(path)) / "lock", io.location(path, None)):
+        open_target(path).recover()
 
 
 def _mark(path: str, array: str, state: dict[str, Any], grid: dict[str, Any], keys: dict, report: ArrayReport) -> int:
@@ -161,7 +171,9 @@ def _mark(path: str, array: str, state: dict[str, Any], grid: dict[str, Any], ke
 
 
 def verify(path: str, *, array: str | None = None, mark: bool = True) -> list[ArrayReport]:
-    """Verify one array of a store, or every array in it."""
+    """Verify one array of a store, or every array in it (a replacement killed in its swap is
+    completed first, unless a run holds the output's lock: that run completes it)."""
+    _recover(path)
     found = io.list_arrays(path)
     if array is not None and array not in found and "/" not in array:  # (nested paths: opened below)
         raise InputError(f"no array {array!r} in {path} (arrays there: {', '.join(found) or 'none'})", where="--array")

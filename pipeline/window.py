@@ -11,6 +11,9 @@ import numpy as np
 
 from .errors import ConfigError
 
+#: Largest window side accepted (configs and the API); larger is almost surely a typo and would
+#: only waste memory.
+MAX_WINDOW = 16_385
 #: At most this many pixels in a disk or weights footprint (2048 x 2048).
 MAX_FOOTPRINT = 2048 * 2048
 
@@ -111,45 +114,91 @@ class Window:
     weights: tuple[tuple[int | float, ...], ...] | None = None
 
 
-def _check_weights(weights, shape: str, size, ndim: int, reds) -> np.ndarray:
+def _check_weights(weights, shape: str) -> np.ndarray:
     wmat = np.asarray(weights, dtype=object)
     if wmat.ndim != 2 or wmat.size == 0:
         raise ConfigError("must be a non-empty matrix (a list of rows)", where="window.weights")
     if shape != "rect":
         raise ConfigError("give either window.weights or window.shape: disk, not both", where="window.weights")
-    if size is not None and tuple(_window(size, ndim, 2)[1]) != wmat.shape:
-        raise ConfigError(f"window.size {size} differs from the weights' shape {list(wmat.shape)}", where="window.size")
     for v in wmat.ravel():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ConfigError(f"weights must be finite numbers, got {v!r}", where="window.weights")
-    for r in reds:
-        if not r.with_weights:
-            raise ConfigError(f"reducer {r.name!r} is not available with window.weights (sum, mean, min, max, count are)", where="window.reduce")
     return wmat
 
 
-def plan_window(
-    ndim: int, dims: Sequence[str] | None, reds, *, size=None, shape: str = "rect", weights=None, axes=None
-) -> Window:
-    """The window from ``window.size``/``shape``/``weights``/``axes``: axes sorted, arms
-    ``lo = W // 2``, ``hi = W - 1 - lo``, the footprint and its area."""
-    wmat = None if weights is None else _check_weights(weights, shape, size, ndim, reds)
-    kind = "weights" if wmat is not None else shape
-    if wmat is not None:
-        size = wmat.shape
-    if size is None:
+def _check_weighted_reducers(reds) -> None:
+    for r in reds:
+        if not r.with_weights:
+            raise ConfigError(f"reducer {r.name!r} is not available with window.weights (sum, mean, min, max, count are)", where="window.reduce")
+
+
+def _origins(origin, sizes: Sequence[int]) -> tuple[int, ...]:
+    """``window.origin`` per window axis (in the order of ``sizes``), each checked as scipy.ndimage
+    does: ``-(W // 2) <= origin <= (W - 1) // 2``."""
+    n = len(sizes)
+    if isinstance(origin, (int, np.integer)):
+        out = (int(origin),) * n
+    else:
+        out = tuple(int(o) for o in origin)
+        if len(out) != n:
+            raise ConfigError(f"{len(out)} values for a {n}-D window (one per window axis, or one int)", where="window.origin")
+    for o, w in zip(out, sizes):
+        if not -(w // 2) <= o <= (w - 1) // 2:
+            raise ConfigError(
+                f"{o} is out of range for a window of size {w} (an origin lies in -(W // 2) … (W - 1) // 2: "
+                f"{-(w // 2)} … {(w - 1) // 2})",
+                where="window.origin",
+            )
+    return out
+
+
+def _geometry(size, wmat: np.ndarray | None, ndim: int, dims, axes) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The window axes and sizes in the order given, and ``order`` (the given axes' positions,
+    sorted by axis).  A weights matrix's rows and columns run along the window axes in increasing
+    order, whatever the order ``axes`` names them in (scipy.ndimage.correlate's convention)."""
+    if wmat is None and size is None:
         raise ConfigError("required key is missing", where="window.size")
-    _, sizes = _window(size, ndim, None if axes is None else len(axes))
-    if kind != "rect" and len(sizes) != 2:
-        raise ConfigError(f"a {kind} window needs two window axes", where="window.shape" if kind == "disk" else "window.weights")
-    if axes is not None and len(axes) != len(sizes):
-        raise ConfigError(f"{len(axes)} axes for a {len(sizes)}-D window size", where="window.axes")
-    waxes = window_axes(axes, ndim, dims, len(sizes))
-    order = tuple(sorted(range(len(waxes)), key=lambda i: waxes[i]))
-    if wmat is not None and order != tuple(range(len(order))):
-        wmat = wmat.T
-    sizes = tuple(sizes[i] for i in order)
-    lo = tuple(w // 2 for w in sizes)
+    if axes is not None and wmat is not None and len(axes) != 2:
+        raise ConfigError(f"{len(axes)} axes for a 2-D weights matrix", where="window.axes")
+    given = None if size is None else _window(size, ndim, 2 if wmat is not None else None if axes is None else len(axes))[1]
+    n = 2 if wmat is not None else len(given or ())
+    if axes is not None and len(axes) != n:
+        raise ConfigError(f"{len(axes)} axes for a {n}-D window size", where="window.axes")
+    waxes = window_axes(axes, ndim, dims, n)
+    order = tuple(sorted(range(n), key=lambda i: waxes[i]))
+    if wmat is not None:
+        shape = tuple(wmat.shape[order.index(i)] for i in range(2))  # the matrix's shape, in the axes' order
+        if given is not None and given != shape:
+            raise ConfigError(
+                f"window.size {size} differs from the shape {list(wmat.shape)} of the weights (rows along the lower window axis: "
+                f"size {list(shape)} in the order of window.axes)",
+                where="window.size",
+            )
+        given = shape
+    assert given is not None  # a size or a weights matrix
+    return waxes, given, order
+
+
+def plan_window(
+    ndim: int, dims: Sequence[str] | None, reds, *, size=None, shape: str = "rect", weights=None, axes=None, origin=0
+) -> Window:
+    """The window from ``window.size``/``shape``/``weights``/``axes``/``origin``: axes sorted,
+    arms ``lo = W // 2 + origin``, ``hi = W - 1 - lo`` (scipy.ndimage's placement; ``size`` and
+    ``origin`` in the order of ``axes``), the footprint and its area.  A weights matrix (or
+    footprint) runs along the window axes in increasing order (scipy.ndimage.correlate's
+    convention); a matrix of integer ones is the plain rectangle (var and std too)."""
+    wmat = None if weights is None else _check_weights(weights, shape)
+    waxes, given, order = _geometry(size, wmat, ndim, dims, axes)
+    if wmat is not None and all(type(v) is int and v == 1 for v in wmat.ravel()):
+        wmat = None
+    if wmat is not None:
+        _check_weighted_reducers(reds)
+    kind = "weights" if wmat is not None else shape
+    if kind == "disk" and len(given) != 2:
+        raise ConfigError(f"a disk window needs two window axes, got {len(given)}", where="window.shape")
+    origins = _origins(origin, given)
+    sizes = tuple(given[i] for i in order)
+    lo = tuple(given[i] // 2 + origins[i] for i in order)
     if kind != "rect" and math.prod(sizes) > MAX_FOOTPRINT:
         raise ConfigError(
             f"a {kind} window of {' x '.join(map(str, sizes))} has {math.prod(sizes):,} pixels, more than "

@@ -167,17 +167,24 @@ def test_strip_width_keeps_the_cache_within_budget():
 # ---- window, nodata, dtypes
 
 
-def test_plan_window_sorts_axes_and_transposes_weights():
+def test_plan_window_sorts_axes_and_keeps_weights_along_increasing_axes():
+    # scipy.ndimage.correlate(x, w, axes=...): w's rows run along the lower window axis, whatever
+    # the order the axes are named in
     reds = registry.reducers(["sum"])
-    win = plan_window(3, ("x", "band", "y"), reds, weights=[[1, 2, 3], [4, 5, 6]], axes=["x", "y"])
-    assert win.axes == (0, 2) and win.sizes == (2, 3)
-    win = plan_window(3, ("x", "band", "y"), reds, weights=[[1, 2, 3], [4, 5, 6]], axes=["y", "x"])
-    assert win.axes == (0, 2) and win.sizes == (3, 2)
-    assert win.weights == ((1, 4), (2, 5), (3, 6))
+    for axes in (["x", "y"], ["y", "x"]):
+        win = plan_window(3, ("x", "band", "y"), reds, weights=[[1, 2, 3], [4, 5, 6]], axes=axes)
+        assert win.axes == (0, 2) and win.sizes == (2, 3)
+        assert win.weights == ((1, 2, 3), (4, 5, 6))
+    with pytest.raises(ConfigError, match=r"differs from the shape \[2, 3\] of the weights \(rows along the lower window axis: size \[3, 2\]"):
+        plan_window(3, ("x", "band", "y"), reds, weights=[[1, 2, 3], [4, 5, 6]], axes=["y", "x"], size=[2, 3])
+    win = plan_window(3, ("x", "band", "y"), reds, weights=[[1, 2, 3], [4, 5, 6]], axes=["y", "x"], size=[3, 2])
+    assert win.sizes == (2, 3)
     disk = plan_window(2, None, reds, size=5, shape="disk")
     assert disk.area == 21 and (disk.lo, disk.hi) == ((2, 2), (2, 2))
     with pytest.raises(ConfigError, match="not available with window.weights"):
-        plan_window(2, None, registry.reducers(["std"]), weights=[[1]])
+        plan_window(2, None, registry.reducers(["std"]), weights=[[2]])
+    ones = plan_window(2, None, registry.reducers(["std"]), weights=[[1, 1]])  # integer ones: the plain window
+    assert (ones.kind, ones.sizes, ones.weights) == ("rect", (1, 2), None)
     with pytest.raises(ConfigError, match="required key is missing"):
         plan_window(2, None, reds)
 

@@ -31,7 +31,7 @@ def test_zarr_target_satisfies_the_protocol(tmp_path):
     target.write_block(w, (slice(0, 4), slice(0, 4)), np.ones((4, 4), dtype="int32"))
     target.update_state(arr, complete=True)
     target.finalize()
-    assert target.finalized_complete("result") is True
+    assert target.finalized_state("result") == {"complete": True}
     opened = target.open_array("result", mode="r")
     assert target.stored_chunk_keys(opened) == {target.chunk_key(opened, (0, 0))}
     np.testing.assert_array_equal(opened[:4, :4], 1)
@@ -43,19 +43,24 @@ def test_zarr_target_satisfies_the_protocol(tmp_path):
 def test_a_staged_replacement_is_swapped_in_with_its_coordinates(tmp_path):
     target = targets.open_target(str(tmp_path / "out.zarr"))
     target.create_array("result", _spec())
-    staged = targets.staging("result")
-    assert staged == "result" + targets.STAGED
-    new = target.create_array(staged, _spec(coords={}))
-    new[...] = 7
+    zarr.open_group(str(tmp_path / "out.zarr"), mode="r+").attrs["title"] = "kept"
+    (tmp_path / "out.zarr" / "notes.txt").write_text("a user's file")
+    target.finalize()
     y = np.arange(6) * 20.0
     assert target.check_coords({"y": y}, overwrite=True) == ["y"]
     with pytest.raises(OutputError, match="overwrite"):
         target.check_coords({"y": y}, overwrite=False)
-    target.swap([staged], {"y": y})
-    group = zarr.open_group(str(tmp_path / "out.zarr"), mode="r", use_consolidated=False)
+    stage = target.staged(fresh=True)
+    assert stage.path != target.path and target.state("result") == {"complete": False}
+    new = stage.create_array("result", _spec(coords={"y": y}, attrs={"pipeline": {"fingerprint": "f" * 64, "complete": True}}))
+    new[...] = 7
+    target.swap("f" * 64)
+    group = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")  # consolidated, as xarray reads it
     assert sorted(group.array_keys()) == ["result", "y"]
     np.testing.assert_array_equal(group["result"][...], 7)
     np.testing.assert_array_equal(group["y"][...], y)
+    assert group.attrs["title"] == "kept" and (tmp_path / "out.zarr" / "notes.txt").read_text() == "a user's file"
+    assert sorted(p.name for p in (tmp_path / "out.zarr.pipeline").iterdir()) == []  # staged store and journal gone
 
 
 def test_a_registered_format_is_chosen_by_suffix_or_scheme(tmp_path, monkeypatch):

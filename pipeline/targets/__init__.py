@@ -13,7 +13,10 @@ URL scheme.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import os
+import signal
+
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,14 +24,10 @@ import numpy as np
 
 from .._stores import Registry
 
-#: Suffixes of the arrays a replacement (``--overwrite``) writes beside the old output and of the
-#: old arrays while they are swapped out: ``result.pipeline-new``, ``result.pipeline-old``.
+#: Suffixes of a replacement (``--overwrite``) being staged and of the old output while it is
+#: swapped out (the Zarr target's ``out.zarr.pipeline/store.pipeline-new``; earlier versions staged
+#: arrays inside the store as ``result.pipeline-new``): reserved, never an output array's name.
 STAGED, RETIRED = ".pipeline-new", ".pipeline-old"
-
-
-def staging(name: str) -> str:
-    """The name a replacement of array ``name`` is written under until it is swapped in."""
-    return name + STAGED
 
 
 @dataclass(frozen=True)
@@ -71,8 +70,9 @@ class OutputTarget(Protocol):
         """The array's ``pipeline`` state attribute, read fresh (``{}`` without one; None: no
         such array)."""
         ...
-    def finalized_complete(self, array: str) -> bool | None:
-        """Whether the state readers see after :meth:`finalize` says complete (None: unknown)."""
+    def finalized_state(self, array: str) -> dict[str, Any] | None:
+        """The state readers see after :meth:`finalize` (Zarr: in the consolidated metadata; None:
+        unknown)."""
         ...
     def create_array(self, array: str, spec: OutputArray, *, overwrite: bool = False) -> Any:
         """Create the (empty) output array ``spec`` with its coordinates and 0-D variables;
@@ -84,8 +84,11 @@ class OutputTarget(Protocol):
     def update_state(self, handle: Any, **changes: Any) -> None:
         """Update keys of the array's state attribute (``complete=True`` is written last)."""
         ...
-    def check_coords(self, coords: Mapping[str, np.ndarray], *, overwrite: bool) -> list[str]:
-        """The coordinates that must be (re)written; refuses (raises) before anything is written."""
+    def check_coords(
+        self, coords: Mapping[str, np.ndarray], *, overwrite: bool, scalars: Mapping[str, tuple[Any, Mapping[str, Any]]] | None = None
+    ) -> list[str]:
+        """The coordinates that must be (re)written; refuses (raises) before anything is written,
+        also a 0-D variable of ``scalars`` (name -> (value, attributes)) the tool did not write."""
         ...
     def stored_chunk_keys(self, handle: Any) -> set[str]:
         """Keys of the chunks actually stored (for resume)."""
@@ -101,10 +104,40 @@ class OutputTarget(Protocol):
     def finalize(self) -> None:
         """Make the store readable as a whole (Zarr: consolidated metadata)."""
         ...
-    def swap(self, staged: Iterable[str], coords: Mapping[str, np.ndarray]) -> None:
-        """Move each complete staged array (:func:`staging`) in place of the old one, then write
-        changed coordinates."""
+    def staged(self, *, fresh: bool) -> OutputTarget:
+        """Where a replacement is written until it is swapped in (only where :attr:`can_swap`):
+        another target of the same format; ``fresh``: emptied first.  Refuses (raises) a staging
+        place the tool did not make, before anything is computed."""
         ...
+    def swap(self, fingerprint: str) -> None:
+        """Swap the complete staged replacement (:meth:`staged`, every array marked complete with
+        ``fingerprint``) in place of the output, as one unit: readers see all of the old output or
+        all of the new one."""
+        ...
+    def recover(self) -> None:
+        """Complete a swap interrupted by a crash (called first by every run, under its lock)."""
+        ...
+
+
+def checkpoint(label: str) -> None:
+    """One step of a swap (:meth:`OutputTarget.swap`) or of marking an output complete.  Test hook:
+    with ``PIPELINE_TEST_SWAP_KILL=<n>:<SIGNAL>`` (``3:KILL``, ``3:TERM``) this process sends
+    itself the signal right after the n-th step, and with ``PIPELINE_TEST_SWAP_LOG=<file>`` each
+    step's label is appended to that file: the tests kill a real run at every step."""
+    log = os.environ.get("PIPELINE_TEST_SWAP_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(label + "\n")
+    spec = os.environ.get("PIPELINE_TEST_SWAP_KILL")
+    if not spec:
+        return
+    _steps.append(label)
+    n, sig = spec.split(":")
+    if len(_steps) == int(n):
+        os.kill(os.getpid(), getattr(signal, "SIG" + sig))
+
+
+_steps: list[str] = []  #: the steps taken by this process (for the test hook)
 
 
 Opener = Callable[..., OutputTarget]  #: (path, *, storage_options) -> OutputTarget
@@ -127,4 +160,4 @@ def open_target(path: str, storage_options: Mapping[str, Any] | None = None) -> 
     return opener_for(path)(path, storage_options=storage_options)
 
 
-__all__ = ["RETIRED", "STAGED", "OutputArray", "OutputTarget", "open_target", "opener_for", "register", "staging"]
+__all__ = ["RETIRED", "STAGED", "OutputArray", "OutputTarget", "open_target", "opener_for", "register", "checkpoint"]

@@ -8,10 +8,8 @@ below it are also reachable as ``pipeline.io.<name>`` (``verify``, ``inspect``, 
 from __future__ import annotations
 
 import errno
-import os
-import shutil
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -20,10 +18,10 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from .. import safety, zarrchunks
+from .. import zarrchunks
 from .._stores import is_local, local_path, location, store_args
 from ..errors import OutputError
-from . import RETIRED, STAGED, OutputArray
+from . import OutputArray, zarrswap
 
 if TYPE_CHECKING:
     from zarr.core.array_spec import ArrayConfigParams
@@ -53,8 +51,8 @@ class ZarrTarget:
     def state(self, array: str) -> dict[str, Any] | None:
         return output_state(self.path, array, self.storage_options)
 
-    def finalized_complete(self, array: str) -> bool | None:
-        return consolidated_complete(self.path, array, self.storage_options)
+    def finalized_state(self, array: str) -> dict[str, Any] | None:
+        return consolidated_state(self.path, array, self.storage_options)
 
     def create_array(self, array: str, spec: OutputArray, *, overwrite: bool = False) -> zarr.Array:
         return create_output(
@@ -69,8 +67,10 @@ class ZarrTarget:
     def update_state(self, handle: zarr.Array, **changes: Any) -> None:
         update_state(handle, **changes)
 
-    def check_coords(self, coords: Mapping[str, np.ndarray], *, overwrite: bool) -> list[str]:
-        return check_coords(self.path, coords, overwrite=overwrite)
+    def check_coords(
+        self, coords: Mapping[str, np.ndarray], *, overwrite: bool, scalars: Mapping[str, tuple[Any, Mapping[str, Any]]] | None = None
+    ) -> list[str]:
+        return check_coords(self.path, coords, overwrite=overwrite, scalars=scalars)
 
     def stored_chunk_keys(self, handle: zarr.Array) -> set[str]:
         return zarrchunks.stored_chunk_keys(handle)
@@ -87,8 +87,19 @@ class ZarrTarget:
     def finalize(self) -> None:
         finalize(self.path, self.storage_options)
 
-    def swap(self, staged: Iterable[str], coords: Mapping[str, np.ndarray]) -> None:
-        swap(self.path, staged, coords)
+    def staged(self, *, fresh: bool) -> ZarrTarget:
+        store = local_path(self.path)
+        if fresh:
+            return ZarrTarget(zarrswap.reset_staged(store))
+        zarrswap.check_staged(store)
+        return ZarrTarget(str(zarrswap.staged_path(store)))
+
+    def swap(self, fingerprint: str) -> None:
+        zarrswap.swap(local_path(self.path), fingerprint)
+
+    def recover(self) -> None:
+        if self.can_swap:
+            zarrswap.recover(local_path(self.path))
 
 
 def output_exists(path: str, array: str, storage_options: Mapping[str, Any] | None = None) -> bool:
@@ -189,13 +200,19 @@ def _check_replaceable(node: Any, where: str, what: str, overwrite: bool) -> Non
         )
 
 
-def check_coords(path: str, coords: Mapping[str, np.ndarray], *, overwrite: bool) -> list[str]:
+def check_coords(
+    path: str, coords: Mapping[str, np.ndarray], *, overwrite: bool, scalars: Mapping[str, tuple[Any, Mapping[str, Any]]] | None = None
+) -> list[str]:
     """The coordinates that must be (re)written into an existing local output group; raises
-    (see :func:`_coord_conflict`) before anything is written."""
+    (see :func:`_coord_conflict`) before anything is written, also for a 0-D variable of
+    ``scalars`` that the tool did not write (see :func:`write_scalars`)."""
     try:
         group = zarr.open_group(store=local_path(path), mode="r", use_consolidated=False)
     except Exception:
         return list(coords)
+    for name in scalars or {}:
+        if name in group and not group[name].attrs.get(COORD_MARK):
+            _check_replaceable(group[name], location(path, name), f"{name!r} variable", overwrite)
     return [d for d, v in coords.items() if _coord_conflict(group, d, np.asarray(v), overwrite, path)]
 
 
@@ -278,14 +295,14 @@ def output_state(path: str, array: str, storage_options: Mapping[str, Any] | Non
     return dict(state) if isinstance(state, Mapping) else {}
 
 
-def consolidated_complete(path: str, array: str, storage_options: Mapping[str, Any] | None = None) -> bool | None:
-    """``pipeline.complete`` as the consolidated metadata (what xarray reads) says it."""
+def consolidated_state(path: str, array: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The ``pipeline`` attribute as the consolidated metadata (what xarray reads) says it."""
     try:
         group = zarr.open_group(**store_args(path, storage_options), mode="r", use_consolidated=True)
         state = group[array].attrs.get("pipeline")
     except Exception:
         return None
-    return bool(state.get("complete")) if isinstance(state, Mapping) else None
+    return dict(state) if isinstance(state, Mapping) else None
 
 
 def open_output(path: str, array: str, mode: str = "r+", storage_options: Mapping[str, Any] | None = None) -> zarr.Array:
@@ -301,25 +318,3 @@ def update_state(target: zarr.Array, **changes: Any) -> None:
     state = dict(cast("Mapping[str, Any]", target.attrs.get("pipeline") or {}))
     state.update(changes)
     target.update_attributes({"pipeline": state})
-
-
-
-def swap(path: str, staged: Iterable[str], coords: Mapping[str, np.ndarray]) -> None:
-    """Move each complete staged array in place of the old one (two renames), then delete the
-    old one, then write changed coordinates.  Everything renamed or deleted is inside the local
-    output store, checked for symlinks before the run (``runner.prepare``) and again here."""
-    store = local_path(path)
-    root = Path(store)
-    for name in staged:
-        final = name[: -len(STAGED)]
-        new, old, retired = root / name, root / final, root / (final + RETIRED)
-        safety.check_tree(root, [name, final, final + RETIRED])
-        if retired.exists():
-            shutil.rmtree(retired)  # left by a replacement killed between its renames
-        if old.exists():
-            os.rename(old, retired)
-        os.rename(new, old)
-        if retired.exists():
-            shutil.rmtree(retired)
-    if coords:
-        write_coords(zarr.open_group(store=store, mode="a"), coords, overwrite=True, path=path)
