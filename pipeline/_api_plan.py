@@ -13,6 +13,7 @@ import numpy as np
 
 from . import labelled
 from ._api_args import api_error
+from .dtypes import as_computable, stored_nodata
 from .errors import ConfigError, InputError, PipelineError
 from .plan import ArraySpec, Plan, make_plan
 
@@ -121,7 +122,13 @@ def plan_narrowing(op, data, dims, lazy, size, chunks, kw, originals):
     """The plan on the inputs as they are; when 8-byte integer inputs make it refuse (window
     sums beyond int64) or compute inexactly (an integer expression promoted to float64), the
     plan on those inputs narrowed to their actual value range, where that range is cheap to
-    know; with a float ``dtype``, a refusal falls back to float64 inputs."""
+    know; with a float ``dtype``, a refusal falls back to float64 inputs.  Inputs are first
+    converted to their :func:`~pipeline.dtypes.computable` dtype (native byte order, float16 as
+    float32; a float16 input's nodata rounded to float16 first)."""
+    nodata = kw.get("nodata")
+    if nodata:
+        kw = {**kw, "nodata": {n: stored_nodata(v, data[n].dtype) if n in data else v for n, v in nodata.items()}}
+    data = {n: as_computable(x) for n, x in data.items()}
     wide = [n for n in data if _wide(data[n])]
     try:
         plan = _plan_with_chunks(op, data, dims, lazy, size, chunks, kw)

@@ -14,6 +14,7 @@ from typing import Any
 from . import io, ledger, metadata, safety, sources, targets
 from ._outputs import output_names
 from .config import Config, load_config
+from .dtypes import stored_nodata
 from .plan import ArraySpec, Plan, check_inputs, make_plan
 
 
@@ -95,7 +96,7 @@ def _nodata(cfg: Config, arrays: Mapping[str, Any]) -> tuple[dict[str, Any], dic
         )
         if src is not None:
             source[name] = src
-    return values, source
+    return {n: stored_nodata(v, arrays[n].dtype) for n, v in values.items()}, source
 
 
 def _check_local_output(cfg: Config, plan: Plan, extra: Sequence[str] = ()) -> None:

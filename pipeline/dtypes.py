@@ -1,5 +1,6 @@
 """Per statistic its output dtype, exact integer bounds and fill value (the registry's rule, room
-for a fill value, ``output.dtype``), and the inputs' nodata values; pure functions."""
+for a fill value, ``output.dtype``), the inputs' nodata values, and the dtype an input is read
+as (:func:`computable`); pure functions."""
 
 from __future__ import annotations
 
@@ -16,6 +17,35 @@ from .registry import FLOAT64, fit
 if TYPE_CHECKING:
     from .expr import Expr
     from .plan import ArraySpec
+
+
+def computable(dt: Any) -> np.dtype:
+    """The dtype an input of dtype ``dt`` is computed in: native byte order (numba's kernels and
+    the expression compiler take no other), and float16 widened to float32 (exactly: every
+    float16 is a float32; numba has no float16 arithmetic).  Other dtypes as they are."""
+    dt = np.dtype(dt)
+    if dt.kind == "f" and dt.itemsize == 2:
+        return np.dtype(np.float32)
+    if dt.kind in "biuf" and not dt.isnative:
+        return dt.newbyteorder("=")
+    return dt
+
+
+def as_computable(x: Any) -> Any:
+    """``x`` (a numpy, dask or xarray array) in its :func:`computable` dtype; ``x`` itself when
+    it already is."""
+    dt = computable(x.dtype)
+    return x if dt == x.dtype else x.astype(dt)
+
+
+def stored_nodata(v: Any, stored: Any) -> Any:
+    """Nodata value ``v`` of an input stored as ``stored``, as a pixel of it holds the value: for
+    float16 (computed as float32) rounded to float16 first, as numpy compares a float16 array
+    with a number (-9999 is -10000 in float16).  Anything else as it is."""
+    if np.dtype(stored) != np.float16 or isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return v
+    with np.errstate(over="ignore"):
+        return float(np.float16(v))
 
 
 def _holds(dt: np.dtype, bounds: tuple[int, int] | None, is_float: bool) -> bool:
@@ -42,6 +72,7 @@ def _user_dtype(name: str, stat: str, auto: np.dtype, bounds, is_float: bool, ke
         raise ConfigError(f"unknown dtype {name!r}", where=key) from None
     if dt.kind not in "biuf":
         raise ConfigError(f"dtype {dt} is not supported (integer, float or bool)", where=key)
+    dt = dt.newbyteorder("=")  # outputs are written and returned in native byte order
     if not _holds(dt, bounds, is_float):
         what = "floating-point results" if is_float else f"results in [{bounds[0]}, {bounds[1]}]"
         raise ConfigError(f"{dt} cannot hold the {stat} {what}; use {auto}", where=key)

@@ -53,6 +53,7 @@ from ._tiling import (  # noqa: F401 - part of this module's API
     tiles,
 )
 from .chunkcache import HaloReader, strip_order
+from .dtypes import as_computable
 from .plan import Plan
 
 if TYPE_CHECKING:
@@ -166,10 +167,11 @@ class Context:
             self.result = ops.build(plan, {n: lazy_input(prep, n, a) for n, a in prep.arrays.items()})
 
     def read(self, name: str, region: tuple[slice, ...]) -> np.ndarray:
+        """One region of input ``name`` in its computable dtype (native byte order, float16 as float32)."""
         chunked = self.direct[name]
         if chunked is not None:  # one whole storage chunk, decoded in this thread
-            return chunked.read(tuple(sl.start // c for sl, c in zip(region, chunked.chunks)))
-        return sources.read_region(self.checked[name], region)
+            return as_computable(chunked.read(tuple(sl.start // c for sl, c in zip(region, chunked.chunks))))
+        return as_computable(sources.read_region(self.checked[name], region))
 
     def group(self, index: Sequence[int], by_strip: bool) -> int | None:
         """The chunk cache a block reads through: one per strip, or one for the whole tile (a

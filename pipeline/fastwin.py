@@ -88,12 +88,14 @@ def _plane_args(x: np.ndarray, missing: np.ndarray | None):
 
 def extreme(x, missing, rmap, cmap, off, w, cval, op: str, dtype: np.dtype) -> np.ndarray:
     """Minimum (``op="min"``) or maximum over ``w = (w0, w1)`` windows of one 2-D plane ``x``
-    extended through the index maps, in ``dtype`` (which holds every value and ``cval``);
+    extended through the index maps, in ``dtype`` (which holds every value and ``cval``; float16
+    is computed in float32, then rounded: rounding is monotonic, so the extreme is the same);
     windows without a valid pixel hold the dtype's identity (the caller fills them)."""
+    from .dtypes import computable
     from .kernels import identity
 
     x, miss, use = _plane_args(x, missing)
-    dtype = np.dtype(dtype)
+    dtype = computable(dtype)
     nr, nc = rmap.size - w[0] + 1, cmap.size - w[1] + 1
     out = np.empty((nr, nc), dtype)
     if not (nr and nc):

@@ -215,8 +215,10 @@ class DirectChunks:
         return tuple(slice(0, min(c, n - i * c)) for i, c, n in zip(coords, self.chunks, self.shape))
 
     def read(self, coords: Sequence[int]) -> np.ndarray:
-        """Chunk ``coords`` decoded (clipped to the array's bounds); the fill value where it is
-        not stored; a chunk that fails to decode raises :class:`InputError` naming its key."""
+        """Chunk ``coords`` decoded (clipped to the array's bounds) as zarr's own read returns it
+        (the array's dtype: a big-endian ``BytesCodec`` decodes to native order); the fill value
+        where it is not stored; a chunk that fails to decode raises :class:`InputError` naming
+        its key."""
         inner = self._bounds(coords)
         key = self.key(coords)
         try:
@@ -230,7 +232,7 @@ class DirectChunks:
         except Exception as e:
             err = InputError(f"chunk {key[len(self.prefix):]} cannot be read ({e.__class__.__name__}: {e})", where=self.where)
             raise damaged(err, self.where, key[len(self.prefix) :], coords, self.chunks, self.shape) from None
-        return block[inner]
+        return np.asarray(block[inner], dtype=self.dtype)
 
     def write(self, coords: Sequence[int], block: np.ndarray) -> None:
         """Encode and store chunk ``coords`` (``block`` clipped to the array's bounds, as

@@ -18,6 +18,7 @@ import numpy as np
 import zarr
 
 from .. import io
+from ..dtypes import as_computable, computable
 from ..errors import InputError
 from ..zarrchunks import damaged
 
@@ -52,7 +53,7 @@ class ZarrSource:
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(self.array.dtype)
+        return computable(self.array.dtype)
 
     @property
     def chunks(self) -> tuple[int, ...]:
@@ -74,7 +75,7 @@ class ZarrSource:
         return scalar_variable(self.path, self.array_path, name, self.storage_options)
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray:
-        return np.asarray(self.array[region])
+        return as_computable(np.asarray(self.array[region]))
 
     def identity(self) -> dict[str, Any]:
         return input_identity(self.array, self.path, self.array_path, self.storage_options)
@@ -94,7 +95,7 @@ def dask_view(arr: Any, label: str, where: str) -> Any:
     from .. import ledger
 
     if not is_zarr(arr):
-        return da.from_zarr(arr)
+        return as_computable(da.from_zarr(arr))
     token = ledger.fingerprint([str(arr.store_path), arr.path, io.jsonable(arr.metadata.to_dict())])[:24]
     return da.from_array(CheckedInput(arr, where), chunks=arr.chunks, name=f"input-{label}-{token}", asarray=False, fancy=False)
 
@@ -300,21 +301,22 @@ def _listing_identity(path: str, array: str | None, storage_options: Mapping[str
 
 
 class CheckedInput:
-    """An input array for dask: reads like the zarr array, but a chunk that fails to decode
-    (damaged data, checksum mismatch) raises an :class:`InputError` naming the array and the
-    chunk key."""
+    """An input array for dask: reads like the zarr array, in its
+    :func:`~pipeline.dtypes.computable` dtype (native byte order, float16 as float32), but a
+    chunk that fails to decode (damaged data, checksum mismatch) raises an :class:`InputError`
+    naming the array and the chunk key."""
 
     def __init__(self, arr: zarr.Array, name: str) -> None:
         self.arr = arr
         self.name = name
         self.shape = tuple(arr.shape)
-        self.dtype = np.dtype(arr.dtype)
+        self.dtype = computable(arr.dtype)
         self.ndim = len(self.shape)
         self.chunks = tuple(arr.chunks)
 
     def __getitem__(self, selection: Any) -> np.ndarray:
         try:
-            return cast(np.ndarray, self.arr[selection])  # zarr's return type covers scalars and other buffers
+            block = cast(np.ndarray, self.arr[selection])  # zarr's return type covers scalars and other buffers
         except Exception as e:  # find the chunk that fails, for the message
             bad = self._failing_chunk(selection)
             if bad is None:
@@ -322,6 +324,7 @@ class CheckedInput:
             key = io.chunk_key(self.arr, bad)
             err = InputError(f"chunk {key} cannot be read ({e.__class__.__name__}: {e})", where=self.name)
             raise damaged(err, self.name, key, bad, self.chunks, self.shape) from None
+        return cast(np.ndarray, as_computable(np.asarray(block)))
 
     def _failing_chunk(self, selection: Any) -> tuple[int, ...] | None:
         import itertools
