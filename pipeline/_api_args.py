@@ -181,6 +181,8 @@ def _check_footprint(footprint: Any, weights: Any, size: Any) -> tuple[Any, Any]
     fp = np.asarray(footprint)
     if fp.ndim != 2 or fp.size == 0 or not (fp.dtype == bool or np.isin(fp, (0, 1)).all()):
         raise ConfigError(f"must be a non-empty 2-D boolean matrix, got shape {fp.shape} dtype {fp.dtype}", where="footprint")
+    if not fp.any():
+        raise ConfigError("must select at least one pixel (all are zero)", where="footprint")
     if size is not None and _is_int(size) and (int(size),) * 2 != fp.shape or (
         size is not None and not _is_int(size) and tuple(size) != fp.shape
     ):

@@ -122,6 +122,8 @@ def _check_weights(weights, shape: str, size, ndim: int, reds) -> np.ndarray:
     for v in wmat.ravel():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ConfigError(f"weights must be finite numbers, got {v!r}", where="window.weights")
+    if not (wmat != 0).any():
+        raise ConfigError("must hold at least one non-zero value (all are zero)", where="window.weights")
     for r in reds:
         if not r.with_weights:
             raise ConfigError(f"reducer {r.name!r} is not available with window.weights (sum, mean, min, max, count are)", where="window.reduce")
