@@ -43,54 +43,88 @@ def _edge(x, miss, use_miss, rk, c, cval, shift):  # pragma: no cover - compiled
     return cval - shift, 1
 
 
-def _add_row(x, miss, use_miss, rk, cmap, p0, p1, li0, li1, cval, shift, want2, holes, base,
-             s1, s2, sc, o1, o2, oc):  # pragma: no cover - compiled
-    """Positions ``p0 … p1-1`` of extended row ``rk`` (at index ``l - p0``): ``o = s + row`` where
-    ``base``, else ``o = row``, for ``d = value - shift``, ``d**2`` (``want2``) and the count
-    (``holes``).  ``[li0, li1)``: the positions read straight from the data (``cmap`` contiguous)."""
+def _load(x, miss, use_miss, rk, cmap, p0, p1, li0, li1, cval, shift, holes, v, m):  # pragma: no cover - compiled
+    """Positions ``p0 … p1-1`` of extended row ``rk`` into ``v`` (``value - shift``, 0 where
+    nothing) and, where ``holes``, ``m`` (1 where a valid pixel).  ``[li0, li1)``: the positions
+    read straight from the data (``cmap`` contiguous there)."""
     z = shift - shift
     i0, i1 = max(p0, li0), min(p1, li1)
     if rk < 0 or i1 <= i0:
         i0 = i1 = p1
     for l in range(p0, i0):
-        v, m = _edge(x, miss, use_miss, rk, cmap[l], cval, shift)
-        q = l - p0
-        o1[q] = (s1[q] if base else z) + v
-        if want2:
-            o2[q] = (s2[q] if base else z) + v * v
+        e, mk = _edge(x, miss, use_miss, rk, cmap[l], cval, shift)
+        v[l - p0] = e
         if holes:
-            oc[q] = (sc[q] if base else 0) + m
+            m[l - p0] = mk
     if i1 > i0:
-        xr = x[rk]
         a = cmap[i0] - i0
+        xr = x[rk][a + i0 : a + i1]
+        vo = v[i0 - p0 : i1 - p0]
         if use_miss:
-            mr = miss[rk]
-            for l in range(i0, i1):
-                g = not mr[a + l]
-                v = xr[a + l] - shift if g else z
-                q = l - p0
-                o1[q] = (s1[q] if base else z) + v
-                if want2:
-                    o2[q] = (s2[q] if base else z) + v * v
-                oc[q] = (sc[q] if base else 0) + (1 if g else 0)
+            mr = miss[rk][a + i0 : a + i1]
+            mo = m[i0 - p0 : i1 - p0]
+            for q in range(i1 - i0):
+                g = not mr[q]
+                vo[q] = xr[q] - shift if g else z
+                mo[q] = 1 if g else 0
         else:
-            for l in range(i0, i1):
-                v = xr[a + l] - shift
-                q = l - p0
-                o1[q] = (s1[q] if base else z) + v
-                if want2:
-                    o2[q] = (s2[q] if base else z) + v * v
+            for q in range(i1 - i0):
+                vo[q] = xr[q] - shift
             if holes:
-                for l in range(i0, i1):
-                    oc[l - p0] = (sc[l - p0] if base else 0) + 1
+                m[i0 - p0 : i1 - p0] = 1
     for l in range(i1, p1):
-        v, m = _edge(x, miss, use_miss, rk, cmap[l], cval, shift)
-        q = l - p0
-        o1[q] = (s1[q] if base else z) + v
-        if want2:
-            o2[q] = (s2[q] if base else z) + v * v
+        e, mk = _edge(x, miss, use_miss, rk, cmap[l], cval, shift)
+        v[l - p0] = e
         if holes:
-            oc[q] = (sc[q] if base else 0) + m
+            m[l - p0] = mk
+
+
+def _suffixes(v, s2, w0, want2):  # pragma: no cover - compiled
+    """Suffix sums of a whole block of ``w0`` loaded rows: ``s2[i]`` of the squares of rows
+    ``i … w0-1`` (``want2``), then ``v[i]`` of the values, in place."""
+    ne = v.shape[1]
+    if want2:
+        a = v[w0 - 1]
+        o = s2[w0 - 1]
+        for q in range(ne):
+            o[q] = a[q] * a[q]
+        for i in range(w0 - 2, -1, -1):
+            a, n, o = v[i], s2[i + 1], s2[i]
+            for q in range(ne):
+                o[q] = n[q] + a[q] * a[q]
+    for i in range(w0 - 2, -1, -1):
+        a, n = v[i], v[i + 1]
+        for q in range(ne):
+            a[q] = n[q] + a[q]
+
+
+def _step(a, sa, sb, prev, want2, p1, p2, o1, o2):  # pragma: no cover - compiled
+    """Add loaded row ``a`` (and its squares, ``want2``) to the prefix sums ``p1``/``p2`` of the
+    current block and, where ``prev``, the window's column sums ``o = suffix + prefix`` (``sa``,
+    ``sb``: the previous block's suffix sums).  One pass per case, no branch inside."""
+    ne = a.size
+    if prev and want2:
+        for q in range(ne):
+            d = a[q]
+            t1 = p1[q] + d
+            t2 = p2[q] + d * d
+            p1[q] = t1
+            p2[q] = t2
+            o1[q] = sa[q] + t1
+            o2[q] = sb[q] + t2
+    elif prev:
+        for q in range(ne):
+            t1 = p1[q] + a[q]
+            p1[q] = t1
+            o1[q] = sa[q] + t1
+    elif want2:
+        for q in range(ne):
+            d = a[q]
+            p1[q] = p1[q] + d
+            p2[q] = p2[q] + d * d
+    else:
+        for q in range(ne):
+            p1[q] = p1[q] + a[q]
 
 
 def _run_blocked(col, w1, o, g, h):  # pragma: no cover - compiled
@@ -129,52 +163,56 @@ def _run_blocked(col, w1, o, g, h):  # pragma: no cover - compiled
 
 
 def _strip(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w1, want2, holes, rcount, ccount,
-           c0, c1, suf, sufc, cols, colc, rows, rowc, outs, flags, coef, acc_stats):  # pragma: no cover - compiled
-    """Output columns ``c0 … c1-1`` of every output row (see the module docstring)."""
+           c0, c1, vb, s2, mb, cols, colc, rows, rowc, outs, flags, coef, acc_stats):  # pragma: no cover - compiled
+    """Output columns ``c0 … c1-1`` of every output row (see the module docstring).  The rows of
+    a block are loaded into ``vb[0]`` or ``vb[1]`` (alternately, with their counts ``mb``) and
+    turned into suffix sums when the block is whole; the window ending at row ``j`` of a block
+    is then the suffix ``j + 1`` of the previous block plus the prefix ``p1`` up to ``j``."""
     ner = rmap.size
     p0, p1 = c0, c1 + w1 - 1
     ne, nc = p1 - p0, c1 - c0
     pre1, pre2, col1, col2 = cols[0][:ne], cols[1][:ne], cols[2][:ne], cols[3][:ne]
     g, h, r1, r2 = rows[0], rows[1], rows[2][:nc], rows[3][:nc]
-    prec, colcv, dn, rn = rowc[0][:ne], colc[:ne], rowc[1], rowc[2][:nc]
+    cnt, dn, rn = colc[:ne], rowc[1], rowc[2][:nc]
     for b0 in range(0, ner, w0):
-        if b0 > 0 and w0 > 1:  # suffix sums of the previous block of rows
-            for i in range(w0 - 1, -1, -1):
-                j = min(i + 1, w0 - 1)
-                _add_row(x, miss, use_miss, rmap[b0 - w0 + i], cmap, p0, p1, li0, li1, cval, shift, want2, holes,
-                         i < w0 - 1, suf[0, j], suf[1, j], sufc[j], suf[0, i], suf[1, i], sufc[i])
+        cur = (b0 // w0) % 2
+        v, m, sp, mp = vb[cur, :, :ne], mb[cur, :, :ne], vb[1 - cur, :, :ne], mb[1 - cur, :, :ne]
         for k in range(b0, min(b0 + w0, ner)):
-            _add_row(x, miss, use_miss, rmap[k], cmap, p0, p1, li0, li1, cval, shift, want2, holes,
-                     k > b0, pre1, pre2, prec, pre1, pre2, prec)
+            j = k - b0
+            _load(x, miss, use_miss, rmap[k], cmap, p0, p1, li0, li1, cval, shift, holes, v[j], m[j])
+            if j == 0:
+                pre1[:] = 0.0
+                pre2[:] = 0.0
+            prev = b0 > 0 and j < w0 - 1
+            _step(v[j], sp[j + 1 if prev else 0], s2[j + 1 if prev else 0], prev, want2, pre1, pre2, col1, col2)
+            if holes:
+                a, o = m[j], mp[j]
+                if b0 == 0:
+                    for q in range(ne):
+                        cnt[q] = (cnt[q] if j > 0 else 0) + a[q]
+                else:
+                    for q in range(ne):
+                        cnt[q] = cnt[q] + a[q] - o[q]
             r = k - w0 + 1
             if r < 0:
                 continue
-            i = k - b0 + 1  # the window's rows: suffix i of the previous block, this block's prefix
-            s1, s2, sc = pre1, pre2, prec
-            if i < w0:
-                for q in range(ne):
-                    col1[q] = suf[0, i, q] + pre1[q]
-                if want2:
-                    for q in range(ne):
-                        col2[q] = suf[1, i, q] + pre2[q]
-                if holes:
-                    for q in range(ne):
-                        colcv[q] = sufc[i, q] + prec[q]
-                s1, s2, sc = col1, col2, colcv
+            s1, ss2 = (col1, col2) if prev else (pre1, pre2)
             _run_blocked(s1, w1, r1, g, h)
             if want2:
-                _run_blocked(s2, w1, r2, g, h)
+                _run_blocked(ss2, w1, r2, g, h)
             if holes:
-                _run(sc, w1, rn, dn)
+                _run(cnt, w1, rn, dn)
             else:
                 rk = rcount[r]
                 for c in range(nc):
                     rn[c] = rk * ccount[c0 + c]
             _finish(r, rn, r1, r2, shift, fshift, SUM_FLOAT, outs, flags, coef, acc_stats)
+        if b0 + w0 <= ner and w0 > 1:
+            _suffixes(v, s2[:, :ne], w0, want2)
 
 
 def _moments_blocked(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w1, want2, holes, rcount, ccount,
-                     suf, sufc, cols, colc, rows, rowc, outs, flags, coef, acc_stats):  # pragma: no cover - compiled
+                     vb, s2, mb, cols, colc, rows, rowc, outs, flags, coef, acc_stats):  # pragma: no cover - compiled
     """Every strip of :data:`STRIP` output columns through :func:`_strip`."""
     n_out, empty_out, sum_out, mean_out, var_out, std_out = outs
     nct = cmap.size - w1 + 1
@@ -183,10 +221,10 @@ def _moments_blocked(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshif
         # (the (1, 1) placeholders of statistics not wanted are sliced too, never written)
         so = (n_out[:, c0:c1], empty_out[:, c0:c1], sum_out[:, c0:c1], mean_out[:, c0:c1], var_out[:, c0:c1], std_out[:, c0:c1])
         _strip(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w1, want2, holes, rcount, ccount,
-               c0, c1, suf, sufc, cols, colc, rows, rowc, so, flags, coef, acc_stats)
+               c0, c1, vb, s2, mb, cols, colc, rows, rowc, so, flags, coef, acc_stats)
 
 
-compile_into(globals(), ["_edge", "_add_row", "_run_blocked", "_strip", "_moments_blocked"])
+compile_into(globals(), ["_edge", "_load", "_suffixes", "_step", "_run_blocked", "_strip", "_moments_blocked"])
 _moments_blocked_jit: Any = _moments_blocked if AVAILABLE else None
 
 
@@ -197,10 +235,11 @@ def moments(x, miss, use_miss, rmap, cmap, interior, w, cval: float, shift: floa
     w0, w1 = w
     nct = cmap.size - w1 + 1
     ne = min(STRIP, nct) + w1 - 1
-    suf = np.empty((2, w0, ne), np.float64)
-    sufc = np.empty((w0, ne) if holes else (w0, 1), np.int32)
+    vb = np.empty((2, w0, ne), np.float64)
+    s2 = np.empty((w0, ne) if want2 else (w0, 1), np.float64)
+    mb = np.empty((2, w0, ne) if holes else (2, w0, 1), np.int32)
     _moments_blocked_jit(
         x, miss, use_miss, rmap, cmap, interior[0], interior[1], cval, shift, shift, w0, w1, want2, holes,
-        counts[0], counts[1], suf, sufc, np.empty((4, ne), np.float64), np.empty(ne, np.int32),
+        counts[0], counts[1], vb, s2, mb, np.empty((4, ne), np.float64), np.empty(ne, np.int32),
         np.empty((4, ne), np.float64), np.empty((3, ne), np.int32), outs, flags, coef, acc_stats,
     )
