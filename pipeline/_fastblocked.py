@@ -10,10 +10,12 @@ window only, so its result carries at most ``W`` roundings of its own magnitude,
 that overflows or is huge touches only the windows that hold it.  Three additions per value and
 axis (prefix, suffix, their sum) instead of two, still O(1) per pixel whatever ``W``.
 
-Down the rows, the suffix sums of the previous block of rows are kept (``W0`` rows of one strip
-of :data:`STRIP` output columns, so that they stay in cache) while the prefix sums of the current
-block are accumulated; along each output row the same scheme runs over the column sums.  Counts
-are integers (exact whatever the order).  Each output row is finished by
+Down the rows, one strip of :data:`STRIP` output columns at a time (so that the buffers stay in
+cache), each block of ``W0`` rows is loaded once into one of two row buffers, which becomes its
+suffix sums when the block is whole, while the next block's prefix sums are accumulated in the
+other: every step is a pass over a contiguous row (vectorised).  Along each output row the same
+scheme runs over the column sums, four blocks side by side.  Counts are integers (exact whatever
+the order): a running sum down the rows, the integer running sum along them.  Each output row is finished by
 :func:`pipeline._fastmoments._finish`, as for integer fields.
 """
 
@@ -79,10 +81,9 @@ def _load(x, miss, use_miss, rk, cmap, p0, p1, li0, li1, cval, shift, holes, v, 
             m[l - p0] = mk
 
 
-def _suffixes(v, s2, w0, want2):  # pragma: no cover - compiled
-    """Suffix sums of a whole block of ``w0`` loaded rows: ``s2[i]`` of the squares of rows
-    ``i … w0-1`` (``want2``), then ``v[i]`` of the values, in place."""
-    ne = v.shape[1]
+def _suffixes(v, s2, ne, w0, want2):  # pragma: no cover - compiled
+    """Suffix sums of a whole block of ``w0`` loaded rows (first ``ne`` columns): ``s2[i]`` of
+    the squares of rows ``i … w0-1`` (``want2``), then ``v[i]`` of the values, in place."""
     if want2:
         a = v[w0 - 1]
         o = s2[w0 - 1]
@@ -127,39 +128,79 @@ def _step(a, sa, sb, prev, want2, p1, p2, o1, o2):  # pragma: no cover - compile
             p1[q] = p1[q] + a[q]
 
 
-def _run_blocked(col, w1, o, g, h):  # pragma: no cover - compiled
+def _block_prefixes(col, w1, ew, g):  # pragma: no cover - compiled
+    """``g[i]``: the sum of ``col`` from the start of ``i``'s block of ``w1`` to ``i``, for
+    ``i < ew``; four blocks side by side (each chain waits on itself, four do not; views, so
+    that every index is a non-negative loop counter)."""
+    nb = (ew + w1 - 1) // w1
+    b = 0
+    while (b + 4) * w1 <= ew:
+        i = b * w1
+        c0, c1, c2, c3 = col[i:], col[i + w1 :], col[i + 2 * w1 :], col[i + 3 * w1 :]
+        g0, g1, g2, g3 = g[i:], g[i + w1 :], g[i + 2 * w1 :], g[i + 3 * w1 :]
+        s0, s1, s2, s3 = c0[0], c1[0], c2[0], c3[0]
+        g0[0], g1[0], g2[0], g3[0] = s0, s1, s2, s3
+        for j in range(1, w1):
+            s0 += c0[j]
+            s1 += c1[j]
+            s2 += c2[j]
+            s3 += c3[j]
+            g0[j], g1[j], g2[j], g3[j] = s0, s1, s2, s3
+        b += 4
+    for bb in range(b, nb):
+        c0, g0 = col[bb * w1 :], g[bb * w1 :]
+        s0 = c0[0]
+        g0[0] = s0
+        for j in range(1, min(w1, ew - bb * w1)):
+            s0 += c0[j]
+            g0[j] = s0
+
+
+def _block_windows(col, w1, nc, g, o):  # pragma: no cover - compiled
+    """``o[c]`` = the suffix sum of ``col`` from ``c`` to the end of its block plus ``g`` up to
+    ``c + w1 - 1`` (the next block's prefix), or that suffix alone where ``c`` starts a block;
+    the suffix chains of four blocks side by side."""
+    e = w1 - 1
+    b = 0
+    while (b + 4) * w1 <= nc:
+        i = b * w1
+        c0, c1, c2, c3 = col[i:], col[i + w1 :], col[i + 2 * w1 :], col[i + 3 * w1 :]
+        g0, g1, g2, g3 = g[i + e :], g[i + w1 + e :], g[i + 2 * w1 + e :], g[i + 3 * w1 + e :]
+        o0, o1, o2, o3 = o[i:], o[i + w1 :], o[i + 2 * w1 :], o[i + 3 * w1 :]
+        t0, t1, t2, t3 = c0[e], c1[e], c2[e], c3[e]
+        o0[e], o1[e], o2[e], o3[e] = t0 + g0[e], t1 + g1[e], t2 + g2[e], t3 + g3[e]
+        for j in range(e - 1, 0, -1):
+            t0 += c0[j]
+            t1 += c1[j]
+            t2 += c2[j]
+            t3 += c3[j]
+            o0[j], o1[j], o2[j], o3[j] = t0 + g0[j], t1 + g1[j], t2 + g2[j], t3 + g3[j]
+        o0[0], o1[0], o2[0], o3[0] = t0 + c0[0], t1 + c1[0], t2 + c2[0], t3 + c3[0]
+        b += 4
+    for bb in range(b, (nc + w1 - 1) // w1):
+        c0, g0, o0 = col[bb * w1 :], g[bb * w1 + e :], o[bb * w1 :]
+        n = nc - bb * w1  # windows starting in this block: j < n
+        t0 = c0[e]
+        for j in range(e, 0, -1):
+            if j < e:
+                t0 += c0[j]
+            if j < n:
+                o0[j] = t0 + g0[j]
+        o0[0] = t0 + c0[0]
+
+
+def _run_blocked(col, w1, o, g):  # pragma: no cover - compiled
     """``o[c] = col[c] + … + col[c + w1 - 1]`` from that window's values only: prefix sums ``g``
-    and suffix sums ``h`` within blocks of ``w1``; ``o[c] = h[c] + g[c + w1 - 1]``, or ``h[c]``
-    alone where ``c`` starts a block (every window starts in a whole block)."""
+    within blocks of ``w1``, then each window as its block's suffix sum plus the next block's
+    prefix sum, or the suffix alone where ``c`` starts a block (every window starts in a whole
+    block)."""
     nc = o.size
     if w1 == 1:
         for c in range(nc):
             o[c] = col[c]
         return
-    ew = nc + w1 - 1
-    nf = ew // w1  # whole blocks
-    for b in range(nf):
-        g[b * w1] = col[b * w1]
-    for j in range(1, w1):
-        for b in range(nf):
-            i = b * w1 + j
-            g[i] = g[i - 1] + col[i]
-    t = nf * w1
-    if t < ew:
-        g[t] = col[t]
-        for i in range(t + 1, ew):
-            g[i] = g[i - 1] + col[i]
-    ns = (nc + w1 - 1) // w1  # blocks in which windows start
-    for b in range(ns):
-        h[b * w1 + w1 - 1] = col[b * w1 + w1 - 1]
-    for j in range(w1 - 2, -1, -1):
-        for b in range(ns):
-            i = b * w1 + j
-            h[i] = h[i + 1] + col[i]
-    for c in range(nc):
-        o[c] = h[c] + g[c + w1 - 1]
-    for c in range(0, nc, w1):
-        o[c] = h[c]
+    _block_prefixes(col, w1, nc + w1 - 1, g)
+    _block_windows(col, w1, nc, g, o)
 
 
 def _strip(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w1, want2, holes, rcount, ccount,
@@ -172,19 +213,20 @@ def _strip(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w1,
     p0, p1 = c0, c1 + w1 - 1
     ne, nc = p1 - p0, c1 - c0
     pre1, pre2, col1, col2 = cols[0][:ne], cols[1][:ne], cols[2][:ne], cols[3][:ne]
-    g, h, r1, r2 = rows[0], rows[1], rows[2][:nc], rows[3][:nc]
+    g, r1, r2 = rows[0], rows[1][:nc], rows[2][:nc]
     cnt, dn, rn = colc[:ne], rowc[1], rowc[2][:nc]
     for b0 in range(0, ner, w0):
         cur = (b0 // w0) % 2
-        v, m, sp, mp = vb[cur, :, :ne], mb[cur, :, :ne], vb[1 - cur, :, :ne], mb[1 - cur, :, :ne]
+        v, m, sp, mp = vb[cur], mb[cur], vb[1 - cur], mb[1 - cur]  # C rows: sliced one by one
         for k in range(b0, min(b0 + w0, ner)):
             j = k - b0
-            _load(x, miss, use_miss, rmap[k], cmap, p0, p1, li0, li1, cval, shift, holes, v[j], m[j])
+            vj = v[j][:ne]
+            _load(x, miss, use_miss, rmap[k], cmap, p0, p1, li0, li1, cval, shift, holes, vj, m[j])
             if j == 0:
                 pre1[:] = 0.0
                 pre2[:] = 0.0
             prev = b0 > 0 and j < w0 - 1
-            _step(v[j], sp[j + 1 if prev else 0], s2[j + 1 if prev else 0], prev, want2, pre1, pre2, col1, col2)
+            _step(vj, sp[j + 1 if prev else 0], s2[j + 1 if prev else 0], prev, want2, pre1, pre2, col1, col2)
             if holes:
                 a, o = m[j], mp[j]
                 if b0 == 0:
@@ -197,9 +239,9 @@ def _strip(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w1,
             if r < 0:
                 continue
             s1, ss2 = (col1, col2) if prev else (pre1, pre2)
-            _run_blocked(s1, w1, r1, g, h)
+            _run_blocked(s1, w1, r1, g)
             if want2:
-                _run_blocked(ss2, w1, r2, g, h)
+                _run_blocked(ss2, w1, r2, g)
             if holes:
                 _run(cnt, w1, rn, dn)
             else:
@@ -208,7 +250,7 @@ def _strip(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w1,
                     rn[c] = rk * ccount[c0 + c]
             _finish(r, rn, r1, r2, shift, fshift, SUM_FLOAT, outs, flags, coef, acc_stats)
         if b0 + w0 <= ner and w0 > 1:
-            _suffixes(v, s2[:, :ne], w0, want2)
+            _suffixes(v, s2, ne, w0, want2)
 
 
 def _moments_blocked(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshift, w0, w1, want2, holes, rcount, ccount,
@@ -224,7 +266,7 @@ def _moments_blocked(x, miss, use_miss, rmap, cmap, li0, li1, cval, shift, fshif
                c0, c1, vb, s2, mb, cols, colc, rows, rowc, so, flags, coef, acc_stats)
 
 
-compile_into(globals(), ["_edge", "_load", "_suffixes", "_step", "_run_blocked", "_strip", "_moments_blocked"])
+compile_into(globals(), ["_edge", "_load", "_suffixes", "_step", "_block_prefixes", "_block_windows", "_run_blocked", "_strip", "_moments_blocked"])
 _moments_blocked_jit: Any = _moments_blocked if AVAILABLE else None
 
 
@@ -241,5 +283,5 @@ def moments(x, miss, use_miss, rmap, cmap, interior, w, cval: float, shift: floa
     _moments_blocked_jit(
         x, miss, use_miss, rmap, cmap, interior[0], interior[1], cval, shift, shift, w0, w1, want2, holes,
         counts[0], counts[1], vb, s2, mb, np.empty((4, ne), np.float64), np.empty(ne, np.int32),
-        np.empty((4, ne), np.float64), np.empty((3, ne), np.int32), outs, flags, coef, acc_stats,
+        np.empty((3, ne), np.float64), np.empty((3, ne), np.int32), outs, flags, coef, acc_stats,
     )
