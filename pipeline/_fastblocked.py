@@ -31,6 +31,10 @@ from ._jit import AVAILABLE, compile_into
 #: output columns per strip: the kept suffix sums (``W0`` rows of a strip) stay in cache
 STRIP = 512
 
+#: window widths up to this are summed directly along the rows (``w1 - 1`` vectorised passes
+#: cost less than the block prefix/suffix chains)
+DIRECT = 8
+
 
 def _edge(x, miss, use_miss, rk, c, cval, shift):  # pragma: no cover - compiled
     """``(value - shift, 1)`` of extended position (row ``rk``, column ``c``: data indices or
@@ -193,11 +197,15 @@ def _run_blocked(col, w1, o, g):  # pragma: no cover - compiled
     """``o[c] = col[c] + … + col[c + w1 - 1]`` from that window's values only: prefix sums ``g``
     within blocks of ``w1``, then each window as its block's suffix sum plus the next block's
     prefix sum, or the suffix alone where ``c`` starts a block (every window starts in a whole
-    block)."""
+    block).  Narrow windows (``w1 <=`` :data:`DIRECT`) are summed directly, left to right."""
     nc = o.size
-    if w1 == 1:
+    if w1 <= DIRECT:  # left to right, one vectorised pass per column of the window
         for c in range(nc):
             o[c] = col[c]
+        for l in range(1, w1):
+            a = col[l:]
+            for c in range(nc):
+                o[c] = o[c] + a[c]
         return
     _block_prefixes(col, w1, nc + w1 - 1, g)
     _block_windows(col, w1, nc, g, o)
