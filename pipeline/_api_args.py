@@ -209,6 +209,8 @@ def _check_footprint(footprint: Any, weights: Any, size: Any) -> tuple[Any, Any]
     fp = np.asarray(footprint)
     if fp.ndim != 2 or fp.size == 0 or not (fp.dtype == bool or np.isin(fp, (0, 1)).all()):
         raise ConfigError(f"must be a non-empty 2-D boolean matrix, got shape {fp.shape} dtype {fp.dtype}", where="footprint")
+    if not fp.any():
+        raise ConfigError("must select at least one pixel (all are zero)", where="footprint")
     return fp.astype(int).tolist(), size  # all True: the plan makes it the plain window (var and std too)
 
 

@@ -368,13 +368,20 @@ def window_moments(
     var_out = np.empty(shape, np.float64) if want["var"] else _DUMMY_F
     std_out = np.empty(shape, np.float64) if want["std"] else _DUMMY_F
     acc_stats = np.zeros(2, np.float64)
-    if nr and nc:
+    outs = (n_out, empty_out, sum_out, mean_out, var_out, std_out)
+    flags = (want["n"], want["empty"], want["sum"], want["mean"], want["var"], want["std"], exact_var)
+    want1 = want2 or want["sum"] or want["mean"]
+    if nr and nc and acc.kind == "f" and want1:  # float sums: each window's from its own values
+        from . import _fastblocked
+
+        _fastblocked.moments(x, miss, use_miss, rmap, cmap, interior, w, float(cval), float(shift), want2, holes,
+                             counts, outs, flags, coef, acc_stats)
+    elif nr and nc:
         _moments_jit(
             x, miss, use_miss, rmap, cmap, interior[0], interior[1], acc.type(cval), acc.type(shift), float(shift),
-            w0, w1, want2 or want["sum"] or want["mean"], want2, holes, counts[0], counts[1],
+            w0, w1, want1, want2, holes, counts[0], counts[1],
             np.zeros((2, ew), acc), np.zeros(ew, np.int32), np.zeros((6, ew), acc), np.zeros((3, ew), np.int32),
-            np.empty(nc, np.int32), smode, (n_out, empty_out, sum_out, mean_out, var_out, std_out),
-            (want["n"], want["empty"], want["sum"], want["mean"], want["var"], want["std"], exact_var), coef, acc_stats,
+            np.empty(nc, np.int32), smode, outs, flags, coef, acc_stats,
         )
-    outs = {"n": n_out, "empty": empty_out, "sum": sum_out, "mean": mean_out, "var": var_out, "std": std_out}
-    return {k: v for k, v in outs.items() if want[k]}, int(acc_stats[0])
+    named = dict(zip(("n", "empty", "sum", "mean", "var", "std"), outs))
+    return {k: v for k, v in named.items() if want[k]}, int(acc_stats[0])

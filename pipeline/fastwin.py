@@ -119,6 +119,19 @@ def _sample(x: np.ndarray, missing: np.ndarray | None, target: int = 1 << 16) ->
 
 
 
+def _value_range(x: np.ndarray, missing: np.ndarray | None, cval, bounds: tuple[int, int]) -> tuple[int, int]:
+    """The range of the values the windows read (valid pixels, and ``cval`` where the boundary
+    fills with it): the variance's sums are exact whenever this range allows, as on the numpy
+    path (the dtype's bounds would send int32 data of a small range to float64 sums)."""
+    vals = x if missing is None else x[~missing]
+    if not vals.size:
+        return bounds
+    lo, hi = int(vals.min()), int(vals.max())
+    if cval is not None and float(cval).is_integer():
+        lo, hi = min(lo, int(cval)), max(hi, int(cval))
+    return lo, hi
+
+
 def _axis_counts(m: np.ndarray, k: int) -> np.ndarray:
     """Positions holding something (not :data:`NONE`) in each run of ``k`` along an index map."""
     c = np.concatenate([[0], np.cumsum(m != NONE, dtype=np.int32)])
@@ -178,6 +191,8 @@ def plane_stats(
     off = start[1] - lo[1]  # extended column l is data column l + off
     out: dict[str, np.ndarray | None] = {"_empty": None}
     moments = [st for st in stats if registry.REDUCERS[st].family == "moments"]
+    if bounds is not None and x.dtype.kind in "biu" and ("var" in stats or "std" in stats):
+        bounds = _value_range(x, missing, cval if registry.boundary(boundary).fills else None, bounds)
     if missing is not None or (moments and moments != ["count"]):  # holes: counted, for "_empty"
         out.update(_moments(x, missing, rmap, cmap, off, w, cval, stats, area=area, bounds=bounds, dtypes=dtypes))
     elif moments:  # a count without holes: from the index maps

@@ -8,10 +8,10 @@ contiguous range of *local* centres ``start … stop-1``.  Windows are truncated
 given: since the halo is at least as wide as the window arm, truncation happens only at the image
 border, which is exactly the ``shrink`` rule.
 
-Sums are running (prefix) sums: O(1) per pixel whatever ``W``.  Integer sums are accumulated in
-the output dtype; prefix sums may wrap around in two's complement, but their *differences* are
-exact modulo 2**bits, hence exact whenever the true window sum fits the dtype, which the plan
-guarantees.
+Sums are O(1) per pixel whatever ``W``.  Integer sums are prefix-sum differences in the output
+dtype: prefix sums may wrap around, but their differences are exact modulo 2**bits, hence exact
+whenever the true window sum fits the dtype (the plan guarantees it).  Float sums are formed from
+each window's own values (block prefix and suffix sums, :mod:`pipeline._blocksum`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from . import _blocksum
 
 
 def window_sum_1d(x: np.ndarray, axis: int, lo: int, hi: int, start: int, stop: int) -> np.ndarray:
@@ -32,6 +34,8 @@ def window_sum_1d(x: np.ndarray, axis: int, lo: int, hi: int, start: int, stop: 
         raise ValueError(f"centres [{start}, {stop}) outside data of length {n}")
     if lo == 0 and hi == 0:
         return _take(x, axis, slice(start, stop)).copy()
+    if x.dtype.kind in "fc":  # each window's sum from its own values (:mod:`pipeline._blocksum`)
+        return _blocksum.clipped_sum(x, axis, lo, hi, start, stop)
     shape = list(x.shape)
     shape[axis] = n + 1
     prefix = np.empty(shape, dtype=x.dtype)
@@ -179,6 +183,8 @@ def footprint_sum(x: np.ndarray, win: Window, dtype: npt.DTypeLike) -> np.ndarra
     if win.runs is None:
         n = x.ndim
         return window_sum(x.astype(dt, copy=False), range(n - win.k, n), win.lo, win.hi, win.start, win.stop)
+    if dt.kind == "f":  # each window's sum from its own values
+        return _blocksum.runs_sum(x.astype(dt, copy=False), win.runs, win.shifted, win.out_shape)
     p = _prefix_x(x, dt)
     out = np.zeros(x.shape[:-2] + win.out_shape, dtype=dt)
     with np.errstate(over="ignore"):
@@ -190,21 +196,9 @@ def footprint_sum(x: np.ndarray, win: Window, dtype: npt.DTypeLike) -> np.ndarra
 
 
 def _float_sum(x: np.ndarray, win: Window) -> np.ndarray:
-    """Float64 window sums; infinities are counted apart so that one never poisons the running
-    sums of its neighbours (inf - inf)."""
-    x = x.astype(np.float64, copy=False)
-    if win.taps is not None:
-        return footprint_sum(x, win, np.float64)
-    finite = np.isfinite(x)
-    if finite.all():
-        return footprint_sum(x, win, np.float64)
-    out = footprint_sum(np.where(finite, x, 0.0), win, np.float64)
-    pos = footprint_sum(x == np.inf, win, np.int32) > 0
-    neg = footprint_sum(x == -np.inf, win, np.int32) > 0
-    out[pos] = np.inf
-    out[neg] = -np.inf
-    out[pos & neg] = np.nan
-    return out
+    """Float64 window sums, each from its own window's values: an infinity reaches only the
+    windows that hold it (+inf and -inf together: NaN)."""
+    return footprint_sum(x.astype(np.float64, copy=False), win, np.float64)
 
 
 def running_extreme(x: np.ndarray, length: int, axis: int, op: str) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import compiled, fastsum, fastwin, kernels
+from . import _overflow, compiled, fastsum, fastwin, kernels
 from .errors import InputError
 from .expr.nodes import Name
 from .plan import Plan
@@ -181,7 +181,7 @@ def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
     if missing is None and field.dtype.kind == "f" and plan.stats == ("sum",) and not finite(field) and not np.isfinite(field).all():
         missing = np.zeros(field.shape, bool)  # infinities: the general path counts them apart
     if plan.plain_sum and missing is None and not fastwin.supports(field.dtype):
-        return {"sum": _numpy_sum(plan, field, ranges)}
+        return _overflow.rescue({"sum": _numpy_sum(plan, field, ranges)}, field, lambda g: {"sum": _numpy_sum(plan, g, ranges)})  # type: ignore[return-value]
 
     axes = plan.window_axes
     k = len(axes)
@@ -196,12 +196,13 @@ def compute_stats(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Seq
         f, m = f[..., None, :], (None if m is None else m[..., None, :])
         lo, hi, start, stop = [0] + lo, [0] + hi, [0] + start, [1] + stop
 
-    raw = None
-    if k <= 2:  # the compiled kernels are 2-D; more window axes take the separable numpy path
-        raw = _compiled_stats(plan, f, m, lo, hi, start, stop, field.dtype.kind != "f" or finite(field))
-    if raw is None:
-        raw = _padded_stats(plan, f, m, lo, hi, start, stop)
-    return _finish(plan, raw, axes, k)
+    def stats(g: np.ndarray) -> dict[str, np.ndarray | None]:
+        raw = None
+        if k <= 2:  # the compiled kernels are 2-D; more window axes take the separable numpy path
+            raw = _compiled_stats(plan, g, m, lo, hi, start, stop, g.dtype.kind != "f" or finite(g))
+        return _padded_stats(plan, g, m, lo, hi, start, stop) if raw is None else raw
+
+    return _finish(plan, _overflow.rescue(stats(f), f, stats), axes, k)
 
 
 def _compiled_stats(plan: Plan, f: np.ndarray, m: np.ndarray | None, lo, hi, start, stop, all_finite: bool) -> dict[str, np.ndarray | None] | None:

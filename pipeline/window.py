@@ -123,6 +123,8 @@ def _check_weights(weights, shape: str) -> np.ndarray:
     for v in wmat.ravel():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ConfigError(f"weights must be finite numbers, got {v!r}", where="window.weights")
+    if not (wmat != 0).any():
+        raise ConfigError("must hold at least one non-zero value (all are zero)", where="window.weights")
     return wmat
 
 
