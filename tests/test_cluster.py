@@ -128,7 +128,9 @@ def s3(aws_env):
     endpoint = f"http://{host}:{port}"
     import s3fs
 
-    s3fs.S3FileSystem(endpoint_url=endpoint).mkdir("pipeline-test")
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint)
+    if not fs.exists("pipeline-test"):  # moto's buckets are shared by every server in this process
+        fs.mkdir("pipeline-test")
     yield {"endpoint_url": endpoint}
     server.stop()
 
