@@ -1,5 +1,5 @@
 """The suite's network guard (``tests/netguard/sitecustomize.py``) refuses, before any packet is
-sent, every connection and name lookup beyond loopback, in this process and in the processes
+sent, every listener, connection and name lookup beyond loopback, in this process and in the processes
 the tests start."""
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ def test_guard_is_installed_here_and_refuses_before_connecting(tmp_path, monkeyp
         s.sendto(b"x", FAR)
     with pytest.raises(socket.gaierror, match="local names only"):
         socket.getaddrinfo("example.com", 80)
-    assert len(log.read_text().splitlines()) == 3
+    for everywhere in ("0.0.0.0", ""):
+        with socket.socket() as s, pytest.raises(OSError, match="listen on loopback only"):
+            s.bind((everywhere, 0))
+    assert len(log.read_text().splitlines()) == 5
     # loopback works: a real listener on 127.0.0.1, reached by name and by address
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
@@ -35,7 +38,7 @@ def test_guard_is_installed_here_and_refuses_before_connecting(tmp_path, monkeyp
         for host in ("127.0.0.1", "localhost"):
             with socket.create_connection((host, port), timeout=5):
                 pass
-    assert len(log.read_text().splitlines()) == 3
+    assert len(log.read_text().splitlines()) == 5
 
 
 @pytest.mark.parametrize("host", ["192.0.2.1", "10.0.0.1", "::ffff:192.0.2.1"])

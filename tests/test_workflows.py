@@ -322,7 +322,9 @@ def test_slurm_dask_cluster_on_the_allocation(home):
         SLURM_CPUS_PER_TASK="1",
         SLURM_MEM_PER_NODE="2048",
         SLURM_SUBMIT_DIR=str(home),
-        PIPELINE_SCHEDULER_HOST="127.0.0.1",
+        PIPELINE_SCHEDULER_HOST="127.0.0.1",  # scheduler, workers and dashboards on loopback only
+        PIPELINE_WORKER_HOST="127.0.0.1",
+        PIPELINE_DASHBOARD_ADDRESS="127.0.0.1:0",
     )
     env["PATH"] = os.pathsep.join([str(_stub_srun(home)), str(Path(sys.executable).parent), env["PATH"]])
     res = subprocess.run(["bash", str(script)], env=env, cwd=home, capture_output=True, text=True, timeout=300)

@@ -1,7 +1,7 @@
 """The tests' network guard, loaded by every Python process the tests start (this folder is put
 first on ``PYTHONPATH`` by ``tests/conftest.py``; the test process itself imports it too).
 
-Tests may reach this machine only: a connection (TCP or UDP ``connect``, ``sendto``) to an address
+Tests may reach this machine only: a listener on any interface but loopback, a connection (TCP or UDP ``connect``, ``sendto``) to an address
 outside loopback, or a name lookup of a name other than ``localhost`` and this machine's own name,
 is refused with ``OSError`` and recorded, one line, in the file named by
 ``PIPELINE_NETGUARD_LOG``; ``conftest.py`` fails the test during which a line appeared.
@@ -60,6 +60,7 @@ def _allowed(family: int, address: object) -> bool:
     return _is_loopback_host(address[0])
 
 
+_bind = socket.socket.bind
 _connect = socket.socket.connect
 _connect_ex = socket.socket.connect_ex
 _sendto = socket.socket.sendto
@@ -70,6 +71,21 @@ def _guard(sock: socket.socket, address: object, how: str) -> None:
     if not _allowed(sock.family, address):
         _record(f"{how} to {address!r}")
         raise OSError(101, f"network guard: tests may reach loopback only, not {address!r}")
+
+
+def bind(self, address):  # type: ignore[no-untyped-def]
+    """A listener on every interface ("", 0.0.0.0, ::) or on another host's address is refused:
+    servers the tests start (schedulers, workers, dashboards, S3) listen on loopback only."""
+    if self.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple) and address:
+        h = _host(address[0])
+        try:
+            ok = h is not None and h not in ("", "0.0.0.0", "::") and (h in _LOCAL_NAMES or ipaddress.ip_address(h).is_loopback)
+        except ValueError:
+            ok = False
+        if not ok:
+            _record(f"bind to {address!r}")
+            raise OSError(99, f"network guard: tests may listen on loopback only, not {address!r}")
+    return _bind(self, address)
 
 
 def connect(self, address):  # type: ignore[no-untyped-def]
@@ -96,6 +112,7 @@ def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 
 if not getattr(socket, "_pipeline_netguard", False):
+    socket.socket.bind = bind  # type: ignore[method-assign]
     socket.socket.connect = connect  # type: ignore[method-assign]
     socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
     socket.socket.sendto = sendto  # type: ignore[method-assign]
