@@ -49,7 +49,7 @@ class TcpCluster:
         for _ in range(n):
             self.procs.append(
                 subprocess.Popen([*py, "distributed.cli.dask_worker", "--scheduler-file", str(self.file), "--host", "127.0.0.1",
-                                  "--no-dashboard", "--nthreads", "1",
+                                  "--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--nthreads", "1",
                                   "--nworkers", "1", "--memory-limit", "0", "--no-nanny"], **quiet)
             )
 

@@ -91,6 +91,8 @@ class Cluster:
         args = [
             "--scheduler-file", str(self.scheduler_file), "--host", "127.0.0.1", "--nthreads", "1",
             "--no-nanny", "--memory-limit", memory_limit, "--no-dashboard", "--death-timeout", "60",
+            # even without its dashboard a worker serves HTTP (health, metrics), by default on every interface
+            "--dashboard-address", "127.0.0.1:0",
         ]
         if self.tls:
             args += self._tls_args()

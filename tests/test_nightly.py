@@ -274,8 +274,9 @@ def test_cron_line_as_shipped_under_env_i(site, tmp_path):
     fields = line.split(None, 5)
     assert fields[:5] == ["15", "2", "*", "*", "*"]
     command = fields[5].replace("/opt/pipeline", str(home))
-    # no logs/ folder, no PATH, no PYTHONPATH: exactly what `env -i` leaves; DATE from cron's environment
-    res = subprocess.run(["env", "-i", "DATE=" + DAYS[0], "/bin/sh", "-c", command], cwd="/", capture_output=True, text=True, timeout=300)
+    # no logs/ folder, no PATH, no PYTHONPATH: what `env -i` leaves, plus HOME, which cron always
+    # sets (here the test's, so that caches stay in tmp_path); DATE from cron's environment
+    res = subprocess.run(["env", "-i", f"HOME={home}", "DATE=" + DAYS[0], "/bin/sh", "-c", command], cwd="/", capture_output=True, text=True, timeout=300)
     log = (home / "logs" / "pipeline.log").read_text()
     assert res.returncode == 0 and res.stdout == "", (res.stdout, res.stderr, log)
     np.testing.assert_array_equal(zarr.open_group(home / "out" / f"{DAYS[0]}.zarr", mode="r")["result"][...], refs[DAYS[0]])
@@ -300,8 +301,9 @@ def test_wrapper_forwards_sigterm_run_stops_cleanly_and_resumes(tmp_path):
     a, b = make_inputs(home / "configs")
     _slow_config(home / "configs", "first.yaml", "first.zarr")
     _slow_config(home / "configs", "second.yaml", "second.zarr")
-    env = {"PATH": "/usr/bin:/bin", "PIPELINE_HOME": str(home), "PIPELINE_CONFIGS": "configs/first.yaml configs/second.yaml",
-           "PIPELINE_ARGS": "-q"}
+    # HOME as cron sets it (the user's home: here the test's, so that caches stay in tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PIPELINE_HOME": str(home),
+           "PIPELINE_CONFIGS": "configs/first.yaml configs/second.yaml", "PIPELINE_ARGS": "-q"}
     out = home / "configs" / "first.zarr"
     script = str(home / "workflows" / "pipeline-batch.sh")
     proc = subprocess.Popen([script], env={**env, "PIPELINE_TEST_HOLD_AFTER": "20"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -339,7 +341,7 @@ def test_every_line_of_a_json_log_batch_is_json(site, tmp_path):
     home = _wrapper_home(tmp_path)
     (home / "configs" / "day.yaml").write_text(TEMPLATE.replace("../in/", f"{root}/in/"))
     (home / "configs" / "broken.yaml").write_text("inputs: [\n")
-    env = {"PATH": "/usr/bin:/bin", "PIPELINE_HOME": str(home), "PIPELINE_BATCH_ID": "night-1"}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PIPELINE_HOME": str(home), "PIPELINE_BATCH_ID": "night-1"}
     script = str(home / "workflows" / "pipeline-batch.sh")
     # one good day, one missing day, one broken config; then a usage error; then an unwritable report
     runs = [
