@@ -8,6 +8,7 @@ targets and :mod:`pipeline.io` (which re-exports these names) can all build on i
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from .errors import InputError
@@ -42,10 +43,11 @@ def is_process_local(path: str) -> bool:
 
 
 def store_args(path: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``zarr.open*`` keyword arguments for a store: a local path as is (zarr's LocalStore), a URL
-    through fsspec (zarr's FsspecStore) with its storage options."""
+    """``zarr.open*`` keyword arguments for a store: a local path as a ``Path`` (zarr's LocalStore;
+    as a string, zarr >= 3.4 would read a ``#`` in a folder name as the start of a URL fragment and
+    write elsewhere), a URL through fsspec (zarr's FsspecStore) with its storage options."""
     if is_local(path):
-        return {"store": local_path(path)}
+        return {"store": Path(local_path(path))}
     if not storage_options:  # zarr >= 3.4 refuses storage_options (even empty) for memory:// URLs
         return {"store": path}
     return {"store": path, "storage_options": dict(storage_options)}

@@ -141,7 +141,7 @@ def list_arrays(path: str) -> list[str]:
     if is_local(path) and not os.path.exists(local_path(path)):
         raise InputError(f"store {path} does not exist", where=path)
     try:
-        node = zarr.open(store=path, mode="r", use_consolidated=False)
+        node = zarr.open(store=Path(local_path(path)) if is_local(path) else path, mode="r", use_consolidated=False)
     except Exception as e:
         raise InputError(f"cannot open Zarr store: {e}", where=path) from None
     if isinstance(node, zarr.Array):

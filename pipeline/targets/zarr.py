@@ -207,7 +207,7 @@ def check_coords(
     (see :func:`_coord_conflict`) before anything is written, also for a 0-D variable of
     ``scalars`` that the tool did not write (see :func:`write_scalars`)."""
     try:
-        group = zarr.open_group(store=local_path(path), mode="r", use_consolidated=False)
+        group = zarr.open_group(store=Path(local_path(path)), mode="r", use_consolidated=False)
     except Exception:
         return list(coords)
     for name in scalars or {}:

@@ -90,7 +90,7 @@ def reset_staged(store: str | os.PathLike[str]) -> str:
     if p.exists():
         shutil.rmtree(p)
     p.parent.mkdir(parents=True, exist_ok=True)
-    zarr.open_group(store=str(p), mode="w", attributes={MARK: True})
+    zarr.open_group(store=Path(p), mode="w", attributes={MARK: True})
     return str(p)
 
 
@@ -135,7 +135,7 @@ def _complete(root: Path, doc: dict[str, Any]) -> None:
         if root.is_dir():
             _carry(root, staged, set(doc["arrays"]))
         checkpoint("carried")
-        group = zarr.open_group(store=str(staged), mode="r+", use_consolidated=False)
+        group = zarr.open_group(store=Path(staged), mode="r+", use_consolidated=False)
         group.attrs.put(_group_attrs(root if root.is_dir() else retired))
         checkpoint("staged group attributes")
         with warnings.catch_warnings():
@@ -167,7 +167,7 @@ def _is_new(store: Path, doc: dict[str, Any]) -> bool:
     if not (store / "zarr.json").is_file():
         return False
     try:
-        group = zarr.open_group(store=str(store), mode="r", use_consolidated=False)
+        group = zarr.open_group(store=Path(store), mode="r", use_consolidated=False)
         states = [group[a].attrs.get("pipeline") for a in doc["arrays"]]
     except Exception:  # noqa: BLE001 - not there, or not readable: not the replacement
         return False
@@ -179,7 +179,7 @@ def _is_new(store: Path, doc: dict[str, Any]) -> bool:
 def _group_attrs(store: Path) -> dict[str, Any]:
     """The old group's own attributes (carried to the replacement), without the staging marker."""
     try:
-        attrs = dict(zarr.open_group(store=str(store), mode="r", use_consolidated=False).attrs)
+        attrs = dict(zarr.open_group(store=Path(store), mode="r", use_consolidated=False).attrs)
     except Exception:  # noqa: BLE001 - no old group: none
         attrs = {}
     attrs.pop(MARK, None)
