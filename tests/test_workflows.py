@@ -323,6 +323,7 @@ def test_slurm_dask_cluster_on_the_allocation(home):
         SLURM_MEM_PER_NODE="2048",
         SLURM_SUBMIT_DIR=str(home),
         PIPELINE_SCHEDULER_HOST="127.0.0.1",  # scheduler, workers and dashboards on loopback only
+        PIPELINE_SCHEDULER_PORT="0",  # any free port: another run of the suite may hold 8786
         PIPELINE_WORKER_HOST="127.0.0.1",
         PIPELINE_DASHBOARD_ADDRESS="127.0.0.1:0",
     )
