@@ -59,3 +59,10 @@ def kernel_path(name: str) -> Iterator[None]:
         for mod, fn in _COMPILED:
             mp.setattr(f"{mod}.{fn}", _compiled_called)
         yield
+
+
+@pytest.fixture(params=KERNELS)
+def each_kernel_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A test run once on each kernel path; the fixture's value is the path's name."""
+    with kernel_path(request.param):
+        yield request.param

@@ -4,7 +4,7 @@
 References: ``reference.brute_window`` (``math.fsum`` per window; var from the fsum mean);
 the tolerance is a few roundings of the window's *own* magnitude (its sum of ``|v|``, its mean
 of ``v**2``), so that a value that has left the window cannot hide behind it.  Every test runs on
-the compiled kernels and on the numpy reference path (``fastwin.supports`` patched off).
+the compiled kernels and on the numpy reference path (``tests/kernel_paths.py``).
 """
 
 from __future__ import annotations
@@ -15,19 +15,16 @@ import numpy as np
 import pytest
 
 import pipeline
-from pipeline import fastwin
+from kernel_paths import each_kernel_path  # noqa: F401 - the fixture
 from reference import brute_window
 
 EPS = float(np.finfo(np.float64).eps)
 
 
-@pytest.fixture(params=["compiled", "numpy"])
-def kernel_path(request, monkeypatch):
-    if request.param == "numpy":
-        monkeypatch.setattr(fastwin, "supports", lambda dtype: False)
-    elif not fastwin.AVAILABLE:
-        pytest.skip("numba not available")
-    return request.param
+@pytest.fixture
+def kernel_path(each_kernel_path):  # noqa: F811 - the imported fixture, requested
+    """The compiled kernels, then the numpy path (tests/kernel_paths.py)."""
+    return each_kernel_path
 
 
 def _floats(ref) -> np.ndarray:

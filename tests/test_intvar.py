@@ -13,16 +13,13 @@ import numpy as np
 import pytest
 
 import pipeline
-from pipeline import fastwin
+from kernel_paths import each_kernel_path  # noqa: F401 - the fixture
 
 
-@pytest.fixture(params=["compiled", "numpy"])
-def kernel_path(request, monkeypatch):
-    if request.param == "numpy":
-        monkeypatch.setattr(fastwin, "supports", lambda dtype: False)
-    elif not fastwin.AVAILABLE:
-        pytest.skip("numba not available")
-    return request.param
+@pytest.fixture
+def kernel_path(each_kernel_path):  # noqa: F811 - the imported fixture, requested
+    """The compiled kernels, then the numpy path (tests/kernel_paths.py)."""
+    return each_kernel_path
 
 
 def _windows(x, w):
