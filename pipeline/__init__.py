@@ -19,16 +19,6 @@ from typing import Any
 
 from .errors import ArgumentTypeError, ConfigError, InputError, OutputError, PipelineError
 
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("pipeline")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0.0.0+unknown"
-
-
 __all__ = [
     "ArgumentTypeError",
     "ConfigError",
@@ -41,12 +31,14 @@ __all__ = [
 ]
 
 #: public functions, imported from their module on first access
-_LAZY = {"window_reduce": "api", "run": "api"}
+_LAZY = {"window_reduce": "api.reduce", "run": "api.reduce"}
 
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":  # importlib.metadata costs ~60 ms: on first use
-        globals()[name] = value = _version()
+        from ._version import version
+
+        globals()[name] = value = version()
         return value
     if name.startswith("__"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -54,7 +46,7 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
-    try:  # submodules (pipeline.plan, pipeline.io, ...) stay reachable as attributes
+    try:  # submodules (pipeline.plan.planner, pipeline.storage.io, ...) stay reachable as attributes
         return importlib.import_module(f".{name}", __name__)
     except ModuleNotFoundError as e:
         if e.name != f"{__name__}.{name}":
@@ -82,13 +74,13 @@ class _AccessorOnXarrayImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module: Any) -> None:
             run(module)
-            importlib.import_module(".accessor", __name__)
+            importlib.import_module(".api.accessor", __name__)
 
         setattr(spec.loader, "exec_module", exec_module)  # this spec's own loader instance (mypy: no method-assign)
         return spec
 
 
 if "xarray" in sys.modules:  # xarray first, then pipeline: register now
-    from . import accessor as _accessor  # noqa: F401
+    from pipeline.api import accessor as _accessor  # noqa: F401
 elif not any(isinstance(f, _AccessorOnXarrayImport) for f in sys.meta_path):
     sys.meta_path.insert(0, _AccessorOnXarrayImport())

@@ -100,7 +100,7 @@ class NotReadyError(PipelineError):
 
 def interrupted_message(exc: BaseException) -> str:
     """What an interrupted run says: by which signal, and how many blocks are kept (from the
-    ``pipeline_result`` that :func:`pipeline.runner.run` attaches once the output is open)."""
+    ``pipeline_result`` that :func:`pipeline.runner.runconfig.run` attaches once the output is open)."""
     res = getattr(exc, "pipeline_result", None)
     kept = f"; {res.skipped + res.computed} of {res.blocks} blocks are done and kept" if res is not None else ""
     why = f" by {exc.args[0]}" if exc.args else ""

@@ -27,7 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import test_reliability as t  # noqa: E402
-from pipeline import ledger, runner  # noqa: E402
+
+from pipeline.runner import runconfig  # noqa: E402
+from pipeline.storage import ledger
 
 
 def right(out: Path, ref: dict) -> bool:
@@ -47,7 +49,7 @@ def fresh(root: Path) -> Path:
 
 
 def resume(cfg: Path) -> int:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "-q", str(cfg)], capture_output=True).returncode
+    return subprocess.run([sys.executable, "-m", "pipeline", "run", "-q", str(cfg)], capture_output=True).returncode
 
 
 def trial_signal(root, cfg, ref, rng, sig) -> bool:
@@ -87,10 +89,10 @@ def trial_concurrent(root, cfg, ref, rng) -> bool:
 def trial_flip(root, cfg, ref, rng) -> bool:
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from pipeline.cli.main import app
 
     out = fresh(root)
-    runner.run(cfg)
+    runconfig.run(cfg)
     files = sorted(p for p in (out / "result" / "c").rglob("*") if p.is_file())
     victim = rng.choice(files)
     data = bytearray(victim.read_bytes())
@@ -101,7 +103,7 @@ def trial_flip(root, cfg, ref, rng) -> bool:
     if res.exit_code != 1 or f"damaged {key}" not in res.output:
         print("   verify missed", key, res.output[:300])
         return False
-    return runner.run(cfg).computed == 1 and right(out, ref)
+    return runconfig.run(cfg).computed == 1 and right(out, ref)
 
 
 #: The data-safety and hostile-input reproductions of issue 11 (planted metadata paths, sidecar
@@ -139,7 +141,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     refroot = Path(tempfile.mkdtemp(prefix="faults-ref-"))
     t.make_inputs(refroot)
-    runner.run(t.write_config(refroot, "ref.zarr"))
+    runconfig.run(t.write_config(refroot, "ref.zarr"))
     ref = t.chunk_bytes(refroot / "ref.zarr")
     root = Path(tempfile.mkdtemp(prefix="faults-"))
     (root / "in.zarr").symlink_to(refroot / "in.zarr")

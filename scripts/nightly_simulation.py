@@ -69,7 +69,7 @@ def night(home: Path, n: int, days: list[str]) -> int:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PIPELINE_HOME": str(home),
-        "PIPELINE": f"{sys.executable} -m pipeline.cli",
+        "PIPELINE": f"{sys.executable} -m pipeline.cli.main",
         "PYTHONPATH": str(ROOT),
         "PIPELINE_BATCH_ID": f"night-{n}",
         "PIPELINE_ARGS": "-q",
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         deliver(home, DAYS[2], corrupt=True)
         codes.append(night(home, 3, DAYS))
         check(home, DAYS[1], *d2)
-        verify = subprocess.run([sys.executable, "-m", "pipeline.cli", "verify", str(home / "in" / DAYS[2] / "pair.zarr")],
+        verify = subprocess.run([sys.executable, "-m", "pipeline", "verify", str(home / "in" / DAYS[2] / "pair.zarr")],
                                 env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
         print(f"\n$ pipeline verify in/{DAYS[2]}/pair.zarr  ->  exit {verify.returncode}\n" + verify.stdout.rstrip())
         print(f"\nexit codes by night: {codes}")

@@ -26,8 +26,8 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec
 
-from pipeline import runner
-from pipeline.targets import zarr as zarr_target
+from pipeline.runner import runconfig
+from pipeline.storage.targets import zarr as zarr_target
 
 
 def main() -> None:
@@ -62,7 +62,7 @@ def main() -> None:
         zarr_target.default_compressors = with_crc if crc else without_crc  # type: ignore[assignment]
         try:
             t0 = time.perf_counter()
-            res = runner.run(config)
+            res = runconfig.run(config)
             assert res.computed == res.blocks
             return time.perf_counter() - t0
         finally:
@@ -93,7 +93,7 @@ def micro(root: Path, chunk: int, per_block_s: float) -> None:
 
     import crc32c
 
-    from pipeline.ledger import BlockRecorder
+    from pipeline.storage.ledger import BlockRecorder
 
     rng = np.random.default_rng(1)
     block = np.cumsum(rng.integers(-65025, 65025, (chunk, chunk)), axis=1).astype(np.int32)  # window-sum-like

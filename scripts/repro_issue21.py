@@ -1,7 +1,11 @@
 """Issue 21's reproductions, printed one line each: run on a tree before and after the fix, e.g.
 ``PYTHONPATH=<tree> python scripts/repro_issue21.py`` (the same cases are tests in tests/)."""
 
-import warnings, numpy as np, fractions
+import fractions
+import warnings
+
+import numpy as np
+
 import pipeline
 
 

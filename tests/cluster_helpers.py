@@ -4,15 +4,15 @@ recording callback that runs on the workers, and a throw-away certificate author
 
 from __future__ import annotations
 
-import os
 import json
+import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline._tcpcluster import stop_processes
+from pipeline.execution.tcpcluster import stop_processes
 
 
 @dataclass

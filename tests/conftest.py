@@ -41,9 +41,11 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE / "netguard"), os.environ.get("PYTHONPATH", "")) if p)
 
 sys.path.insert(0, str(HERE / "netguard"))
+import pytest  # noqa: E402
 import sitecustomize  # noqa: E402,F401  (the guard, in this process too)
 
-import pytest  # noqa: E402
+#: fixtures every test module may use: fake AWS credentials and an S3 API on loopback (moto)
+pytest_plugins = ["s3_helpers"]
 
 
 def _guard_lines() -> int:

@@ -14,8 +14,8 @@ import signal
 import sys
 import threading
 
-from pipeline import engine
-from pipeline.cli import app
+from pipeline.cli.main import app
+from pipeline.execution import engine
 
 _stopping = threading.Event()
 _lock = threading.Lock()

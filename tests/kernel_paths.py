@@ -21,7 +21,7 @@ import pytest
 KERNELS = ("numba", "numpy")
 
 #: (module, function) of every compiled entry point the dispatch calls
-_COMPILED = (("pipeline.fastwin", "plane_stats"), ("pipeline.fastsum", "window_sum_2d"), ("pipeline.fastsum", "fused_window_sum"))
+_COMPILED = (("pipeline.kernels.fastwin", "plane_stats"), ("pipeline.kernels.fastsum", "window_sum_2d"), ("pipeline.kernels.fastsum", "fused_window_sum"))
 
 
 def _compiled_called(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -44,7 +44,7 @@ def _import_all() -> None:
 def kernel_path(name: str) -> Iterator[None]:
     """Run the block on the kernel path ``name`` (``numba`` is skipped where numba is missing)."""
     _import_all()
-    from pipeline import fastsum
+    from pipeline.kernels import fastsum
 
     if name == "numba":
         if not fastsum.AVAILABLE:

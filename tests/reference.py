@@ -263,3 +263,20 @@ def readme_int_output(op_bounds, op_dtype, reduce, *, boundary="shrink", cval=0,
     if np.iinfo(out).min >= lo:  # the dtype's lowest value is a possible result
         out = _narrowest(lo - 1, hi)
     return out, int(np.iinfo(out).min)
+
+
+def check(got, ref, fill=None, atol=None):
+    """``got`` (numpy) equals the reference: exactly for integers, to 1e-9 for floats; windows
+    without a valid pixel hold NaN (float) or ``fill`` (integer)."""
+    assert got.shape == ref.shape, (got.shape, ref.shape)
+    none = np.vectorize(lambda v: v is None, otypes=[bool])(ref) if ref.size else np.zeros(ref.shape, bool)
+    if got.dtype.kind == "f":
+        assert np.isnan(got[none]).all()
+        r = np.array([np.nan if v is None else float(v) for v in ref.ravel()]).reshape(ref.shape)
+        scale = np.nanmax(np.abs(r), initial=1.0)
+        np.testing.assert_allclose(got, r, rtol=1e-9, atol=1e-9 * scale if atol is None else atol, equal_nan=True)
+    else:
+        if none.any():
+            assert (got[none] == fill).all(), (got[none], fill)
+        g = got.astype(object)
+        assert all(int(x) == int(y) for x, y in zip(g[~none].ravel(), ref[~none].ravel())), (got, ref)

@@ -5,7 +5,7 @@ aside) are checked when they look like a name of this package:
 
 - ``pipeline <command>`` (``pipeline run/validate ...`` names two): a command of the CLI;
 - ``name.py`` or a path ending in ``.py``: a module of the package, or a file of the repository;
-- a dotted name (``pipeline.zarrchunks``, ``zarrchunks.DirectChunks``, ``engine.prime``, a call
+- a dotted name (``pipeline.storage.zarrchunks``, ``zarrchunks.DirectChunks``, ``engine.prime``, a call
   such as ``runner.run(cfg, ...)``) whose first part is ``pipeline`` or one of its modules
   (loggers are named after their modules): resolved by import and ``getattr``.  Dotted names
   that start elsewhere (``np.pad``) are not ours;
@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import pkgutil
 import re
 import typing
 from pathlib import Path
@@ -27,9 +28,9 @@ from pathlib import Path
 import typer.main
 from pydantic import BaseModel
 
-from pipeline import benchgrid
-from pipeline._config_schema import Config
-from pipeline.cli import app
+from pipeline.bench import kernelgrid
+from pipeline.cli.main import app
+from pipeline.config.schema import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -51,8 +52,52 @@ def _is_module(name: str) -> bool:
         return False
 
 
+def _all_modules() -> list[str]:
+    import pipeline
+
+    return ["pipeline", *(m.name for m in pkgutil.walk_packages(pipeline.__path__, "pipeline."))]
+
+
+MODULES = _all_modules()
+
+
+def _named(head: str) -> list[str]:
+    """The modules and sub-packages whose own name is ``head`` (``io``: ``pipeline.storage.io``): the
+    docs name modules by their short names."""
+    return [m for m in MODULES if m.rsplit(".", 1)[-1] == head]
+
+
+def _external(dotted: str) -> bool:
+    """Whether ``dotted`` is a name of another importable package (``zarr.open_group``: not our
+    ``zarr`` modules), judged by resolving it there."""
+    head, _, rest = dotted.partition(".")
+    if head == "pipeline" or not _is_module(head):
+        return False
+    try:
+        obj = importlib.import_module(head)
+    except ImportError:
+        return False
+    for attr in rest.split(".") if rest else []:
+        if _is_module(f"{obj.__name__}.{attr}") if hasattr(obj, "__name__") else False:
+            obj = importlib.import_module(f"{obj.__name__}.{attr}")
+        elif hasattr(obj, attr):
+            obj = getattr(obj, attr)
+        else:
+            return False
+    return True
+
+
 def _resolve(dotted: str) -> bool:
-    """Whether ``dotted`` (``pipeline.`` implied) is a module or an attribute reachable from one."""
+    """Whether ``dotted`` (``pipeline.`` implied, or a module's short name first) is a module or an
+    attribute reachable from one."""
+    head, _, rest = dotted.partition(".")
+    for module in _named(head):
+        if _resolve_from(module.split(".", 1)[1] + ("." + rest if rest else "")):
+            return True
+    return _resolve_from(dotted)
+
+
+def _resolve_from(dotted: str) -> bool:
     parts = dotted.split(".")
     for i in range(len(parts), -1, -1):  # the longest importable module prefix (at least the package)
         module = ".".join(["pipeline", *parts[:i]])
@@ -89,7 +134,9 @@ def classify(span: str) -> tuple[str, str] | None:
     head = dotted.split(".")[0]
     if head == "pipeline":
         return "name", dotted.split(".", 1)[1]
-    if _is_module(f"pipeline.{head}"):
+    if head in Config.model_fields and _is_config_key(dotted):  # window.size: a key, not the module
+        return "key", dotted
+    if _is_module(f"pipeline.{head}") or (_named(head) and not _external(dotted)):
         return "name", dotted
     if head in Config.model_fields:
         return "key", dotted
@@ -118,7 +165,8 @@ def _exists(kind: str, name: str, commands: set[str]) -> bool:
         return all(c in commands for c in name.split("/"))
     if kind == "file":
         stem = name[: -len(".py")]
-        return (ROOT / name).is_file() or (ROOT / "pipeline" / name).is_file() or _is_module("pipeline." + stem.replace("/", "."))
+        in_package = any(p.as_posix().endswith("/" + name) for p in (ROOT / "pipeline").rglob("*.py"))
+        return (ROOT / name).is_file() or in_package or _is_module("pipeline." + stem.replace("/", "."))
     if kind == "key":
         return _is_config_key(name)
     return _resolve(name) or _is_config_key(name)
@@ -145,16 +193,16 @@ def test_every_name_in_the_docs_exists():
 
 def test_the_checker_tells_names_that_do_not_exist():
     commands = _commands()
-    for span in ("io.DirectChunks", "pipeline.io.DirectChunks", "pipeline inspect", "pipeline batch", "nosuchmodule.py",
+    for span in ("io.DirectChunks", "pipeline.storage.io.DirectChunks", "pipeline inspect", "pipeline batch", "nosuchmodule.py",
                  "zarrchunks.NoSuchClass", "runner.run_all(cfg)", "window.no_such_key", "compute.no_such_key"):
         found = classify(span)
         assert found is not None and not _exists(*found, commands), span
-    for span in ("zarrchunks.DirectChunks", "pipeline.zarrchunks", "pipeline info", "pipeline run/validate --scheduler ...",
-                 "_fastmoments.py", "fastwin.index_map", "runner.run(cfg, session=...)", "pipeline.window_reduce", "window.size", "output.fill_value",
+    for span in ("zarrchunks.DirectChunks", "pipeline.storage.zarrchunks", "pipeline info", "pipeline run/validate --scheduler ...",
+                 "moments.py", "fastwin.index_map", "runconfig.run(cfg, session=...)", "pipeline.window_reduce", "window.size", "output.fill_value",
                  "compute.cluster.kind", "inputs.a.nodata"):
         found = classify(span)
         assert found is not None and _exists(*found, commands), span
-    for span in ("np.pad", "pipeline.timer", "out.zarr.pipeline/lock", "da.pipeline", "exc.pipeline_result"):
+    for span in ("np.pad", "zarr.open_group", "zarr.abc.codec.SupportsSyncCodec", "pipeline.timer", "out.zarr.pipeline/lock", "da.pipeline", "exc.pipeline_result"):
         assert classify(span) is None, span
 
 
@@ -162,8 +210,8 @@ def test_full_grid_summary_in_the_readme_is_its_json_summarised():
     """The README's whole-grid table is what the code writes from benchmarks/kernel-grid-4096-full.json,
     separator row included, with true medians (42 cells: the mean of the middle two)."""
     cells = json.loads((ROOT / "benchmarks" / "kernel-grid-4096-full.json").read_text())["cells"]
-    lines = benchgrid.grid_summary(cells)
-    readme = (ROOT / "README.md").read_text()
+    lines = kernelgrid.grid_summary(cells)
+    readme = (ROOT / "docs" / "performance.md").read_text()
     assert "\n".join(lines) + "\n" in readme
     assert lines[1] == "|---|---|---|---|---|---|"
     sel = sorted(c["vs_int_sum"] for c in cells if (c["reduce"], c["dtype"]) == ("count", "uint8"))

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from reference import SEED_A, SEED_B, SEED_EXPECTED, SEED_VALID, seed_loop
 from typer.testing import CliRunner
 
 import pipeline
-from pipeline.cli import app
-from reference import SEED_A, SEED_B, SEED_EXPECTED, SEED_VALID, seed_loop
+from pipeline.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
 

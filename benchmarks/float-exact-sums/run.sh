@@ -10,7 +10,7 @@ B="bench --kernels --kernel-size 2048 --windows 3,15,63 --dtypes float32,float64
 for i in 0 1 2 3; do
   for side in before after; do
     src=$before; [ "$side" = after ] && src=$after
-    (cd /tmp && PYTHONPATH="$src" python -c "from pipeline.cli import entrypoint; entrypoint()" $B --json "$out/$side-$i.json" > /dev/null)
+    (cd /tmp && PYTHONPATH="$src" python -c "from pipeline.cli.main import entrypoint; entrypoint()" $B --json "$out/$side-$i.json" > /dev/null)
   done
 done
 rm -f "$out/before-0.json" "$out/after-0.json"

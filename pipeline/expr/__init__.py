@@ -50,8 +50,10 @@ The package, one module per responsibility:
 * :mod:`~pipeline.expr.intervals` - exact interval arithmetic and :func:`~.intervals.fit`, the one
   rule choosing the integer dtype that holds a range;
 * :mod:`~pipeline.expr.nodes` - the typed tree and :class:`~.nodes.Visitor`, the public way to walk
-  it (:mod:`pipeline.compiled` generates its numba loops through one);
+  it (:mod:`pipeline.kernels.compiled` generates its numba loops through one);
 * :mod:`~pipeline.expr.evaluate` - numpy evaluation of the tree (a visitor).
+
+May import: pipeline.errors.
 """
 
 from __future__ import annotations

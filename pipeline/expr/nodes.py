@@ -3,7 +3,7 @@
 Every node knows its ``kind`` ("b" bool, "i" integer, "f" float), the ``dtype`` of its value,
 exact inclusive ``bounds`` for bool and integer nodes (None for float ones) and the input
 ``names`` it uses.  Nodes hold no behaviour beyond :meth:`Node.accept`: evaluation
-(:mod:`pipeline.expr.evaluate`) and code generation (:mod:`pipeline.compiled`) are visitors.
+(:mod:`pipeline.expr.evaluate`) and code generation (:mod:`pipeline.kernels.compiled`) are visitors.
 """
 
 from __future__ import annotations

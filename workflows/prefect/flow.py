@@ -36,7 +36,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from pipeline.batch import BatchInfo, Log, Record, expand_paths, run_one, variable_sets, write_report
+from pipeline.batch.runbatch import BatchInfo, Log, Record, expand_paths, run_one, variable_sets, write_report
 from pipeline.errors import ExitCode
 
 
@@ -86,7 +86,7 @@ def pipeline_batch(
     info = BatchInfo.new()
     assignments = list(variables or ())
     if date_var:
-        yesterday = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+        yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
         assignments.append(f"{date_var}={yesterday.isoformat()}")
     items = [(c, vs) for vs in variable_sets(assignments) for c in expand_paths(configs)]
     states = [run_config(c, overrides or (), vs, return_state=True) for c, vs in items]

@@ -1,0 +1,34 @@
+"""The CI sessions (``.ci/run`` calls ``nox -s lint tests``): the linter over every Python file the
+repository ships, the type checker, and the test suite on the oldest and the newest supported
+Python.  Python 3.13 gets the newest releases of every dependency; 3.11 the same resolver's
+choice for 3.11.  Run one locally with ``nox -s tests-3.13`` (pyenv users:
+``PYENV_VERSION=3.11.7:3.13.0``, or whatever ``pyenv versions`` lists, so that both
+``python3.11`` and ``python3.13`` are found)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.error_on_missing_interpreters = True
+
+#: the oldest and the newest Python the project supports (pyproject's requires-python and classifiers)
+PYTHONS = ["3.11", "3.13"]
+
+
+@nox.session(python=PYTHONS[0])
+def lint(session: nox.Session) -> None:
+    """ruff over every Python file the repository ships (package, tests, scripts, workflows,
+    data, benchmarks, this file)."""
+    session.install("-q", "ruff>=0.17")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """mypy over the package, then the README's test command, ``python -m pytest -q``, on each
+    supported Python."""
+    session.install("-q", "--upgrade", "pip")
+    session.install("-q", "-e", ".[test]")
+    session.run("mypy", "pipeline")
+    session.run("python", "-m", "pytest", "-q", *session.posargs)

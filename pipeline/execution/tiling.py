@@ -1,0 +1,92 @@
+"""Where the engine's blocks lie and how they are grouped: each output block's region in the
+output and (with its halo) in the inputs, the width of the vertical strips the chunk cache
+follows, and the tiles (runs of blocks of one strip) sent to a session's workers.  Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from pipeline.plan.planner import Plan
+from pipeline.storage.chunkcache import strip_order
+
+#: tasks per worker thread the blocks are cut into, where the image has enough blocks (balance)
+TILES_PER_THREAD = 2
+
+#: Decoded input chunks a tile may cache (see :mod:`pipeline.storage.chunkcache`): blocks are visited in
+#: vertical strips narrow enough that two chunk rows of a strip, with the neighbouring chunk
+#: column on each side (decoded for the halo), fit in it.  Each strip has its own cache, so the
+#: memory does not grow with the image; the neighbouring columns are decoded once more per strip
+#: (about 2/strip more decoding), which a wider strip makes cheaper.
+INPUT_CACHE_BYTES = 128 * 2**20
+
+
+def block_regions(plan: Plan) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
+    """Each output block's index and its region in the output array."""
+    offsets = [np.cumsum((0,) + c) for c in plan.out_chunks]
+    for idx in itertools.product(*(range(len(c)) for c in plan.out_chunks)):
+        yield idx, tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, idx))
+
+
+def output_region(plan: Plan, index: Sequence[int]) -> tuple[slice, ...]:
+    """The region of block ``index`` in the output array."""
+    region = []
+    for chunks, k in zip(plan.out_chunks, index):
+        s = sum(chunks[:k])
+        region.append(slice(s, s + chunks[k]))
+    return tuple(region)
+
+
+def input_regions(plan: Plan, index: Sequence[int]) -> tuple[slice, ...]:
+    """The input region block ``index`` reads: its input block plus the halo on interior sides
+    (what ``map_overlap(boundary="none")`` delivers, so :meth:`Plan.centres` applies)."""
+    region = []
+    for ax, k in enumerate(index):
+        chunks = plan.in_chunks[ax]
+        s = sum(chunks[:k])
+        e = s + chunks[k]
+        d = plan.depth[ax]
+        region.append(slice(s - d if k > 0 else s, e + d if k < len(chunks) - 1 else e))
+    return tuple(region)
+
+
+def strip_width(plan: Plan, chunks: Sequence[Sequence[int]], itemsizes: Sequence[int]) -> int:
+    """Block columns per strip so that the decoded-chunk cache (about two rows of storage
+    chunks, two columns beyond the strip) stays within :data:`INPUT_CACHE_BYTES`."""
+    bw = max(plan.in_chunks[-1]) + 2 * plan.depth[-1]
+    col_bytes = 0  # two chunk rows of one chunk column, all inputs
+    unit = bw
+    for c, size in zip(chunks, itemsizes):
+        rows = max(c[-2] if len(c) > 1 else 1, max(plan.in_chunks[-2]) if plan.ndim > 1 else 1)
+        lead = math.prod(max(ch) for ch in plan.in_chunks[:-2])
+        col_bytes += 2 * lead * rows * max(c[-1], bw) * size
+        unit = max(unit, c[-1])
+    columns = max(1, INPUT_CACHE_BYTES // max(1, col_bytes) - 2)
+    return max(1, columns * unit // max(1, max(plan.in_chunks[-1])))
+
+
+def tiles(nblocks: Sequence[int], strip: int, blocks: Sequence[tuple[int, ...]], threads: int) -> list[list[tuple[int, ...]]]:
+    """``blocks`` cut into tasks for ``threads`` worker threads: strips of equal width (at most
+    ``strip`` block columns), each cut into runs of whole block rows, so that there are about
+    :data:`TILES_PER_THREAD` tasks per thread where the image has that many rows and strips.
+    Within a tile the blocks are in strip order, so its chunk cache stays two chunk rows high."""
+    *lead, ncols = nblocks
+    rows = math.prod(lead)
+    want = max(1, TILES_PER_THREAD * threads)
+    nstrips = max(-(-ncols // max(1, strip)), min(ncols, -(-want // max(1, rows))))
+    width = -(-ncols // nstrips)
+    nstrips = -(-ncols // width)
+    per_strip = min(rows, max(1, -(-want // nstrips)))
+    height = -(-rows // per_strip)
+    wanted = set(map(tuple, blocks))
+    out: dict[tuple[int, int], list[tuple[int, ...]]] = {}
+    for idx in strip_order(nblocks, width):
+        if idx not in wanted:
+            continue
+        row = int(np.ravel_multi_index(idx[:-1], lead)) if lead else 0
+        out.setdefault((idx[-1] // width, row // height), []).append(idx)
+    return list(out.values())

@@ -1,0 +1,94 @@
+"""What a run of a config would do, without computing or writing anything (``run --dry-run``,
+``validate``): the same checks as a run (config, inputs, readiness, output), and a verdict on the
+output: ``new``, ``up-to-date``, ``would-resume``, ``would-replace``, ``refused``, ``locked`` or
+``not-ready`` (the last three with the reason)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.config.load import LOCAL_SCHEDULERS, Config
+from pipeline.errors import ExitCode, LockedError, OutputError
+from pipeline.execution import sessions
+from pipeline.runner import readiness, runconfig
+from pipeline.storage import io, ledger
+from pipeline.storage.lock import is_stale, read_lock
+
+#: verdict -> exit code that the run would have (before computing)
+VERDICT_CODES = {
+    "new": ExitCode.OK,
+    "up-to-date": ExitCode.OK,
+    "would-resume": ExitCode.OK,
+    "would-replace": ExitCode.OK,
+}
+
+
+@dataclass
+class Preview:
+    verdict: str
+    detail: str
+    prepared: Any = None  #: runner.Prepared
+    unstored: list[readiness.InputReadiness] = field(default_factory=list)
+
+
+def preview(cfg: Config, *, overwrite: bool | None = None) -> Preview:
+    """The verdict for ``cfg``.  User errors (bad input, not ready) are raised as in a run; an
+    output that a run would refuse or find locked is a verdict (``refused`` / ``locked``)."""
+    readiness.check_markers(cfg)
+    mode = sessions.resolve(cfg)  # what run refuses (e.g. compute.scheduler with compute.cluster)
+    prep = runconfig.prepare(cfg)
+    if mode in LOCAL_SCHEDULERS:  # a task larger than this machine: refused here as by run
+        workers = 1 if mode == "synchronous" else cfg.compute.workers or os.cpu_count() or 1
+        sessions.check_local_memory(prep.plan.task_bytes, workers)
+    unstored = readiness.check(cfg, prep.arrays)
+    overwrite = cfg.output.overwrite if overwrite is None else overwrite
+    out = Preview("new", "the output does not exist yet: every block would be computed", prep, unstored)
+    path, array = cfg.output.path, cfg.output.array
+    where = io.location(path, array)
+    blocks = sum(1 for _ in runconfig.block_regions(prep.plan))
+    names = runconfig.output_names(prep.plan, array)
+    if not io.is_local(path):
+        if any(io.output_exists(path, n, cfg.output.storage_options) for n in names.values()):
+            if overwrite:
+                out.verdict, out.detail = "would-replace", f"{where} exists and would be replaced ({blocks} blocks)"
+            else:
+                out.verdict, out.detail = "refused", f"{where} already exists; pass --overwrite (or set output.overwrite: true) to replace it"
+        return out
+    store = io.local_path(path)
+    info = read_lock(ledger.sidecar(store) / "lock")
+    if info is not None and not is_stale(info):
+        out.verdict = "locked"
+        out.detail = f"{where} is locked by another run (pid {info.get('pid')} on {info.get('host')})"
+        return out
+    fp = ledger.fingerprint(runconfig.fingerprint_doc(prep))
+    states = {n: io.output_state(path, n) for n in names.values()}
+    present = [st for st in states.values() if st is not None]
+    if not present:
+        return out
+    if any(st.get("fingerprint") != fp for st in present) or len(present) < len(states):
+        if overwrite:
+            out.verdict, out.detail = "would-replace", f"{where} was written by a different config, inputs or version and would be replaced ({blocks} blocks)"
+        else:
+            out.verdict = "refused"
+            out.detail = (
+                f"{where} already exists and was written by a different config, inputs or version; "
+                "pass --overwrite (or set output.overwrite: true) to replace it"
+            )
+    elif all(st.get("complete") for st in present):
+        out.verdict, out.detail = "up-to-date", f"{where} is complete: nothing to compute"
+    else:
+        found = ledger.find(store, array, fp)
+        done = len(found[0].done()) if found is not None else 0
+        out.verdict, out.detail = "would-resume", f"{where} is partly written: {done} of {blocks} blocks done, {blocks - done} to compute"
+    return out
+
+
+def exit_code(verdict: str) -> int:
+    """The exit code a run would end with for this verdict (before computing)."""
+    if verdict == "refused":
+        return int(OutputError.exit_code)
+    if verdict == "locked":
+        return int(LockedError.exit_code)
+    return int(VERDICT_CODES.get(verdict, ExitCode.OK))
