@@ -52,7 +52,7 @@ class InputSource(Protocol):
         ...
 
 
-Opener = Callable[..., InputSource]  #: (path, array, *, where, storage_options, band, level) -> InputSource
+Opener = Callable[..., InputSource]  #: (path, array, *, where, storage_options[, band][, level]) -> InputSource
 
 
 def _zarr() -> Opener:
@@ -82,8 +82,10 @@ def open_source(
     band: int | None = None, level: int | str | None = None,
 ) -> InputSource:
     """Open one input array read-only; ``where`` is the config key for messages; ``band`` picks
-    one band of a multiband file, ``level`` one level of a multiscale (OME-Zarr) image."""
-    return opener_for(path)(path, array, where=where, storage_options=storage_options, band=band, level=level)
+    one band of a multiband file, ``level`` one level of a multiscale (OME-Zarr) image (passed to
+    the opener only when set)."""
+    picks = {k: v for k, v in (("band", band), ("level", level)) if v is not None}
+    return opener_for(path)(path, array, where=where, storage_options=storage_options, **picks)
 
 
 def spec_of(name: str, source: InputSource) -> ArraySpec:
@@ -126,14 +128,14 @@ def check_same_grid(opened: Mapping[str, InputSource]) -> None:
         (crs_a, gt_a), shape_a = geo[names[0]]
         (crs_b, gt_b), shape_b = geo[other]
         if not _same_crs(crs_a, crs_b):
-            what = f"CRS ({_crs_name(crs_a)} vs {_crs_name(crs_b)})"
+            what = f"CRS {_crs_name(crs_a)} vs {_crs_name(crs_b)}"
         elif (gt_a is None) != (gt_b is None) or (gt_a and gt_b and not np.allclose(gt_a, gt_b, rtol=1e-12, atol=0)):
-            what = f"transform ({gt_a} vs {gt_b})"
+            what = f"transform {gt_a} vs {gt_b}"
         elif shape_a != shape_b:
-            what = f"shape ({shape_a} vs {shape_b})"
+            what = f"shape {shape_a} vs {shape_b}"
         else:
             continue
-        raise InputError(f"inputs.{names[0]} and inputs.{other} are on different grids: their {what} differ", where="inputs")
+        raise InputError(f"inputs.{names[0]} and inputs.{other} are on different grids: {what}", where="inputs")
 
 
 def _crs_name(wkt: str | None) -> str:
