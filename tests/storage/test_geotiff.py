@@ -19,7 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 from rasterio.crs import CRS  # noqa: E402
 from rasterio.transform import Affine  # noqa: E402
 
-from pipeline.errors import InputError  # noqa: E402
+from pipeline.errors import InputError, OutputError  # noqa: E402
 from pipeline.runner import runconfig  # noqa: E402
 from pipeline.storage import sources  # noqa: E402
 from pipeline.storage.sources.geotiff import GeoTiffSource  # noqa: E402
@@ -75,14 +75,26 @@ def test_multiband_geotiff_has_a_band_axis_through_the_chunk_cache_and_dask(tmp_
     np.testing.assert_array_equal(wrapped.values, _window_sums(padded, 3))
 
 
+def test_geotiff_run_on_dask_distributed_workers(tmp_path):
+    pytest.importorskip("distributed")
+    data, *_ = _raster()
+    out = tmp_path / "out.zarr"
+    compute = {"scheduler": "local-cluster", "workers": 2, "threads_per_worker": 1, "memory_limit": "1GiB", "chunks": 128}
+    cfg = {"inputs": {"rgb": {"path": str(TIF), "nodata": None}}, "op": "rgb", "window": {"size": 3, "boundary": "valid"},
+           "output": {"path": str(out)}, "compute": compute}
+    runconfig.run(cfg)
+    got = xr.open_zarr(out)["result"].values
+    np.testing.assert_array_equal(got, _window_sums(data, 3))
+
+
 def test_source_reads_regions_pickles_and_names_a_bad_band(tmp_path):
     data, *_ = _raster()
     src = sources.open_source(str(TIF), None, where="inputs.b", band=3)
     assert (src.shape, src.dims, src.chunks) == ((256, 320), ("y", "x"), (128, 128))
     region = (slice(100, 140), slice(120, 300))
     np.testing.assert_array_equal(src.read(region), data[2][region])
-    clone = pickle.loads(pickle.dumps(src.array))  # what a dask.distributed worker receives
-    np.testing.assert_array_equal(clone[region], data[2][region])
+    clone = pickle.loads(pickle.dumps(src))  # what a dask.distributed worker receives
+    np.testing.assert_array_equal(clone.array[region], data[2][region])
     assert src.attrs["nodata"] == 0 and src.attrs["grid_mapping"] == "spatial_ref"
     with pytest.raises(InputError, match=r"inputs\.b\.band: band 4 is not in .* \(bands 1 to 3\)"):
         sources.open_source(str(TIF), None, where="inputs.b", band=4)
@@ -103,6 +115,12 @@ def test_single_band_file_is_two_dimensional_and_its_identity_follows_the_file(t
     assert src.identity() != before
     got = _run(tmp_path, {"r": {"path": str(path)}}, "r", size=3, reduce="sum", boundary="valid")
     np.testing.assert_array_equal(got.values, _window_sums(data[0], 3))
+    cfg = {"inputs": {"r": {"path": str(path)}}, "op": "r", "window": {"size": 3, "reduce": "sum", "boundary": "valid"},
+           "output": {"path": str(tmp_path / "out.zarr")}}
+    assert runconfig.run(cfg).status == runconfig.UP_TO_DATE  # the same file: nothing to do
+    os.utime(path, ns=(2, 2))
+    with pytest.raises(OutputError, match="the data or metadata of input r changed"):  # touched: not up to date
+        runconfig.run(cfg)
 
 
 def _copy_with(tmp_path: Path, name: str, **changes) -> Path:
