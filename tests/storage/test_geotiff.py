@@ -75,6 +75,41 @@ def test_multiband_geotiff_has_a_band_axis_through_the_chunk_cache_and_dask(tmp_
     np.testing.assert_array_equal(wrapped.values, _window_sums(padded, 3))
 
 
+def test_reads_are_whole_tiles_each_read_once(tmp_path, monkeypatch):
+    from pipeline.storage.sources import geotiff
+
+    windows = []
+    real = geotiff.open_dataset
+
+    class Recording:
+        def __init__(self, ds):
+            self.ds = ds
+
+        def __getattr__(self, name):
+            return getattr(self.ds, name)
+
+        def read(self, bands, window):
+            windows.append((window.row_off, window.col_off, window.height, window.width))
+            return self.ds.read(bands, window=window)
+
+    def recording(path, storage_options=None):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def cm():
+            with real(path, storage_options) as ds:
+                yield Recording(ds)
+
+        return cm()
+
+    monkeypatch.setattr(geotiff, "open_dataset", recording)
+    data, *_ = _raster()
+    got = _run(tmp_path, {"rgb": {"path": str(TIF), "nodata": None}}, "rgb", size=3, reduce="sum", boundary="valid")
+    np.testing.assert_array_equal(got.values, _window_sums(data, 3))
+    tiles = {(r, c, min(128, 256 - r), min(128, 320 - c)) for r in (0, 128) for c in (0, 128, 256)}
+    assert sorted(windows) == sorted(tiles)  # 6 tiles (the last column 64 wide), each read once
+
+
 def test_geotiff_run_on_dask_distributed_workers(tmp_path):
     pytest.importorskip("distributed")
     data, *_ = _raster()
