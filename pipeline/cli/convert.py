@@ -16,8 +16,10 @@ def convert(
     array: Annotated[str, typer.Option("--array", help="The array's name in the store.")] = "data",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
-    """Convert an image file to a Zarr v3 array with dimension names, tile-aligned chunks and
-    georeferencing (CRS and transform as rioxarray writes them)."""
+    """Convert a GeoTIFF/COG, TIFF or PNG file to a Zarr v3 array.
+
+    Dimension names, tile-aligned chunks of 1-4 MiB, a GeoTIFF's CRS, transform and nodata.
+    """
     from pipeline.storage import convert as conv
 
     typer.echo(guard(conv.convert, src, dst, array=array, overwrite=overwrite))

@@ -104,7 +104,7 @@ def test_version():
     assert res.exit_code == 0 and res.output.strip() == f"pipeline {pipeline.__version__}"
 
 
-@pytest.mark.parametrize("cmd", ["run", "verify", "validate", "info", "bench"])
+@pytest.mark.parametrize("cmd", ["run", "verify", "validate", "info", "convert", "bench"])
 def test_help_has_no_bool_placeholders_and_whole_first_sentences(cmd):
     res = cli.invoke(app, [cmd, "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
