@@ -81,16 +81,10 @@ def _is_geotiff(path: str, storage_options: Mapping[str, Any] | None) -> bool:
         import rasterio  # noqa: F401
     except ImportError:
         return False
-    import warnings
-
-    from rasterio.errors import NotGeoreferencedWarning
-
     from pipeline.storage.sources.geotiff import open_dataset
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # the question asked here
-        with open_dataset(path, storage_options) as ds:
-            return ds.crs is not None or not ds.transform.is_identity
+    with open_dataset(path, storage_options) as ds:
+        return ds.crs is not None or not ds.transform.is_identity
 
 
 def _geotiff(path: str, storage_options: Mapping[str, Any] | None) -> Image:

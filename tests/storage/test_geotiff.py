@@ -206,3 +206,15 @@ def test_a_missing_or_unreadable_file_is_a_user_error(tmp_path):
     bad.write_bytes(bad.read_bytes()[:200])
     with pytest.raises(InputError, match=r"inputs\.a: cannot open GeoTIFF"):
         sources.open_source(str(bad), None, where="inputs.a")
+
+
+def test_a_plain_striped_tiff_is_an_image_without_georeferencing(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    data, *_ = _raster()
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, data[0], rowsperstrip=16)  # strips, no GeoTIFF tags
+    src = sources.open_source(str(path), None, where="inputs.s")
+    assert (src.chunks, src.dims, src.coords()) == ((16, 320), ("y", "x"), {}) and "grid_mapping" not in src.attrs
+    got = _run(tmp_path, {"s": {"path": str(path)}}, "s", size=3, reduce="sum", boundary="valid")
+    np.testing.assert_array_equal(got.values, _window_sums(data[0], 3))
+    assert "spatial_ref" not in got.coords

@@ -17,6 +17,7 @@ attributes, and the pixel centres its ``y``/``x`` coordinates.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -34,10 +35,24 @@ GRID_MAPPING = "spatial_ref"
 EXTRA = "reading GeoTIFF needs rasterio: pip install 'pipeline[geotiff]'"
 
 
+@functools.cache
+def _quiet() -> None:
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+
+
 @contextmanager
 def open_dataset(path: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[Any]:
-    """The rasterio dataset of a local path or an fsspec URL, open for the ``with`` block."""
+    """The rasterio dataset of a local path or an fsspec URL, open for the ``with`` block.  A
+    file without georeferencing is an image like any other: rasterio's
+    ``NotGeoreferencedWarning`` is silenced (one filter for that category, set on first use;
+    :func:`warnings.catch_warnings` is not thread-safe)."""
     import rasterio
+
+    _quiet()
 
     if stores.is_local(path):
         with rasterio.open(stores.local_path(path)) as ds:
