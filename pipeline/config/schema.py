@@ -155,6 +155,7 @@ class OutputSpec(_Model):
     dtype: Name | dict[str, Name] | None = None  #: output dtype (or one per statistic); default: automatic
     fill_value: StrictInt | float | None = None  #: integer outputs: value of windows with no valid pixel
     storage_options: StorageOptions | None = None  #: fsspec options for a URL path (see InputSpec)
+    format: Literal["zarr", "cog"] | None = None  #: default: ``cog`` for a path ending in .tif/.tiff, else ``zarr``
 
     _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_output_array(_check_array_path(v))))
     _path_ok = field_validator("path")(classmethod(lambda cls, v: _check_path(v)))

@@ -49,7 +49,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     )
     used = {n: zarrs[n] for n in plan.expr.names}
     io.check_not_overlapping(cfg.output.path, {n: cfg.inputs[n].path for n in plan.expr.names}, cfg.output.array)
-    targets.open_target(cfg.output.path, cfg.output.storage_options).check_path()
+    targets.open_target(cfg.output.path, cfg.output.storage_options, cfg.output.format).check_path()
     first = plan.expr.names[0]
     coords = opened[first].coords()
     attrs = _common_attrs(used)

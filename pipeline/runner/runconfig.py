@@ -201,7 +201,7 @@ def _run_locked(
     session: sessions.Session, *, force: bool = False,
 ) -> RunResult:
     out = prep.config.output
-    locked = _LockedRun(prep, targets.open_target(out.path, out.storage_options), store, t0)
+    locked = _LockedRun(prep, targets.open_target(out.path, out.storage_options, out.format), store, t0)
     locked.target.recover()  # a replacement killed in its swap is completed first
     if not locked.start(overwrite, force):
         return locked.result  # up to date
