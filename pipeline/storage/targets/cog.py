@@ -122,12 +122,13 @@ class CogTarget:
             return
         self.blocks.finalize()
         group = zarr.open_group(store=store, mode="r", use_consolidated=False)
-        arrays = {name: a for name, a in group.arrays() if isinstance(a.attrs.get("pipeline"), Mapping)}
-        if not arrays or not all(a.attrs["pipeline"].get("complete") for a in arrays.values()):
+        states = {name: self.blocks.state(name) or {} for name, _ in group.arrays()}
+        arrays = {name: a for name, a in group.arrays() if states[name]}
+        if not arrays or not all(states[name].get("complete") for name in arrays):
             return
         many = len(arrays) > 1
         for name, arr in arrays.items():
-            write_cog(arr, group, self._file(name, arr.attrs["pipeline"].get("statistic") if many else None))
+            write_cog(arr, group, self._file(name, str(states[name].get("statistic")) if many else None))
         shutil.rmtree(store)
 
     def staged(self, *, fresh: bool) -> CogTarget:
@@ -219,5 +220,5 @@ def _chunks(arr: zarr.Array) -> Any:
     ch_r, ch_c = arr.chunks
     for r in range(0, arr.shape[0], ch_r):
         for c in range(0, arr.shape[1], ch_c):
-            block = arr[r : r + ch_r, c : c + ch_c]
+            block = np.asarray(arr[r : r + ch_r, c : c + ch_c])
             yield Window(c, r, block.shape[1], block.shape[0]), block
