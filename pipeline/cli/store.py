@@ -35,8 +35,10 @@ def verify(
         raise typer.Exit(int(ExitCode.FAILURE))
 
 
-def info(path: Annotated[str, typer.Argument(help="A Zarr store (group or array).", show_default=False)]) -> None:
-    """Shape, dtype, chunks, codecs and attributes of the arrays in a Zarr store."""
+def info(path: Annotated[str, typer.Argument(help="A Zarr store (group or array) or a GeoTIFF.", show_default=False)]) -> None:
+    """Shape, dtype, chunks, codecs and attributes of the arrays in a Zarr store, and the CRS
+    (as EPSG where it has one), bounds and resolution of georeferenced ones; of a GeoTIFF (a COG
+    output): size, tiles, compression, overviews, nodata, CRS, bounds, resolution."""
     from pipeline.config.load import check_url
     from pipeline.storage import io
 
