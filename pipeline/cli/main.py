@@ -18,6 +18,7 @@ import typer
 
 from pipeline.cli.bench import bench
 from pipeline.cli.common import end_quietly, state
+from pipeline.cli.preview import preview
 from pipeline.cli.run import run, validate
 from pipeline.cli.store import info, verify
 from pipeline.errors import ExitCode
@@ -73,7 +74,7 @@ def main(
 
 
 # the commands, in the order ``pipeline --help`` lists them
-for _command in (run, verify, validate, info, bench):
+for _command in (run, verify, validate, info, preview, bench):
     app.command()(_command)
 
 
