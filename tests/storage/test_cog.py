@@ -14,8 +14,9 @@ import zarr
 from reference import brute_window, check
 
 import pipeline
+from pipeline.config.load import load_config
 from pipeline.errors import OutputError
-from pipeline.runner import runconfig
+from pipeline.runner import dryrun, runconfig
 
 rasterio = pytest.importorskip("rasterio")
 pytest.importorskip("rioxarray")
@@ -72,8 +73,9 @@ def test_cog_per_statistic_exact_with_crs_transform_nodata(tmp_path):
         assert (np.isnan(fill) and np.isnan(got[21, 31])) if st == "mean" else got[21, 31] == fill
     assert not (tmp_path / "ndvi.tif").exists()
     assert not (tmp_path / "ndvi.tif.pipeline" / "cog-blocks.pipeline-new").exists()  # the blocks are gone
-    again = pipeline.run(config(src, tmp_path / "ndvi.tif", reduce=["sum", "mean", "max"]))
-    assert again.status == "up-to-date"  # the state kept in the COGs' PIPELINE tag
+    cfg = config(src, tmp_path / "ndvi.tif", reduce=["sum", "mean", "max"])
+    assert dryrun.preview(load_config(cfg)).verdict == "up-to-date"  # failed before: "new" (it looked for a Zarr store)
+    assert pipeline.run(cfg).status == "up-to-date"  # the state kept in the COGs' PIPELINE tag
 
 
 def test_cog_has_overviews_and_validates(tmp_path):
