@@ -15,8 +15,11 @@ def preview(
     array: Annotated[str | None, typer.Option("--array", help="The array to show (default: the output array).")] = None,
     max_size: Annotated[int, typer.Option("--max-size", min=16, help="The quicklook's longest side, in pixels.")] = 2048,
 ) -> None:
-    """Write a quicklook PNG of an output: a 2-98 percentile stretch, a diverging colour map for
-    signed results, missing pixels transparent; read from the pyramid or strided, memory bounded."""
+    """Write a quicklook PNG of an output (a Zarr store or a GeoTIFF), memory bounded.
+
+    Longest side at most --max-size pixels, read from the pyramid when there is one; a 2-98
+    percentile stretch, a diverging colour map for signed results, missing pixels transparent.
+    """
     from pipeline.config.load import check_url
     from pipeline.storage import quicklook
 
