@@ -124,10 +124,17 @@ def test_replacement_keeps_the_new_pyramid_metadata(tmp_path):
     same(group["multiscale/result_max/1"][...], reference_level(group["result_max"][...], "max", None), None)
 
 
-def test_multiscale_is_for_zarr_outputs(tmp_path):
+def test_multiscale_is_for_zarr_outputs_of_two_or_more_axes(tmp_path):
     cfg = _config(tmp_path, np.zeros((8, 8), np.uint8), path=str(tmp_path / "o.tif"))
     with pytest.raises(ConfigError, match="multiscale"):
         pipeline.run(cfg)
+    group = zarr.open_group(tmp_path / "line.zarr", mode="w")
+    group.create_array("a", data=np.arange(50, dtype=np.int16), chunks=(8,), dimension_names=("x",))
+    cfg = {"inputs": {"a": {"path": str(tmp_path / "line.zarr"), "array": "a"}}, "op": "a", "window": {"size": 3},
+           "output": {"path": str(tmp_path / "o.zarr"), "multiscale": True}}
+    with pytest.raises(ConfigError, match="two or more axes"):
+        pipeline.run(cfg)
+    assert not (tmp_path / "o.zarr").exists()  # refused before anything is written
 
 
 def test_levels_are_made_chunk_by_chunk(tmp_path):
