@@ -19,6 +19,7 @@ import typer
 from pipeline.cli.bench import bench
 from pipeline.cli.common import end_quietly, state
 from pipeline.cli.convert import convert
+from pipeline.cli.preview import preview
 from pipeline.cli.run import run, validate
 from pipeline.cli.store import info, verify
 from pipeline.errors import ExitCode
@@ -74,7 +75,7 @@ def main(
 
 
 # the commands, in the order ``pipeline --help`` lists them
-for _command in (run, verify, validate, info, convert, bench):
+for _command in (run, verify, validate, info, convert, preview, bench):
     app.command()(_command)
 
 

@@ -35,8 +35,12 @@ def verify(
         raise typer.Exit(int(ExitCode.FAILURE))
 
 
-def info(path: Annotated[str, typer.Argument(help="A Zarr store (group or array).", show_default=False)]) -> None:
-    """Shape, dtype, chunks, codecs and attributes of the arrays in a Zarr store."""
+def info(path: Annotated[str, typer.Argument(help="A Zarr store (group or array) or a GeoTIFF.", show_default=False)]) -> None:
+    """Shape, dtype, chunks, codecs, attributes, CRS and bounds of the arrays in a Zarr store or a GeoTIFF.
+
+    The CRS is shown as EPSG where it has one, with the bounds and resolution of georeferenced
+    arrays; a GeoTIFF (a COG output) also shows its tiles, compression, overviews and nodata.
+    """
     from pipeline.config.load import check_url
     from pipeline.storage import io
 

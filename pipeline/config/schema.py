@@ -12,7 +12,7 @@ import re
 import unicodedata
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 
 from pipeline.plan.dtypes import check_64_bits as _check_number
 from pipeline.plan.window import MAX_WINDOW
@@ -159,10 +159,19 @@ class OutputSpec(_Model):
     dtype: Name | dict[str, Name] | None = None  #: output dtype (or one per statistic); default: automatic
     fill_value: StrictInt | float | None = None  #: integer outputs: value of windows with no valid pixel
     storage_options: StorageOptions | None = None  #: fsspec options for a URL path (see InputSpec)
+    format: Literal["zarr", "cog"] | None = None  #: default: ``cog`` for a path ending in .tif/.tiff, else ``zarr``
+    multiscale: StrictBool = False  #: Zarr: an OME-Zarr pyramid beside each output array (pipeline.storage.pyramid)
 
     _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_output_array(_check_array_path(v))))
     _path_ok = field_validator("path")(classmethod(lambda cls, v: _check_path(v)))
     _fill_ok = field_validator("fill_value", mode="before")(classmethod(lambda cls, v: _check_number(v)))
+
+    @model_validator(mode="after")
+    def _multiscale_zarr(self) -> OutputSpec:
+        cog = self.format == "cog" or (self.format is None and str(self.path).lower().rstrip("/").endswith((".tif", ".tiff")))
+        if self.multiscale and cog:
+            raise ValueError("multiscale applies to Zarr outputs (a COG output has overviews): remove output.multiscale or write Zarr")
+        return self
 
 
 #: Names an output array cannot take: the store's own metadata files, and the sidecar's lock files

@@ -153,7 +153,7 @@ class Context:
         plan = self.plan = prep.plan
         self.record = job.record
         out = prep.config.output
-        self.output = targets.open_target(out.path, out.storage_options)
+        self.output = targets.open_target(out.path, out.storage_options, out.format)
         self.target = self.output.writer(job.target)
         self.chunks = {n: sources.storage_chunks(a) for n, a in prep.arrays.items()}
         self.strip = strip_width(plan, list(self.chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()])

@@ -13,7 +13,7 @@ from pipeline.config.load import LOCAL_SCHEDULERS, Config
 from pipeline.errors import ExitCode, LockedError, OutputError
 from pipeline.execution import sessions
 from pipeline.runner import readiness, runconfig
-from pipeline.storage import io, ledger
+from pipeline.storage import io, ledger, targets
 from pipeline.storage.lock import is_stale, read_lock
 
 #: verdict -> exit code that the run would have (before computing)
@@ -63,7 +63,8 @@ def preview(cfg: Config, *, overwrite: bool | None = None) -> Preview:
         out.detail = f"{where} is locked by another run (pid {info.get('pid')} on {info.get('host')})"
         return out
     fp = ledger.fingerprint(runconfig.fingerprint_doc(prep))
-    states = {n: io.output_state(path, n) for n in names.values()}
+    target = targets.open_target(path, cfg.output.storage_options, cfg.output.format)
+    states = {n: target.state(n) for n in names.values()}
     present = [st for st in states.values() if st is not None]
     if not present:
         return out

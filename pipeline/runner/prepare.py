@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config.load import Config, load_config
+from pipeline.errors import ConfigError
 from pipeline.execution.prepared import Prepared
 from pipeline.plan import metadata
 from pipeline.plan.dtypes import stored_nodata
@@ -52,7 +53,9 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     used = {n: zarrs[n] for n in plan.expr.names}
     sources.check_same_grid({n: opened[n] for n in plan.expr.names})
     io.check_not_overlapping(cfg.output.path, {n: cfg.inputs[n].path for n in plan.expr.names}, cfg.output.array)
-    targets.open_target(cfg.output.path, cfg.output.storage_options).check_path()
+    targets.open_target(cfg.output.path, cfg.output.storage_options, cfg.output.format).check_path()
+    if cfg.output.multiscale and len(plan.out_shape) < 2:
+        raise ConfigError(f"output.multiscale needs an output of two or more axes; this one has shape {plan.out_shape}", where="output.multiscale")
     first = plan.expr.names[0]
     coords = opened[first].coords()
     attrs = _common_attrs(used)

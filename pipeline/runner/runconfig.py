@@ -28,7 +28,7 @@ from pipeline.runner import repaired, resume
 from pipeline.runner.outputs import create_outputs, out_coords, output_names, output_scalars, provenance  # noqa: F401 - part of this module's API
 from pipeline.runner.prepare import prepare  # noqa: F401 - part of this module's API
 from pipeline.runner.resume import fingerprint_doc  # noqa: F401 - part of this module's API
-from pipeline.storage import io, ledger, targets
+from pipeline.storage import io, ledger, pyramid, targets
 from pipeline.storage.lock import OutputLock
 from pipeline.storage.targets import RETIRED, STAGED  # noqa: F401 - part of this module's API
 
@@ -201,7 +201,7 @@ def _run_locked(
     session: sessions.Session, *, force: bool = False,
 ) -> RunResult:
     out = prep.config.output
-    locked = _LockedRun(prep, targets.open_target(out.path, out.storage_options), store, t0)
+    locked = _LockedRun(prep, targets.open_target(out.path, out.storage_options, out.format), store, t0)
     locked.target.recover()  # a replacement killed in its swap is completed first
     if not locked.start(overwrite, force):
         return locked.result  # up to date
@@ -344,6 +344,9 @@ class _LockedRun:
         if left:
             raise RuntimeError(f"{len(left)} blocks of {self.where} were not recorded as done")
         resume.check_inputs_unchanged(self.prep, self.doc)
+        if self.prep.config.output.multiscale:  # before "complete": a run killed while it is made resumes here
+            fills = self.prep.plan.fill_values
+            pyramid.build(self.stage.path, {self.names[st]: (st, fills.get(st)) for st in handles}, self.stage.storage_options)
         for st, h in handles.items():
             self.stage.update_state(h, complete=True)  # written last: the output is complete
             targets.checkpoint(f"{self.names[st]} marked complete")

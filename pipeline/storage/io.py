@@ -80,6 +80,8 @@ def describe_store(path: str, storage_options: Mapping[str, Any] | None = None) 
 
     from pipeline.storage.sources.zarr import check_zarr_path, dims_of
 
+    if path.lower().endswith((".tif", ".tiff")):
+        return describe_geotiff(path)
     if is_local(path):
         if not os.path.exists(local_path(path)):
             raise InputError(f"store {path} does not exist", where=path)
@@ -101,6 +103,9 @@ def describe_store(path: str, storage_options: Mapping[str, Any] | None = None) 
         dims = dims_of(arr)
         if dims:
             lines.append(f"  dims {dims}")
+        geo = None if isinstance(node, zarr.Array) else georeferencing(node, arr)
+        if geo:
+            lines.append(f"  {geo}")
         state = arr.attrs.get("pipeline")
         if isinstance(state, Mapping) and "complete" in state:
             lines.append(
@@ -119,6 +124,69 @@ def describe_store(path: str, storage_options: Mapping[str, Any] | None = None) 
                 text = text[:197] + "..."
             lines.append(f"  attr {key} = {text}")
     return "\n".join(lines)
+
+
+def georeferencing(group: zarr.Group, arr: zarr.Array) -> str | None:
+    """``crs EPSG:<code>`` (or ``crs <name>`` without an EPSG code), ``bounds (left, bottom,
+    right, top)`` and ``resolution (x, y)`` of a 2-D or larger array whose ``grid_mapping``
+    variable holds a CRS (``crs_wkt``) and a GDAL ``GeoTransform``; None without one."""
+    name = arr.attrs.get("grid_mapping")
+    gm = group.get(name) if isinstance(name, str) else None
+    if not isinstance(gm, zarr.Array) or arr.ndim < 2:
+        return None
+    parts = []
+    wkt = gm.attrs.get("crs_wkt") or gm.attrs.get("spatial_ref")
+    if isinstance(wkt, str):
+        parts.append(f"crs {epsg(wkt) or wkt.partition('[')[2].partition(',')[0]}")
+    try:
+        c, a, b, f, d, e = (float(v) for v in str(gm.attrs["GeoTransform"]).split())
+    except (KeyError, ValueError):
+        return "  ".join(parts) or None
+    rows, cols = arr.shape[-2:]
+    xs, ys = [c, c + a * cols, c + b * rows, c + a * cols + b * rows], [f, f + d * cols, f + e * rows, f + d * cols + e * rows]
+    parts.append(f"bounds ({min(xs):.10g}, {min(ys):.10g}, {max(xs):.10g}, {max(ys):.10g})")
+    if b == 0 and d == 0:
+        parts.append(f"resolution ({abs(a):.10g}, {abs(e):.10g})")
+    return "  ".join(parts)
+
+
+def describe_geotiff(path: str) -> str:
+    """``pipeline info`` of a GeoTIFF (a COG output): size, dtype, tiles, compression, layout,
+    overviews, nodata, CRS as EPSG, bounds, resolution, and the run's status."""
+    import json
+
+    try:
+        import rasterio
+    except ImportError:
+        raise InputError("reading a GeoTIFF needs rasterio: pip install 'pipeline[geotiff]'", where=path) from None
+    if not os.path.isfile(local_path(path)):
+        raise InputError(f"file {path} does not exist", where=path)
+    try:
+        ds = rasterio.open(local_path(path))
+    except Exception as e:  # noqa: BLE001 - not a GeoTIFF: reported as such
+        raise InputError(f"cannot open {path} as a GeoTIFF: {e}", where=path) from None
+    with ds:
+        layout = ds.tags(ns="IMAGE_STRUCTURE")
+        lines = [
+            f"{path}: GeoTIFF{' (COG layout)' if layout.get('LAYOUT') == 'COG' else ''}, {ds.count} band(s)",
+            f"  shape ({ds.height}, {ds.width})  dtype {ds.dtypes[0]}  tiles {ds.block_shapes[0]}  compression {layout.get('COMPRESSION', 'none')}",
+            f"  overviews {ds.overviews(1)}  nodata {ds.nodata}",
+        ]
+        if ds.crs is not None:
+            code = ds.crs.to_epsg()
+            lines.append(f"  crs {f'EPSG:{code}' if code else ds.crs.to_string()}  bounds {tuple(ds.bounds)}  resolution {ds.res}")
+        state = json.loads(ds.tags().get("PIPELINE", "{}")).get("state")
+    if isinstance(state, Mapping):
+        lines.append(f"  status {'complete' if state.get('complete') else 'INCOMPLETE'}; statistic {state.get('statistic')}, op {state.get('op')!r}")
+    return "\n".join(lines)
+
+
+def epsg(wkt: str) -> str | None:
+    """``EPSG:<code>`` of a WKT (1 or 2) CRS whose own identifier, its last one, is an EPSG code."""
+    import re
+
+    m = re.search(r'(?:AUTHORITY\["EPSG",\s*"(\d+)"\]|ID\["EPSG",\s*(\d+)\])\]\s*$', wkt)
+    return f"EPSG:{m.group(1) or m.group(2)}" if m else None
 
 
 def _codec_args(codec: Any) -> str:

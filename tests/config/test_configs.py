@@ -216,3 +216,26 @@ def test_runner_band_stack_with_2d_mask(tmp_path):
         from reference import check
 
         check(arr[...], ref, fill=arr.fill_value)
+
+
+def test_cog_output_config(tree):
+    rasterio = pytest.importorskip("rasterio")
+    _run(tree, "cog_output.yaml")
+    s = _samples()
+    ref = brute_window(s["t1"].astype(np.int64) - s["t0"].astype(np.int64), 5, "mean").astype(np.float64)
+    with rasterio.open(tree / "out" / "change_mean.tif") as ds:
+        np.testing.assert_allclose(ds.read(1), ref, rtol=1e-12, atol=1e-12)
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+
+
+def test_microscopy_pyramid_config(tree):
+    from ome_zarr_models.v05.image import Image
+
+    _run(tree, "microscopy_pyramid.yaml")
+    group = zarr.open_group(tree / "out" / "microscopy.zarr", mode="r")
+    assert len(Image.from_zarr(group).attributes.ome.multiscales) == 2
+    full = brute_window(_samples()["image"].astype(np.float64), 5, "max").astype(np.float64)
+    level1 = full.reshape(24, 2, 32, 2).max(axis=(1, 3))
+    np.testing.assert_array_equal(group["multiscale/img_max/1"][...], level1)
+    np.testing.assert_array_equal(group["multiscale/img_max/2"][...], level1.reshape(12, 2, 16, 2).max(axis=(1, 3)))
+    assert "multiscale/img_max/3" not in group  # 12 x 16 fits one 16 x 16 chunk

@@ -136,7 +136,8 @@ def _complete(root: Path, doc: dict[str, Any]) -> None:
             _carry(root, staged, set(doc["arrays"]))
         checkpoint("carried")
         group = zarr.open_group(store=Path(staged), mode="r+", use_consolidated=False)
-        group.attrs.put(_group_attrs(root if root.is_dir() else retired))
+        own = {k: v for k, v in group.attrs.items() if k == "ome"}  # the replacement's pyramid (pipeline.storage.pyramid)
+        group.attrs.put({**{k: v for k, v in _group_attrs(root if root.is_dir() else retired).items() if k != "ome"}, **own})
         checkpoint("staged group attributes")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
