@@ -84,9 +84,20 @@ def test_an_8_tpix_virtual_pair_validates_and_counts_what_the_run_makes(tmp_path
     assert "c/0/0, c/0/1, c/0/2, ..." in res.output
     line = next(ln for ln in res.output.splitlines() if ln.startswith(f"{cfg}: new:"))
     found = {what: int(n.replace(",", "")) for n, what in re.findall(r"([\d,]+) (blocks|tasks|output chunk objects|ledger records)", line)}
-    out_chunk = 1024  # the inputs' 2048 halved
+    out_chunk = 2048  # follows the input's chunks
     blocks = math.ceil(shape[0] / out_chunk) * math.ceil(shape[1] / out_chunk)
     assert found["blocks"] == blocks
     assert found["output chunk objects"] == blocks
     assert 1 <= found["tasks"] <= blocks
     assert sorted(os.listdir(tmp_path)) == ["cfg.yaml", "in.zarr"]  # nothing written
+
+
+def test_auto_chunks_grow_rather_than_refuse_a_run_of_too_many_blocks(tmp_path):
+    shape = (4_000_000, 2_000_000)
+    cfg = virtual_pair(tmp_path, shape, 512)  # 30.5 M chunks of 512²: more than MAX_BLOCKS
+    res = cli.invoke(app, ["validate", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "output chunks: (1024, 1024)" in res.output  # doubled once: 7.6 M blocks
+    assert f"processing blocks {math.ceil(shape[0] / 1024)}x{math.ceil(shape[1] / 1024)}" in res.output
+    res = cli.invoke(app, ["validate", str(cfg), "--set", "compute.chunks=512"])  # asked for: refused
+    assert res.exit_code == 2 and "compute.chunks" in res.output
