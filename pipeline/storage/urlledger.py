@@ -9,11 +9,11 @@ A block's object is written only after all its chunks are written (an object PUT
 readers see the whole object or none), so "recorded as done" implies "written", from any worker
 that can reach the store.  ``done()`` is one listing of the ``done/`` prefix (paged by the store).
 
-There is no lock on object stores: they offer no atomic "create if absent" that every fsspec
-backend exposes, so two runs of the same config at once are not refused.  They write the same
-bytes to the same keys (blocks are deterministic), so the output is still right; they only
-duplicate work.  Runs of *different* configs on one output are refused as on local disks (the
-output's fingerprint differs) unless ``overwrite`` is given.
+The output's lock on object stores is :mod:`pipeline.storage.urllock`: a create-if-absent where
+the backend sends the condition (s3fs), none elsewhere.  Without it two runs of the same config at
+once are not refused; they write the same bytes to the same keys (blocks are deterministic), so the
+output is still right; they only duplicate work.  Runs of *different* configs on one output are
+refused as on local disks (the output's fingerprint differs) unless ``overwrite`` is given.
 """
 
 from __future__ import annotations
