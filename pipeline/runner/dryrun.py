@@ -15,7 +15,7 @@ from pipeline.errors import ExitCode, LockedError, OutputError
 from pipeline.execution import sessions, tiling
 from pipeline.execution.clusters import cluster_workers
 from pipeline.runner import readiness, runconfig
-from pipeline.storage import io, ledger, sources
+from pipeline.storage import io, ledger, sources, urlledger, urllock
 from pipeline.storage.lock import is_stale, read_lock
 
 #: verdict -> exit code that the run would have (before computing)
@@ -53,6 +53,11 @@ def preview(cfg: Config, *, overwrite: bool | None = None) -> Preview:
     out.detail += f"; {work(prep, planned_threads(cfg, mode))}"
     names = runconfig.output_names(prep.plan, array)
     if not io.is_local(path):
+        held = urllock.holder(f"{urlledger.sidecar(path)}/lock", cfg.output.storage_options)
+        if held is not None:
+            out.verdict = "locked"
+            out.detail = f"{where} is locked by another run (pid {held.get('pid')} on {held.get('host')})"
+            return out
         if any(io.output_exists(path, n, cfg.output.storage_options) for n in names.values()):
             if overwrite:
                 out.verdict, out.detail = "would-replace", f"{where} exists and would be replaced ({blocks} blocks)"

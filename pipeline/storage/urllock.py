@@ -61,6 +61,16 @@ def read(fs: Any, path: str) -> dict[str, Any] | None:
     return info
 
 
+def holder(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The live holder of the lock object at ``url`` (None: no lock, a stale one, or a store
+    without the condition, where no run takes it)."""
+    fs, path = _fs(url, storage_options)
+    if not conditional(fs):
+        return None
+    info = read(fs, path)
+    return info if info is not None and info["age"] <= _timeout() else None
+
+
 class ObjectLock:
     """``with ObjectLock(url, storage_options, what):`` holds the lock object at ``url``."""
 

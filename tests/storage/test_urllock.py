@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import zarr
 
+from pipeline.config.load import load_config
 from pipeline.errors import LockedError
-from pipeline.runner import runconfig
+from pipeline.runner import dryrun, runconfig
 from pipeline.storage.urllock import ObjectLock
 
 SHAPE = (40, 36)
@@ -62,8 +63,11 @@ def test_a_run_on_s3_is_refused_while_another_holds_the_output(tmp_path, s3):
         "output": {"path": out, "storage_options": opts},
         "compute": {"scheduler": "synchronous"},
     }
-    with ObjectLock(f"{out}.pipeline/lock", opts, "the other run"), pytest.raises(LockedError, match="another run"):
-        runconfig.run(cfg)
+    with ObjectLock(f"{out}.pipeline/lock", opts, "the other run"):
+        with pytest.raises(LockedError, match="another run"):
+            runconfig.run(cfg)
+        assert dryrun.preview(load_config(cfg)).verdict == "locked"
+    assert dryrun.preview(load_config(cfg)).verdict == "new"
     assert not _fs(s3).exists("pipeline-test/lock-run.zarr")  # nothing written
     assert runconfig.run(cfg).status == runconfig.DONE
     assert not _fs(s3).exists("pipeline-test/lock-run.zarr.pipeline/lock")  # released
