@@ -6,7 +6,7 @@ traceback under ``--debug``.
 
 This module holds the Typer app, its global options and the console script; the commands live in
 :mod:`pipeline.cli.run` (``run``, ``validate``), :mod:`pipeline.cli.store` (``verify``, ``info``) and
-:mod:`pipeline.cli.bench` (``bench``), the error boundary they share in :mod:`pipeline.cli.common`.
+:mod:`pipeline.cli.bench` (``bench``), :mod:`pipeline.cli.convert` (``convert``), the error boundary they share in :mod:`pipeline.cli.common`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import typer
 
 from pipeline.cli.bench import bench
 from pipeline.cli.common import end_quietly, state
+from pipeline.cli.convert import convert
 from pipeline.cli.run import run, validate
 from pipeline.cli.store import info, verify
 from pipeline.errors import ExitCode
@@ -73,7 +74,7 @@ def main(
 
 
 # the commands, in the order ``pipeline --help`` lists them
-for _command in (run, verify, validate, info, bench):
+for _command in (run, verify, validate, info, convert, bench):
     app.command()(_command)
 
 

@@ -69,7 +69,7 @@ StorageOptions = dict[str, Any]
 
 
 class InputSpec(_Model):
-    """One input image: a Zarr store and the array inside it."""
+    """One input image: a Zarr store and the array inside it, or a GeoTIFF file."""
 
     path: PathText
     array: Name | None = None  #: array inside the store; None when ``path`` is the array itself
@@ -86,6 +86,10 @@ class InputSpec(_Model):
     #: a file the delivery writes last (e.g. ``../in/${DATE}/_SUCCESS``); while it does not exist
     #: the input is not ready (exit 5).  Relative paths resolve against the config's folder.
     ready_marker: PathText | None = None
+    #: a GeoTIFF's band to read (1-based, as in GDAL); unset: one band is (y, x), several a leading ``band`` axis
+    band: PositiveInt | None = None
+    #: an OME-Zarr multiscale image's level: its index (0, full resolution, is the default) or its path
+    level: Annotated[StrictInt, Field(ge=0)] | Name | None = None
 
     _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_array_path(v)))
     _path_ok = field_validator("path")(classmethod(lambda cls, v: _check_path(v)))

@@ -64,6 +64,11 @@ IN_FLIGHT = 2
 # the block function and the tile loop
 
 
+#: NaN-skipping reductions (numpy >= 2.5's stubs accept ``ufunc.reduce`` only with ``out=``: typed loosely)
+_FMIN: Any = np.fmin.reduce
+_FMAX: Any = np.fmax.reduce
+
+
 def _range(block: np.ndarray, fill: Any = None) -> tuple[Any, Any]:
     """The block's min and max over its results: NaN and the fill value (windows without a
     valid pixel) excluded; (None, None) when nothing is left.  One pass each (``fmin``/``fmax``
@@ -71,7 +76,7 @@ def _range(block: np.ndarray, fill: Any = None) -> tuple[Any, Any]:
     if block.size == 0:
         return None, None
     if block.dtype.kind == "f":
-        lo, hi = np.fmin.reduce(block, axis=None), np.fmax.reduce(block, axis=None)
+        lo, hi = _FMIN(block, axis=None), _FMAX(block, axis=None)
         if lo != lo:  # all NaN
             return None, None
     else:

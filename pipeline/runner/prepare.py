@@ -26,7 +26,9 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
     zarrs = {}
     specs = {}
     for name, spec in cfg.inputs.items():
-        src = opened[name] = sources.open_source(spec.path, spec.array, where=f"inputs.{name}", storage_options=spec.storage_options)
+        src = opened[name] = sources.open_source(
+            spec.path, spec.array, where=f"inputs.{name}", storage_options=spec.storage_options, band=spec.band, level=spec.level
+        )
         zarrs[name] = src.array
         specs[name] = sources.spec_of(name, src)
         check_inputs([specs[name]])  # dtype, emptiness: named by store and array
@@ -48,6 +50,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         fill_value=cfg.output.fill_value,
     )
     used = {n: zarrs[n] for n in plan.expr.names}
+    sources.check_same_grid({n: opened[n] for n in plan.expr.names})
     io.check_not_overlapping(cfg.output.path, {n: cfg.inputs[n].path for n in plan.expr.names}, cfg.output.array)
     targets.open_target(cfg.output.path, cfg.output.storage_options).check_path()
     first = plan.expr.names[0]

@@ -84,6 +84,8 @@ def check(cfg: Config, arrays: Mapping[str, Any]) -> list[InputReadiness]:
     found = []
     for name, arr in arrays.items():
         spec = cfg.inputs[name]
+        if not hasattr(arr, "store_path"):  # not a Zarr array (a GeoTIFF): no chunk can be unstored
+            continue
         total, missing, first = unstored_chunks(arr)
         if not missing:
             continue

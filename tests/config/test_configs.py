@@ -84,6 +84,25 @@ def test_masked_mean(tree):
     assert math.isnan(g["dem_mean"].fill_value) and g["dem_mean"].attrs["fill_value"] == "NaN"
 
 
+def test_geotiff(tree):
+    rasterio = pytest.importorskip("rasterio")
+    pytest.importorskip("rioxarray")
+    import xarray as xr
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    shutil.copyfile(ROOT / "data" / "landsat_rgb.tif", tree / "data" / "landsat_rgb.tif")
+    _run(tree, "geotiff.yaml")
+    with rasterio.open(ROOT / "data" / "landsat_rgb.tif") as ds:
+        green, crs, transform = ds.read(2), ds.crs, ds.transform
+    ok = green != 0  # the file's nodata
+    s = sliding_window_view(np.where(ok, green, 0).astype(np.int64), (5, 5)).sum(axis=(-2, -1))
+    n = sliding_window_view(ok.astype(np.int64), (5, 5)).sum(axis=(-2, -1))
+    got = xr.open_zarr(tree / "out" / "geotiff.zarr", decode_coords="all")["result"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.testing.assert_allclose(got.values, np.where(n > 0, s / n, np.nan), rtol=1e-12, equal_nan=True)
+    assert got.rio.crs == crs and got.rio.transform() == transform @ rasterio.Affine.translation(2, 2)
+
+
 def test_integer_fill_value_in_zarr_and_attributes(tmp_path):
     a = np.array([[1, 2, 0, 0], [3, 4, 0, 0], [5, 6, 7, 8]], dtype=np.uint8)
     g = zarr.open_group(tmp_path / "in.zarr", mode="w")

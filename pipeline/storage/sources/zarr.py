@@ -38,14 +38,24 @@ class ZarrSource:
     array_path: str | None
     array: zarr.Array
     storage_options: Mapping[str, Any] | None = None
+    axes: tuple[str, ...] | None = None  #: NGFF axis names, for an OME-Zarr level (:mod:`~pipeline.storage.sources.omezarr`)
     name: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.name = stores.location(self.path, self.array_path)
 
     @classmethod
-    def open(cls, path: str, array: str | None, *, where: str, storage_options: Mapping[str, Any] | None = None) -> ZarrSource:
-        return cls(path, array, open_input(path, array, where=where, storage_options=storage_options), storage_options)
+    def open(
+        cls, path: str, array: str | None, *, where: str, storage_options: Mapping[str, Any] | None = None,
+        band: int | None = None, level: int | str | None = None,
+    ) -> ZarrSource:
+        """Open an input array; an OME-Zarr image group reads level ``level`` (default 0)."""
+        from pipeline.storage.sources import omezarr
+
+        if band is not None:
+            raise InputError(f"'band' applies to GeoTIFF inputs; {stores.location(path, array)} is a Zarr store", where=f"{where}.band")
+        array, axes = omezarr.resolve(path, array, level, where=where, storage_options=storage_options)
+        return cls(path, array, open_input(path, array, where=where, storage_options=storage_options), storage_options, axes)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -61,7 +71,8 @@ class ZarrSource:
 
     @property
     def dims(self) -> tuple[str, ...] | None:
-        return dims_of(self.array)
+        own = dims_of(self.array)
+        return own if own is not None or self.axes is None or len(self.axes) != self.array.ndim else self.axes
 
     @property
     def attrs(self) -> Mapping[str, Any]:
