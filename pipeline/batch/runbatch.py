@@ -140,7 +140,7 @@ def _run(item: _Item, overrides: Sequence[str], *, overwrite: bool, log: Log, de
         prep = runconfig.prepare(cfg)  # the config and inputs first, then their chunks; the run reuses it
         found = readiness.check(cfg, prep.arrays)
         if found:
-            unstored = {r.name: len(r.unstored) for r in found}
+            unstored = {r.name: r.unstored for r in found}
         _warn_unstored(log, config, found)
         result = runconfig.run(prep, progress=progress(log, config), notify=notify(log, config), force=force)
     except KeyboardInterrupt as exc:
@@ -179,7 +179,7 @@ def _ended(item: _Item, exc: BaseException, unstored: dict[str, int] | None) -> 
 def _warn_unstored(log: Log, config: str, found: Sequence[Any]) -> None:
     """One warning per input with unstored chunks (rule ``warn``)."""
     for r in found:
-        log.event("warning", f"inputs.{r.name}: {r.message()}", level="warning", config=config, input=r.name, unstored=len(r.unstored))
+        log.event("warning", f"inputs.{r.name}: {r.message()}", level="warning", config=config, input=r.name, unstored=r.unstored)
 
 
 def _preview(item: _Item, overrides: Sequence[str], *, overwrite: bool, log: Log, debug: bool, detail: bool) -> Record:
@@ -203,7 +203,7 @@ def _preview(item: _Item, overrides: Sequence[str], *, overwrite: bool, log: Log
         dryrun.exit_code(view.verdict),
         output=f"{cfg.output.path}:{cfg.output.array}",
         pixels=math.prod(view.prepared.plan.out_shape),
-        unstored_chunks={r.name: len(r.unstored) for r in view.unstored} or None,
+        unstored_chunks={r.name: r.unstored for r in view.unstored} or None,
         error=view.detail if view.verdict in ("refused", "locked") else None,
     )
     _warn_unstored(log, config, view.unstored)

@@ -187,8 +187,9 @@ class Context:
             [self.group(idx, by_strip) for idx in blocks],  # a cache per strip or tile: memory flat in image size
         )
 
-    def block(self, reader: HaloReader | None, index: tuple[int, ...], by_strip: bool = True) -> tuple[Any, Any]:
-        """The block task: read its inputs with their halo, compute, write, record."""
+    def block(self, reader: HaloReader | None, index: tuple[int, ...], by_strip: bool = True, record: Record | None = None) -> tuple[Any, Any]:
+        """The block task: read its inputs with their halo, compute, write, record (through
+        ``record``, default the job's recorder)."""
         plan = self.plan
         if reader is not None:
             arrays = reader.read(input_regions(plan, index), group=self.group(index, by_strip))
@@ -197,7 +198,7 @@ class Context:
         else:
             extra = (0,) if plan.multi else ()
             block = np.asarray(self.result.blocks[tuple(index) + extra].compute(scheduler="synchronous"))
-        return write(self.output, self.target, self.record, index, output_region(plan, index), block, plan)
+        return write(self.output, self.target, record or self.record, index, output_region(plan, index), block, plan)
 
 
 def _merge(pick: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
@@ -240,19 +241,50 @@ def run_tile(
     each block.  Returns (blocks, min, max)."""
     reader = ctx.reader(blocks, by_strip)
     tally = Tally(len(blocks), None)
+    batch = Batch(ctx.record) if hasattr(ctx.record, "many") else None
 
     def done(result: tuple[Any, Any]) -> None:
         tally.add(*result)
         if on_block is not None:
             on_block(*result)
 
-    if threads <= 1 or len(blocks) <= 1:
-        for idx in blocks:
-            done(ctx.block(reader, idx, by_strip))
-    else:
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pipeline") as pool:
-            _bounded(lambda idx: pool.submit(ctx.block, reader, idx, by_strip), wait, blocks, threads + 1, done)
+    try:
+        if threads <= 1 or len(blocks) <= 1:
+            for idx in blocks:
+                done(ctx.block(reader, idx, by_strip, batch))
+        else:
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pipeline") as pool:
+                _bounded(lambda idx: pool.submit(ctx.block, reader, idx, by_strip, batch), wait, blocks, threads + 1, done)
+    finally:
+        if batch is not None:
+            batch.flush()  # what was written is recorded, also when the tile stops on an error
     return len(blocks), tally.lo, tally.hi
+
+
+class Batch:
+    """The blocks a tile wrote, recorded together (``record.many``): at the tile's end, and
+    every ``record.flush_s`` seconds of a long tile.  Thread-safe."""
+
+    def __init__(self, record: Any) -> None:
+        self.record = record
+        self.blocks: list[tuple[int, ...]] = []
+        self.lock = threading.Lock()
+        self.since = time.monotonic()
+
+    def __call__(self, index: tuple[int, ...]) -> None:
+        with self.lock:
+            self.blocks.append(index)
+            if time.monotonic() - self.since >= self.record.flush_s:
+                self._flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.blocks:
+            self.record.many(self.blocks)
+        self.blocks, self.since = [], time.monotonic()
 
 
 def _bounded(submit: Callable[[Any], Any], wait_first: Callable[..., Any], items: Sequence[Any], limit: int, done: Callable[[Any], None]) -> None:

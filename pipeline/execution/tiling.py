@@ -69,11 +69,9 @@ def strip_width(plan: Plan, chunks: Sequence[Sequence[int]], itemsizes: Sequence
     return max(1, columns * unit // max(1, max(plan.in_chunks[-1])))
 
 
-def tiles(nblocks: Sequence[int], strip: int, blocks: Sequence[tuple[int, ...]], threads: int) -> list[list[tuple[int, ...]]]:
-    """``blocks`` cut into tasks for ``threads`` worker threads: strips of equal width (at most
-    ``strip`` block columns), each cut into runs of whole block rows, so that there are about
-    :data:`TILES_PER_THREAD` tasks per thread where the image has that many rows and strips.
-    Within a tile the blocks are in strip order, so its chunk cache stays two chunk rows high."""
+def tile_shape(nblocks: Sequence[int], strip: int, threads: int) -> tuple[int, int]:
+    """The tiles' width in block columns and height in block rows (rows: every leading axis
+    flattened) that :func:`tiles` cuts the blocks into."""
     *lead, ncols = nblocks
     rows = math.prod(lead)
     want = max(1, TILES_PER_THREAD * threads)
@@ -81,7 +79,23 @@ def tiles(nblocks: Sequence[int], strip: int, blocks: Sequence[tuple[int, ...]],
     width = -(-ncols // nstrips)
     nstrips = -(-ncols // width)
     per_strip = min(rows, max(1, -(-want // nstrips)))
-    height = -(-rows // per_strip)
+    return width, -(-rows // per_strip)
+
+
+def tile_count(nblocks: Sequence[int], strip: int, threads: int) -> int:
+    """How many tiles :func:`tiles` makes of every block, without listing them."""
+    *lead, ncols = nblocks
+    width, height = tile_shape(nblocks, strip, threads)
+    return -(-ncols // width) * -(-math.prod(lead) // height)
+
+
+def tiles(nblocks: Sequence[int], strip: int, blocks: Sequence[tuple[int, ...]], threads: int) -> list[list[tuple[int, ...]]]:
+    """``blocks`` cut into tasks for ``threads`` worker threads: strips of equal width (at most
+    ``strip`` block columns), each cut into runs of whole block rows, so that there are about
+    :data:`TILES_PER_THREAD` tasks per thread where the image has that many rows and strips.
+    Within a tile the blocks are in strip order, so its chunk cache stays two chunk rows high."""
+    *lead, _ = nblocks
+    width, height = tile_shape(nblocks, strip, threads)
     wanted = set(map(tuple, blocks))
     out: dict[tuple[int, int], list[tuple[int, ...]]] = {}
     for idx in strip_order(nblocks, width):

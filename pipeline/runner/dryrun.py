@@ -5,15 +5,17 @@ output: ``new``, ``up-to-date``, ``would-resume``, ``would-replace``, ``refused`
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config.load import LOCAL_SCHEDULERS, Config
 from pipeline.errors import ExitCode, LockedError, OutputError
-from pipeline.execution import sessions
+from pipeline.execution import sessions, tiling
+from pipeline.execution.clusters import cluster_workers
 from pipeline.runner import readiness, runconfig
-from pipeline.storage import io, ledger, targets
+from pipeline.storage import io, ledger, sources, targets, urlledger, urllock
 from pipeline.storage.lock import is_stale, read_lock
 
 #: verdict -> exit code that the run would have (before computing)
@@ -47,9 +49,15 @@ def preview(cfg: Config, *, overwrite: bool | None = None) -> Preview:
     out = Preview("new", "the output does not exist yet: every block would be computed", prep, unstored)
     path, array = cfg.output.path, cfg.output.array
     where = io.location(path, array)
-    blocks = sum(1 for _ in runconfig.block_regions(prep.plan))
+    blocks = math.prod(prep.plan.nblocks)
+    out.detail += f"; {work(prep, planned_threads(cfg, mode))}"
     names = runconfig.output_names(prep.plan, array)
     if not io.is_local(path):
+        held = urllock.holder(f"{urlledger.sidecar(path)}/lock", cfg.output.storage_options)
+        if held is not None:
+            out.verdict = "locked"
+            out.detail = f"{where} is locked by another run (pid {held.get('pid')} on {held.get('host')})"
+            return out
         if any(io.output_exists(path, n, cfg.output.storage_options) for n in names.values()):
             if overwrite:
                 out.verdict, out.detail = "would-replace", f"{where} exists and would be replaced ({blocks} blocks)"
@@ -84,6 +92,35 @@ def preview(cfg: Config, *, overwrite: bool | None = None) -> Preview:
         done = len(found[0].done()) if found is not None else 0
         out.verdict, out.detail = "would-resume", f"{where} is partly written: {done} of {blocks} blocks done, {blocks - done} to compute"
     return out
+
+
+def planned_threads(cfg: Config, mode: str) -> int | None:
+    """The threads a run of ``cfg`` would run block tasks on, where the config says (local
+    schedulers, ``local-cluster``, ``compute.cluster``); None for a scheduler found at run time."""
+    if mode in LOCAL_SCHEDULERS:
+        return 1 if mode == "synchronous" else cfg.compute.workers or os.cpu_count() or 1
+    if mode == "local-cluster":
+        return (cfg.compute.workers or os.cpu_count() or 1) * (cfg.compute.threads_per_worker or 1)
+    if cfg.compute.cluster is not None:
+        return sum(w["nthreads"] for w in cluster_workers(cfg.compute.cluster))
+    return None
+
+
+def work(prep: Any, threads: int | None) -> str:
+    """What a whole run of ``prep`` makes, counted from the plan alone (nothing is listed per
+    block): its blocks, the tasks (tiles) a process pool or cluster gets, the output chunk
+    objects and the ledger records (local: one per block; object storage: one per task)."""
+    plan = prep.plan
+    blocks = math.prod(plan.nblocks)
+    strip = tiling.strip_width(plan, [sources.storage_chunks(a) for a in prep.arrays.values()], [a.dtype.itemsize for a in prep.arrays.values()])
+    tasks = tiling.tile_count(plan.nblocks, strip, threads or 1)
+    on = f"on {threads} threads" if threads else "per worker thread"
+    chunks = math.prod(-(-n // c) for n, c in zip(plan.out_shape, plan.storage_chunks)) * len(plan.stats)
+    if io.is_local(prep.config.output.path):
+        records = f"{blocks:,} ledger records"
+    else:  # pipeline.storage.urlledger: one record per task, and per FLUSH_S of a long one
+        records = f"about {tasks:,} ledger records (one per task and per {urlledger.FLUSH_S:.0f} s of a long task)"
+    return f"{blocks:,} blocks in {tasks:,} tasks {on}, {chunks:,} output chunk objects, {records}"
 
 
 def exit_code(verdict: str) -> int:

@@ -37,11 +37,12 @@ class InputReadiness:
     name: str  #: the input's name in the config
     where: str  #: store and array, for messages
     chunks: int  #: chunks (shards, for sharded arrays) in the grid
-    unstored: list[str] = field(default_factory=list)  #: keys of the chunks not stored, in grid order
+    unstored: int = 0  #: chunks not stored
+    first: list[str] = field(default_factory=list)  #: keys of the first :data:`SHOWN` of them, in grid order
 
     def message(self) -> str:
-        keys = ", ".join(self.unstored[:SHOWN]) + (", ..." if len(self.unstored) > SHOWN else "")
-        return f"{len(self.unstored)} of {self.chunks} chunks of {self.where} are not stored (read as the fill value): {keys}"
+        keys = ", ".join(self.first[:SHOWN]) + (", ..." if self.unstored > SHOWN else "")
+        return f"{self.unstored} of {self.chunks} chunks of {self.where} are not stored (read as the fill value): {keys}"
 
 
 def chunk_grid(arr: Any) -> tuple[int, ...]:
@@ -50,11 +51,12 @@ def chunk_grid(arr: Any) -> tuple[int, ...]:
     return tuple(-(-s // c) for s, c in zip(arr.shape, shape))
 
 
-def unstored_chunks(arr: Any) -> tuple[int, list[str]]:
-    """(chunks in the grid, keys of those not stored) of a Zarr array (one listing of the store;
-    only real chunk keys count as stored, as in ``verify``)."""
+def unstored_chunks(arr: Any) -> tuple[int, int, list[str]]:
+    """(chunks in the grid, chunks not stored, the first :data:`SHOWN` keys of those) of a Zarr
+    array: one listing of the store, only real chunk keys count as stored, as in ``verify``;
+    nothing is built per chunk of the grid, so a planet-sized input is checked in its listing's time."""
     grid = chunk_grid(arr)
-    return math.prod(grid), zarrchunks.unstored_keys(arr, grid)
+    return (math.prod(grid), *zarrchunks.unstored_keys(arr, grid, SHOWN))
 
 
 def _marker_exists(path: str, storage_options: Any) -> bool:
@@ -84,10 +86,10 @@ def check(cfg: Config, arrays: Mapping[str, Any]) -> list[InputReadiness]:
         spec = cfg.inputs[name]
         if not hasattr(arr, "store_path"):  # not a Zarr array (a GeoTIFF): no chunk can be unstored
             continue
-        total, missing = unstored_chunks(arr)
+        total, missing, first = unstored_chunks(arr)
         if not missing:
             continue
-        rep = InputReadiness(name, io.location(spec.path, spec.array), total, missing)
+        rep = InputReadiness(name, io.location(spec.path, spec.array), total, missing, first)
         if spec.unstored_chunks == "not-ready":
             raise NotReadyError(f"not ready: {rep.message()}; retry later", where=f"inputs.{name}")
         if spec.unstored_chunks == "error":

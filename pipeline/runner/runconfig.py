@@ -28,9 +28,10 @@ from pipeline.runner import repaired, resume
 from pipeline.runner.outputs import create_outputs, out_coords, output_names, output_scalars, provenance  # noqa: F401 - part of this module's API
 from pipeline.runner.prepare import prepare  # noqa: F401 - part of this module's API
 from pipeline.runner.resume import fingerprint_doc  # noqa: F401 - part of this module's API
-from pipeline.storage import io, ledger, pyramid, targets
+from pipeline.storage import io, ledger, pyramid, targets, urlledger
 from pipeline.storage.lock import OutputLock
 from pipeline.storage.targets import RETIRED, STAGED  # noqa: F401 - part of this module's API
+from pipeline.storage.urllock import ObjectLock
 
 ProgressFn = Callable[[int, int], None]
 
@@ -141,9 +142,11 @@ def run(
     cfg = prep.config
     overwrite = cfg.output.overwrite if overwrite is None else overwrite
     try:
-        if not io.is_local(cfg.output.path):  # object storage: the ledger beside it, no lock (see urlledger)
-            with _session(prep, session, notify) as sess:
-                return _run_locked(prep, t0, progress, overwrite, cfg.output.path, _NoLock(), sess, force=force)
+        if not io.is_local(cfg.output.path):  # object storage: the ledger beside it, a lock where the store can (see urllock)
+            url = f"{urlledger.sidecar(cfg.output.path)}/lock"
+            with ObjectLock(url, cfg.output.storage_options, io.location(cfg.output.path, cfg.output.array)) as olock:
+                with _session(prep, session, notify) as sess:
+                    return _run_locked(prep, t0, progress, overwrite, cfg.output.path, olock, sess, force=force)
         store = io.local_path(cfg.output.path)
         # the lock first (a second run exits at once), then the scheduler/cluster is started and
         # checked (storage reachable, tasks fit) before anything is written
@@ -179,12 +182,6 @@ _OS_HINTS = {
 }
 
 
-class _NoLock:
-    """The lock of an output on object storage: none (:mod:`pipeline.storage.urlledger` says why)."""
-
-    lost = False
-
-
 @contextlib.contextmanager
 def _session(prep: Prepared, given: sessions.Session | None, notify: sessions.Notify | None) -> Iterator[sessions.Session]:
     """The session given (checked for this run), or one opened for this run."""
@@ -197,7 +194,7 @@ def _session(prep: Prepared, given: sessions.Session | None, notify: sessions.No
 
 
 def _run_locked(
-    prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, store: str, lock: OutputLock | _NoLock,
+    prep: Prepared, t0: float, progress: ProgressFn | None, overwrite: bool, store: str, lock: OutputLock | ObjectLock,
     session: sessions.Session, *, force: bool = False,
 ) -> RunResult:
     out = prep.config.output
@@ -225,7 +222,7 @@ def _run_locked(
     return locked.result
 
 
-def _watch_lock(lock: OutputLock | _NoLock, where: str, progress: ProgressFn | None, skipped: int, total: int) -> ProgressFn:
+def _watch_lock(lock: OutputLock | ObjectLock, where: str, progress: ProgressFn | None, skipped: int, total: int) -> ProgressFn:
     """The engine's progress callback: stops the run when another run took the lock over, and
     reports progress counting the blocks an earlier run did."""
 

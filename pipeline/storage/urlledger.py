@@ -3,22 +3,29 @@
 The same layout and rules as :mod:`pipeline.storage.ledger`, kept beside the output in the same store::
 
     s3://bucket/out.zarr.pipeline/<array>/<fingerprint[:16]>/grid.json
-    s3://bucket/out.zarr.pipeline/<array>/<fingerprint[:16]>/done/<i>.<j>
+    s3://bucket/out.zarr.pipeline/<array>/<fingerprint[:16]>/done/t.<i>.<j>.<token>.json
 
-A block's object is written only after all its chunks are written (an object PUT is atomic:
-readers see the whole object or none), so "recorded as done" implies "written", from any worker
-that can reach the store.  ``done()`` is one listing of the ``done/`` prefix (paged by the store).
+A record is one object per task: the JSON list of the blocks a task (a tile) wrote, PUT when the
+task ends and, in a task longer than :data:`FLUSH_S`, every :data:`FLUSH_S` seconds (so a task
+killed outright loses at most that much recorded work; one stopped by an exception records what
+it wrote).  So a run makes about as many PUTs of records as tasks, not one per block, and a
+resume lists and reads that many objects.  Ledgers of earlier versions (one empty object
+``done/<i>.<j>`` per block) are read too.  A record is written only after all its blocks' chunks
+are written (an object PUT is atomic: readers see the whole object or none), so "recorded as done"
+implies "written", from any worker that can reach the store.
 
-There is no lock on object stores: they offer no atomic "create if absent" that every fsspec
-backend exposes, so two runs of the same config at once are not refused.  They write the same
-bytes to the same keys (blocks are deterministic), so the output is still right; they only
-duplicate work.  Runs of *different* configs on one output are refused as on local disks (the
-output's fingerprint differs) unless ``overwrite`` is given.
+The output's lock on object stores is :mod:`pipeline.storage.urllock`: a create-if-absent where
+the backend sends the condition (s3fs), none elsewhere.  Without it two runs of the same config at
+once are not refused; they write the same bytes to the same keys (blocks are deterministic), so the
+output is still right; they only duplicate work.  Runs of *different* configs on one output are
+refused as on local disks (the output's fingerprint differs) unless ``overwrite`` is given.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,17 +44,40 @@ def sidecar(url: str) -> str:
     return url.rstrip("/") + SUFFIX
 
 
+#: seconds of a long task between two records of its blocks
+FLUSH_S = 60.0
+
+
+def _record_name(indices: Sequence[Sequence[int]]) -> str:
+    return f"t.{_name(indices[0])}.{uuid.uuid4().hex[:12]}.json"
+
+
+def _is_record(name: str) -> bool:
+    return name.startswith("t.") and name.endswith(".json")
+
+
 @dataclass(frozen=True)
 class ObjectRecorder:
-    """``record(index)``: writes the block's empty object.  Picklable (a URL and the storage
-    options), so it runs on any worker that can reach the store."""
+    """``record.many(indices)``: writes one record of blocks done (``record(index)``: a record
+    of one block).  Picklable (a URL and the storage options), so it runs on any worker that
+    can reach the store; the engine collects a task's blocks (:data:`FLUSH_S`)."""
 
     done_url: str
     storage_options: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def flush_s(self) -> float:
+        """Seconds of a long task between two of its records (:data:`FLUSH_S`)."""
+        return FLUSH_S
+
     def __call__(self, index: Sequence[int]) -> None:
+        self.many([index])
+
+    def many(self, indices: Sequence[Sequence[int]]) -> None:
+        if not indices:
+            return
         fs, root = _fs(self.done_url, self.storage_options)
-        fs.pipe_file(f"{root}/{_name(index)}", b"")
+        fs.pipe_file(f"{root}/{_record_name(indices)}", json.dumps([[int(i) for i in idx] for idx in indices]).encode())
 
 
 class Ledger:
@@ -73,18 +103,37 @@ class Ledger:
         self.fs.invalidate_cache()
         self.fs.pipe_file(f"{self.root}/grid.json", json.dumps({"fingerprint": self.fp, **grid}).encode())
 
-    def done(self) -> set[tuple[int, ...]]:
+    def records(self) -> dict[str, list[tuple[int, ...]]]:
+        """Each record's path and its blocks: one listing, then the records read at once."""
         self.fs.invalidate_cache(self.done_dir)
         try:
-            names = self.fs.ls(self.done_dir, detail=False)
+            paths = [n.rstrip("/") for n in self.fs.ls(self.done_dir, detail=False)]
         except FileNotFoundError:
-            return set()
-        return {i for i in (_parse(n.rstrip("/").rsplit("/", 1)[-1]) for n in names) if i is not None}
+            return {}
+        out: dict[str, list[tuple[int, ...]]] = {}
+        for path in paths:
+            index = _parse(path.rsplit("/", 1)[-1])
+            if index is not None:  # one block per object: an earlier version's ledger
+                out[path] = [index]
+        wanted = [p for p in paths if _is_record(p.rsplit("/", 1)[-1])]
+        for path, data in (self.fs.cat(wanted, on_error="omit") if wanted else {}).items():
+            with contextlib.suppress(ValueError, TypeError):
+                out[path.rstrip("/")] = [tuple(int(i) for i in idx) for idx in json.loads(data)]
+        return out
+
+    def done(self) -> set[tuple[int, ...]]:
+        return {idx for blocks in self.records().values() for idx in blocks}
 
     def drop(self, indices: Iterable[Sequence[int]]) -> None:
-        paths = [f"{self.done_dir}/{_name(i)}" for i in indices]
-        if paths:
-            self.fs.rm(paths)
+        """Forget blocks: each record holding one is replaced by a record of the others."""
+        gone = {tuple(int(i) for i in idx) for idx in indices}
+        if not gone:
+            return
+        for path, blocks in self.records().items():
+            if gone.isdisjoint(blocks):
+                continue
+            self.recorder.many([b for b in blocks if b not in gone])
+            self.fs.rm_file(path)
 
 
 def find(url: str, array: str, fp: str | None, storage_options: Mapping[str, Any] | None = None) -> tuple[Ledger, dict[str, Any]] | None:

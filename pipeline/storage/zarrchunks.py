@@ -7,7 +7,9 @@ chunk cache's input reads; arrays it does not handle go through zarr's API."""
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
@@ -75,15 +77,36 @@ def stored_chunk_keys(arr: zarr.Array) -> set[str]:
     return {k[len(prefix) :] for k in keys if not k.endswith("zarr.json")}
 
 
-def unstored_keys(arr: zarr.Array, grid: Sequence[int]) -> list[str]:
-    """Keys of the chunks of ``grid`` (chunks or shards per axis) that are not stored, in grid
-    order: each chunk key is looked up in :func:`stored_chunk_keys`, so other files there
-    count for nothing."""
+def grid_keys(arr: zarr.Array, grid: Sequence[int], stored: set[str]) -> set[str]:
+    """Those of the keys ``stored`` that are chunk keys of ``grid`` (chunks or shards per axis):
+    a key's integers, inside the grid, encode back to the key.  One encoding per stored key,
+    nothing per unstored chunk."""
+    found = set()
+    for key in stored:
+        coords = tuple(int(x) for x in re.findall(r"\d+", key))
+        if len(coords) == len(grid) and all(c < n for c, n in zip(coords, grid)) and chunk_key(arr, coords) == key:
+            found.add(key)
+    return found
+
+
+def unstored_keys(arr: zarr.Array, grid: Sequence[int], shown: int) -> tuple[int, list[str]]:
+    """How many chunks of ``grid`` (chunks or shards per axis) are not stored, and the keys of
+    the first ``shown`` of them in grid order: stored keys are those of :func:`stored_chunk_keys`
+    that are chunk keys of the grid (:func:`grid_keys`), so other files there count for nothing.
+    Time and memory grow with the stored chunks (one listing), not with the grid."""
     import itertools
 
-    stored = stored_chunk_keys(arr)
-    keys = (chunk_key(arr, c) for c in itertools.product(*(range(n) for n in grid)))
-    return [k for k in keys if k not in stored]
+    stored = grid_keys(arr, grid, stored_chunk_keys(arr))
+    missing = math.prod(grid) - len(stored)
+    first: list[str] = []
+    if missing:
+        for coords in itertools.product(*(range(n) for n in grid)):
+            key = chunk_key(arr, coords)
+            if key not in stored:
+                first.append(key)
+                if len(first) >= shown:
+                    break
+    return missing, first
 
 
 def damaged(
