@@ -12,9 +12,10 @@ from pipeline.expr.windowfuncs import TermTyping, parse_window_expression, uses_
 U8 = np.dtype(np.uint8)
 F4 = np.dtype(np.float32)
 INPUTS = {"a": U8, "b": U8, "x": F4}
+NINE = TermTyping(area=9)
 
 
-def keys(text: str, typing: TermTyping = TermTyping(area=9)) -> list[str]:
+def keys(text: str, typing: TermTyping = NINE) -> list[str]:
     return [t.key for t in parse_window_expression(text, INPUTS, typing).terms]
 
 
