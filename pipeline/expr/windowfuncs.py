@@ -82,11 +82,13 @@ class TermTyping:
 
 @dataclass(frozen=True)
 class Term:
-    """One distinct window term: the statistic ``stat`` of the pointwise expression ``expr``."""
+    """One distinct window term: the statistic ``stat`` of the pointwise expression ``expr``,
+    typed ``dtype`` in the formula."""
 
     key: str
     stat: str
     expr: Expr
+    dtype: np.dtype
 
 
 @dataclass(frozen=True)
@@ -153,13 +155,14 @@ class _WindowWalk(_Walk):
             raise _err(f"window function '{stat}' needs an input in its argument (in '{self.seg(node)}')")
         text = ast.unparse(node.args[0])
         key = f"{stat}({text})"
+        typed = self.typing.node(key, stat, inner)
         if key not in self.terms:
             bounds = inner.bounds if inner.kind in "bi" else None
             expr = Expr(text=text, names=tuple(sorted(inner.names)), dtype=inner.dtype, bounds=bounds, root=inner)
-            self.terms[key] = Term(key, stat, expr)
+            self.terms[key] = Term(key, stat, expr, typed.dtype)
         if stat != "count" and stat != "sum":
             self.min_count = max(self.min_count, 1)
-        return self.typing.node(key, stat, inner)
+        return typed
 
     def ssim(self, node: ast.Call) -> ast.expr:
         """``ssim(x, y, data_range=R, use_sample_covariance=1, K1=0.01, K2=0.03)`` written out."""

@@ -49,21 +49,41 @@ def compute(plan: Plan, arrays: Mapping[str, np.ndarray], block_index: Sequence[
     finite = fieldstats.Finite()
     fields = {text: np.broadcast_to(_field(part, xs), shape) for text, part in plan.parts.items()}
     missing = _joint_missing(plan, xs, list(fields.values()), shape, finite)
+    dtypes = {t.key: t.dtype for res in plan.results.values() for t in res.terms}
     terms: dict[str, np.ndarray] = {}
     for text, part in plan.parts.items():
         for st, arr in fieldstats.field_stats(part, fields[text], missing, ranges, finite).items():
-            terms[f"{st}({text})"] = arr
+            key = f"{st}({text})"
+            terms[key] = arr.astype(dtypes.get(key, arr.dtype), copy=False)  # cast once, used many times
     centre = tuple(slice(a, b) for a, b in ranges)
     values: dict[str, np.ndarray] = {**{n: x[centre] for n, x in xs.items()}, **terms}
     count = next((arr for key, arr in terms.items() if key.startswith("count(")), None)
+    shape = _out_shape(ranges)
     out = {}
     for name, res in plan.results.items():
-        r = evaluate(res.root, values, res.dtype)
-        r = np.array(np.broadcast_to(r, _out_shape(ranges)), dtype=plan.out_dtypes[name])
+        r = _formula(res, values, shape, plan.out_dtypes[name])
         bad = _undefined(res, count, None if missing is None else missing[centre])
         if bad is not None:
             r[bad] = np.nan
         out[name] = r
+    return out
+
+
+#: elements per strip of rows the formula is evaluated on: its temporaries stay in cache
+STRIP = 2**15
+
+
+def _formula(res, values: Mapping[str, np.ndarray], shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The formula of ``res`` on ``values`` (terms and centre pixels, all of ``shape``) as
+    ``dtype``, a strip of rows at a time."""
+    out = np.empty(shape, dtype)
+    if not shape or out.size == 0:
+        out[...] = evaluate(res.root, values, res.dtype)
+        return out
+    step = max(1, STRIP // max(1, out[0].size))
+    for r0 in range(0, shape[0], step):
+        part = {k: v[r0 : r0 + step] for k, v in values.items()}
+        out[r0 : r0 + step] = evaluate(res.root, part, res.dtype)
     return out
 
 
