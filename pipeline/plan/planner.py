@@ -329,7 +329,10 @@ def _window_plan(base: Plan, op: str | Mapping[str, str], inputs: Mapping[str, A
     for text, (expr, stats) in winplan.stats_per_expression(results).items():
         reds = registry.reducers(stats)
         if base.weights is not None:
-            check_weighted_reducers(reds)
+            try:
+                check_weighted_reducers(reds)
+            except ConfigError as e:  # the statistic comes from op's window functions
+                raise ConfigError(e.message, where="op") from None
         values = registry.Values(expr.dtype, registry.window_values(expr.bounds, base.bnd, base.cval), base.area, base.boundary, base.weights)
         out_dtypes, stat_bounds, _, acc_dtype = plan_dtypes(reds, values, False, None, None)
         parts[text] = replace(
