@@ -20,7 +20,7 @@ from pipeline.api import nodata as input_nodata
 from pipeline.api.args import SCIPY_MODES, as_arrays, as_inputs, footprint_error, plan_arguments
 from pipeline.api.compute import RANGE_ATTRS, SCAN_BYTES, compute, kind, plan_narrowing
 from pipeline.errors import ConfigError
-from pipeline.expr import parse_expression
+from pipeline.plan import winplan
 
 if TYPE_CHECKING:  # pragma: no cover
     import dask.array
@@ -39,7 +39,7 @@ Result = Union[np.ndarray, "dask.array.Array", "xarray.DataArray", "xarray.Datas
 
 
 def window_reduce(
-    op: str,
+    op: str | Mapping[str, str],
     inputs: Mapping[str, Any] | xarray.Dataset,
     *,
     size: int | Sequence[int] | Mapping[str, int] | None = None,
@@ -147,7 +147,7 @@ def window_reduce(
         axes=axes, nodata=nodata, dtype=dtype, fill_value=fill_value, mode=mode, footprint=footprint, origin=origin,
     )
     arrays = as_arrays(inputs)
-    names = parse_expression(op, {n: np.dtype(x.dtype) for n, x in arrays.items()}).names
+    names = winplan.op_names(op, {n: np.dtype(x.dtype) for n, x in arrays.items()})
     data, dims = labelled.align(names, arrays)
     kw["nodata"] = input_nodata.resolve(names, arrays, nodata)
     data = input_nodata.unmask(names, data, kw["nodata"])
@@ -161,7 +161,7 @@ def window_reduce(
         if renamed is None:
             raise
         raise renamed from None
-    return _result(compute(plan, data, lazy), plan, dims, names, arrays, op)
+    return _result(compute(plan, data, lazy), plan, dims, names, arrays, plan.expr.text)
 
 
 def _result(

@@ -285,7 +285,8 @@ class Config(_Model):
     """A whole run config, with paths already resolved."""
 
     inputs: dict[Name, InputSpec] = Field(min_length=1)
-    op: Annotated[str, Field(min_length=1)]
+    #: a formula, or several named ones (window expressions: one output array each)
+    op: Annotated[str, Field(min_length=1)] | dict[Annotated[str, Field(min_length=1)], Annotated[str, Field(min_length=1)]]
     window: WindowSpec
     output: OutputSpec
     compute: ComputeSpec = ComputeSpec()

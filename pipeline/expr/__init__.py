@@ -51,7 +51,9 @@ The package, one module per responsibility:
   rule choosing the integer dtype that holds a range;
 * :mod:`~pipeline.expr.nodes` - the typed tree and :class:`~.nodes.Visitor`, the public way to walk
   it (:mod:`pipeline.kernels.compiled` generates its numba loops through one);
-* :mod:`~pipeline.expr.evaluate` - numpy evaluation of the tree (a visitor).
+* :mod:`~pipeline.expr.evaluate` - numpy evaluation of the tree (a visitor);
+* :mod:`~pipeline.expr.windowfuncs` - window functions in ``op`` (``mean(a)``, ``corr(a, b)``,
+  ``ssim(a, b, ...)``): formulas over window terms, each term listed once.
 
 May import: pipeline.errors.
 """

@@ -22,6 +22,7 @@ from .nodes import (
     Ufunc,
     Visitor,
     Where,
+    Window,
     Zeros,
 )
 
@@ -123,6 +124,11 @@ class Evaluator(Visitor[Value]):
     def visit_zeros(self, node: Zeros) -> Value:
         shape = np.broadcast_shapes(*(np.shape(self.arrays[n]) for n in sorted(node.names)))
         return np.zeros(shape, BOOL), True
+
+
+    def visit_window(self, node: Window) -> Value:
+        """The term computed apart, given in ``arrays`` under its key."""
+        return _cast(np.asarray(self.arrays[node.key]), False, node.dtype)
 
 
 def evaluate(root: Node, arrays: Mapping[str, Any], dtype: np.dtype) -> np.ndarray:

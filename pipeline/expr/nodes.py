@@ -17,7 +17,7 @@ from pipeline.errors import ConfigError
 
 from .intervals import fit
 
-__all__ = ["Chain", "Clip", "Const", "Name", "Node", "Pow", "Ufunc", "Visitor", "Where", "Zeros"]
+__all__ = ["Chain", "Clip", "Const", "Name", "Node", "Pow", "Ufunc", "Visitor", "Where", "Window", "Zeros"]
 
 T = TypeVar("T")
 
@@ -141,10 +141,20 @@ class Zeros(Node):
         self._typed("b", BOOL, None)
 
 
+class Window(Node):
+    """A window statistic (``stat`` of the window function ``func``, e.g. ``mean``) of the
+    pointwise tree ``inner``, computed apart per block; ``key`` names the computed term, e.g.
+    ``mean(a * b)``.  Its type is the term's (exact integer bounds for integer sums and counts)."""
+
+    def __init__(self, key: str, stat: str, inner: Node, kind: str, dtype: np.dtype, bounds: Bounds) -> None:
+        self.key, self.stat, self.inner = key, stat, inner
+        self._typed(kind, dtype, bounds, [inner])
+
+
 class Visitor(Generic[T]):
     """Walks a typed tree: :meth:`visit` calls the ``visit_<node>`` method for the node's class
     (``visit_name``, ``visit_const``, ``visit_ufunc``, ``visit_pow``, ``visit_clip``,
-    ``visit_where``, ``visit_chain``, ``visit_zeros``).
+    ``visit_where``, ``visit_chain``, ``visit_zeros``, ``visit_window``).
 
     A subclass defines the methods of the nodes it handles; any other node raises
     :class:`NotImplementedError` (so a new node class cannot be silently ignored).

@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
 from pipeline.errors import ConfigError, InputError
 from pipeline.expr import Expr, parse_expression
-from pipeline.plan import registry
+from pipeline.plan import registry, winplan
 from pipeline.plan.dtypes import plan_dtypes, plan_nodata
 from pipeline.plan.grid import DEFAULT_CHUNK, MAX_AUTO_CHUNK, MAX_BLOCKS, MIN_AUTO_CHUNK, _auto_chunk, _axis_grid, output_shape, plan_grid, requested_chunks  # noqa: F401 - re-exported: the plan's constants and steps
 from pipeline.plan.registry import sum_dtype  # noqa: F401 - the sum's dtype rule, re-exported
-from pipeline.plan.window import MAX_FOOTPRINT, SPATIAL_PAIRS, Window, disk_footprint, plan_window, spatial_axes, window_axes  # noqa: F401 - re-exported
+from pipeline.plan.window import MAX_FOOTPRINT, SPATIAL_PAIRS, Window, check_weighted_reducers, disk_footprint, plan_window, spatial_axes, window_axes  # noqa: F401 - re-exported
 
 #: the registries' names, kept here for callers that import them from the plan
 REDUCERS = registry.REDUCER_NAMES
@@ -82,6 +82,10 @@ class Plan:
     footprint: tuple[tuple[bool, ...], ...] | None = None  #: disk/weights: which window pixels count
     weights: tuple[tuple[int | float, ...], ...] | None = None  #: window.weights, row-major
     in_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  #: per used input (may broadcast)
+    #: window expressions: the results (name -> formula over window terms; ``stats`` are their names)
+    results: Mapping[str, Any] = field(default_factory=dict)
+    #: window expressions: per distinct pointwise expression, the plan of its window statistics
+    parts: Mapping[str, Plan] = field(default_factory=dict)
 
     @property
     def reduce(self) -> str:
@@ -153,6 +157,8 @@ class Plan:
             ext *= max(chunks) + 2 * self.depth[ax]
         per_pixel = sum(d.itemsize for d in self.in_dtypes.values())
         per_pixel += 2 * self.expr.dtype.itemsize + 3 * self.acc_dtype.itemsize + self.out_dtype.itemsize
+        if self.parts:  # window expressions: every part's statistics, one block at a time
+            return ext * per_pixel + sum(p.task_bytes for p in self.parts.values())
         if not self.plain_sum or self.missing_possible:
             # general path: padded copy, missing mask, valid counts, float64 temporaries, every output
             per_pixel += self.expr.dtype.itemsize + 1 + 4 + 3 * 8
@@ -198,6 +204,7 @@ class Plan:
             f"halo (depth):  {self.depth}",
             f"memory/task:   ~{_human(self.task_bytes)}",
         ]
+        lines += winplan.describe(self.results, self.parts)
         lines += [f"note:          {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -248,7 +255,7 @@ def _reference(used: Sequence[ArraySpec], in_shape: tuple[int, ...]) -> tuple[tu
 
 
 def make_plan(
-    op: str,
+    op: str | Mapping[str, str],
     inputs: Mapping[str, ArraySpec],
     *,
     size: int | Sequence[int] | None = None,
@@ -265,7 +272,17 @@ def make_plan(
     origin: int | Sequence[int] = 0,
 ) -> Plan:
     """Decide everything about a run from input metadata alone (no I/O): the choices checked
-    against the registries, then the window, the missing pixels, the dtypes and the grid."""
+    against the registries, then the window, the missing pixels, the dtypes and the grid; ``op``
+    with window functions, or several named results, take :func:`_window_plan`."""
+    if winplan.is_window_op(op):
+        if dtype is not None:
+            raise ConfigError("does not apply to window functions in op (their results are float64 or exact integers)", where="output.dtype")
+        plan = make_plan(
+            "+".join(winplan.op_names(op, {n: s.dtype for n, s in inputs.items()})), inputs, size=size, reduce="count", boundary=boundary, chunks=chunks, cval=cval,
+            shape=shape, axes=axes, nodata=nodata, origin=origin, weights=weights,
+        )
+        return _window_plan(plan, op, inputs, weights)
+    assert isinstance(op, str)
     stats = (reduce,) if isinstance(reduce, str) else tuple(reduce)
     reds, bnd = check_choices(stats, boundary, shape, cval)
     expr = parse_expression(op, {name: spec.dtype for name, spec in inputs.items()})
@@ -298,6 +315,39 @@ def make_plan(
         cval=cval,
         **_window_fields(win),
         **{f.name: getattr(grid, f.name) for f in fields(grid)},
+    )
+
+
+def _window_plan(base: Plan, op: str | Mapping[str, str], inputs: Mapping[str, ArraySpec], weights) -> Plan:
+    """The plan of window expressions: ``base`` (the window, grid and missing pixels of all the
+    inputs used) with the results typed for its window and one part per distinct pointwise
+    expression, the statistics of its terms."""
+    ops = winplan.named_ops(op)
+    typing = winplan.typing_for(base.area, weights is not None, base.bnd, base.cval)
+    results = winplan.parse_results(ops, {n: s.dtype for n, s in inputs.items()}, typing, isinstance(op, str))
+    parts = {}
+    for text, (expr, stats) in winplan.stats_per_expression(results).items():
+        reds = registry.reducers(stats)
+        if base.weights is not None:
+            try:
+                check_weighted_reducers(reds)
+            except ConfigError as e:  # the statistic comes from op's window functions
+                raise ConfigError(e.message, where="op") from None
+        values = registry.Values(expr.dtype, registry.window_values(expr.bounds, base.bnd, base.cval), base.area, base.boundary, base.weights)
+        out_dtypes, stat_bounds, _, acc_dtype = plan_dtypes(reds, values, False, None, None)
+        parts[text] = replace(
+            base, expr=expr, stats=stats, out_dtypes=out_dtypes, stat_bounds=stat_bounds, fill_values={}, acc_dtype=acc_dtype,
+            in_dtypes={n: inputs[n].dtype for n in expr.names}, in_shapes={n: inputs[n].shape for n in expr.names},
+        )
+    fewest = winplan.fewest_valid(base.area, base.size, base.lo, base.hi, base.bnd, base.shape == "rect")
+    missing = base.missing_possible or any(p.expr.dtype.kind == "f" for p in parts.values())
+    out_dtypes, stat_bounds, fills = winplan.result_dtypes(results, missing, fewest)
+    first = next(iter(results.values()))
+    text = op if isinstance(op, str) else "; ".join(f"{k}: {v}" for k, v in ops.items())
+    expr = Expr(text=text, names=base.expr.names, dtype=first.dtype, bounds=first.bounds, root=first.root)
+    return replace(
+        base, expr=expr, stats=tuple(results), out_dtypes=out_dtypes, stat_bounds=stat_bounds, fill_values=fills,
+        missing_possible=missing, results=results, parts=parts,
     )
 
 

@@ -128,7 +128,7 @@ def _check_weights(weights, shape: str) -> np.ndarray:
     return wmat
 
 
-def _check_weighted_reducers(reds) -> None:
+def check_weighted_reducers(reds) -> None:
     for r in reds:
         if not r.with_weights:
             raise ConfigError(f"reducer {r.name!r} is not available with window.weights (sum, mean, min, max, count are)", where="window.reduce")
@@ -194,7 +194,7 @@ def plan_window(
     if wmat is not None and all(type(v) is int and v == 1 for v in wmat.ravel()):
         wmat = None
     if wmat is not None:
-        _check_weighted_reducers(reds)
+        check_weighted_reducers(reds)
     kind = "weights" if wmat is not None else shape
     if kind == "disk" and len(given) != 2:
         raise ConfigError(f"a disk window needs two window axes, got {len(given)}", where="window.shape")
