@@ -57,10 +57,11 @@ class BatchInfo:
 
 def batch_exit_code(records: Sequence[Record]) -> int:
     """0 when every config succeeded; otherwise the most telling failure: interrupted (4) before
-    runtime failure (1) before locked (3) before not ready (5) before config error (2) (the codes
-    for which a retry may help come first)."""
+    runtime failure (1) before cluster unavailable (6) before locked (3) before not ready (5)
+    before config error (2) (the codes for which a retry may help come first)."""
     codes = {r.exit_code for r in records}
-    for code in (ExitCode.INTERRUPTED, ExitCode.FAILURE, ExitCode.LOCKED, ExitCode.NOT_READY, ExitCode.USER_ERROR):
+    order = (ExitCode.INTERRUPTED, ExitCode.FAILURE, ExitCode.UNAVAILABLE, ExitCode.LOCKED, ExitCode.NOT_READY, ExitCode.USER_ERROR)
+    for code in order:
         if int(code) in codes:
             return int(code)
     return max(codes, default=0)
@@ -191,7 +192,7 @@ def metrics_text(records: Sequence[Record], info: BatchInfo | None = None) -> st
         ("pipeline_run_pixels", "Output pixels of the run", "pixels"),
         ("pipeline_run_blocks_computed", "Blocks computed by the run", "chunks_computed"),
         ("pipeline_run_blocks_skipped", "Blocks already done (resume or up to date)", "chunks_skipped"),
-        ("pipeline_run_exit_code", "Exit code of the run (0 ok, 1 failure, 2 user error, 3 locked, 4 interrupted, 5 not ready)", "exit_code"),
+        ("pipeline_run_exit_code", "Exit code of the run (0 ok, 1 failure, 2 user error, 3 locked, 4 interrupted, 5 not ready, 6 cluster unavailable)", "exit_code"),
     ]
     out = []
     for metric, help_, attr in series:

@@ -7,7 +7,8 @@ end with the same bytes as an uninterrupted run.  A bad config (exit code 2) is 
 would fail the same way every time.
 
 An input that is not ready yet (exit code 5) is retried too: the delivery may complete before
-the retries run out.
+the retries run out; so is a cluster that is not there yet (exit code 6: the scheduler cannot be
+reached, or no worker joined in time).
 
 Template variables: ``--var NAME=VALUE`` (a comma-separated list runs every value, as
 ``pipeline run --var`` does), and ``--date-var DATE`` which sets DATE to yesterday's UTC date *at
