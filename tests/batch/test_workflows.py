@@ -182,6 +182,11 @@ def test_batch_script_runs_sample_and_refuses_overlap(home):
     assert res.returncode == 0, res.stderr
     assert np.array_equal(result_of(home / "out" / "seed.zarr"), SEED_EXPECTED)
     assert _report(home)["runs"][0]["status"] in ("done", "up-to-date")
+    # one time stamp format in the one log: the wrapper's lines and pipeline's
+    events = [json.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]
+    assert {e["event"] for e in events} >= {"wrapper", "done"}, res.stderr
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
+    assert all(stamp.fullmatch(e["time"]) for e in events), [e["time"] for e in events]
     # a second batch while the first holds the lock leaves at once with 75
     lock = home / "reports" / ".batch.lock"
     holder = subprocess.Popen(["flock", str(lock), "sh", "-c", "echo held && exec sleep 60"], stdout=subprocess.PIPE, text=True)
