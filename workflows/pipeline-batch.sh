@@ -15,6 +15,7 @@
 #   PIPELINE_METRICS       write Prometheus textfile metrics here (e.g. /var/lib/node_exporter/pipeline.prom)
 #   PIPELINE_LOG           append all output to this file, creating its folder (for cron)
 #   PIPELINE_ARGS          extra arguments for `pipeline run`, e.g. "--set compute.workers=8"
+#   DATE                   the nightly template's day (default: yesterday, UTC), e.g. 2026-12-05
 #   PIPELINE_LOCK          lock file that keeps two batches from overlapping (default: $PIPELINE_REPORT_DIR/.batch.lock)
 #
 # Every line this script and pipeline write is one JSON object (time, level, event, message,
@@ -91,6 +92,10 @@ if command -v flock >/dev/null 2>&1; then
     exit 75
   fi
 fi
+
+# the nightly template configs/day.yaml reads ${DATE}: yesterday's UTC date unless the environment
+# sets DATE (a --var DATE=... in the arguments overrides either)
+export DATE="${DATE:-$(date -u -d yesterday +%F)}"
 
 # word-splitting on purpose: PIPELINE_CONFIGS and PIPELINE_ARGS are space-separated lists
 set -f  # globs are expanded by `pipeline run` itself, relative to PIPELINE_HOME
