@@ -32,3 +32,35 @@ def tests(session: nox.Session) -> None:
     session.install("-q", "-e", ".[test]")
     session.run("mypy", "pipeline")
     session.run("python", "-m", "pytest", "-q", *session.posargs)
+
+
+#: the oldest release of each dependency that this project is tested with (pyproject's lower
+#: bounds are these): the ``minimum`` session installs exactly these
+MINIMUM = [
+    "numpy==2.0.2",
+    "scipy==1.13.1",
+    "dask[array]==2025.1.0",
+    "distributed==2025.1.0",
+    "fsspec==2025.2.0",
+    "zarr==3.1.3",
+    "numcodecs==0.16.1",
+    "crc32c==2.7",
+    "xarray==2025.1.2",
+    "typer==0.15.1",
+    "pydantic==2.8.2",
+    "pyyaml==6.0.1",
+    "numba==0.60.0",
+    "cryptography==50.0.0",
+    "prometheus_client==0.20.0",
+]
+
+
+@nox.session(python=PYTHONS[0])
+def minimum(session: nox.Session) -> None:
+    """The oldest supported releases of every dependency (:data:`MINIMUM`) on the oldest Python,
+    then a quick subset of the tests: the seed's example end to end and the Python API."""
+    session.install("-q", "--upgrade", "pip")
+    session.install("-q", *MINIMUM, "pytest>=8", "hypothesis>=6.100")
+    session.install("-q", "--no-deps", "-e", ".")
+    session.run("python", "-m", "pip", "check")
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *(session.posargs or ["tests/test_seed.py", "tests/api"]))

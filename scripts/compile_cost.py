@@ -1,7 +1,8 @@
 """Cold against warm runs (issue 26): each case run twice from a fresh process with empty kernel
 caches (a fresh ``PIPELINE_CACHE_DIR`` and ``NUMBA_CACHE_DIR``), on a 512 x 512 pair; the second
-run recomputes (``--force``) with the caches the first one filled.  With ``--warmup`` the caches
-are filled by ``pipeline warmup`` first, as a container image or a cluster node's set-up would.
+run recomputes (``--force``) with the caches the first one filled.  With ``--warmup`` one pair of
+caches, filled once by ``pipeline warmup`` (as a container image's build or a cluster node's
+set-up would), serves every case.
 
     python scripts/compile_cost.py [--warmup] [--cases int-sum,float-mean-std,min-max,int-mean]
 
@@ -35,7 +36,11 @@ def _timed(args: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
-def _case(root: Path, name: str, dtype: str, reduce: str | list[str], warmup: bool) -> tuple[float | None, float, float]:
+def _env(root: Path, name: str) -> dict[str, str]:
+    return {**os.environ, "PIPELINE_CACHE_DIR": str(root / f"cache-{name}"), "NUMBA_CACHE_DIR": str(root / f"numba-{name}")}
+
+
+def _case(root: Path, name: str, dtype: str, reduce: str | list[str], shared: bool) -> tuple[float, float]:
     rng = np.random.default_rng(0)
     g = zarr.open_group(root / f"{name}.zarr", mode="w")
     for arr in ("a", "b"):
@@ -45,12 +50,11 @@ def _case(root: Path, name: str, dtype: str, reduce: str | list[str], warmup: bo
            "op": "a - b" if dtype.startswith("float") else "a + b", "window": {"size": 5, "reduce": reduce},
            "output": {"path": f"out-{name}.zarr", "overwrite": True}}
     (root / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "PIPELINE_CACHE_DIR": str(root / f"cache-{name}"), "NUMBA_CACHE_DIR": str(root / f"numba-{name}")}
+    env = _env(root, "shared" if shared else name)
     pipeline = [sys.executable, "-m", "pipeline"]
-    first = _timed([*pipeline, "warmup"], env) if warmup else None
     cold = _timed([*pipeline, "run", "-q", "--force", str(root / f"{name}.yaml")], env)
     warm = _timed([*pipeline, "run", "-q", "--force", str(root / f"{name}.yaml")], env)
-    return first, cold, warm
+    return cold, warm
 
 
 def main() -> None:
@@ -58,12 +62,13 @@ def main() -> None:
     ap.add_argument("--warmup", action="store_true", help="run `pipeline warmup` into the empty caches first")
     ap.add_argument("--cases", default=",".join(CASES))
     args = ap.parse_args()
-    print("| case | warmup s | cold s | warm s | cold/warm |\n|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
+        if args.warmup:
+            print(f"pipeline warmup: {_timed([sys.executable, '-m', 'pipeline', 'warmup'], _env(Path(tmp), 'shared')):.1f} s")
+        print("| case | first run s | second run s | first/second |\n|---|---|---|---|")
         for name in args.cases.split(","):
-            first, cold, warm = _case(Path(tmp), name, *CASES[name], args.warmup)
-            w = f"{first:.1f}" if first is not None else "-"
-            print(f"| {name} | {w} | {cold:.1f} | {warm:.1f} | {cold / warm:.2f} |", flush=True)
+            cold, warm = _case(Path(tmp), name, *CASES[name], args.warmup)
+            print(f"| {name} | {cold:.1f} | {warm:.1f} | {cold / warm:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

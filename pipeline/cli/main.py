@@ -20,6 +20,7 @@ from pipeline.cli.bench import bench
 from pipeline.cli.common import end_quietly, state
 from pipeline.cli.run import run, validate
 from pipeline.cli.store import info, verify
+from pipeline.cli.warmup import warmup
 from pipeline.errors import ExitCode
 
 app = typer.Typer(
@@ -49,7 +50,7 @@ def main(
 
 
 # the commands, in the order ``pipeline --help`` lists them
-for _command in (run, verify, validate, info, bench):  # the first paragraph whole in the list
+for _command in (run, verify, validate, info, bench, warmup):  # the first paragraph whole in the list
     app.command(short_help=" ".join((_command.__doc__ or "").split("\n\n")[0].split()))(_command)
 
 
