@@ -11,6 +11,7 @@ This module holds the Typer app, its global options and the console script; the 
 
 from __future__ import annotations
 
+import enum
 import sys
 from typing import Annotated
 
@@ -39,14 +40,29 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+class LogLevel(enum.StrEnum):
+    """``--log-level``: the least severe records of the ``pipeline`` loggers shown on stderr."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
     version: Annotated[
         bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
     ] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Show the pipeline.* loggers' records: -v info, -vv debug.")] = 0,
+    log_level: Annotated[LogLevel | None, typer.Option("--log-level", help="Show the pipeline.* loggers' records at this level and above.")] = None,
 ) -> None:
+    from pipeline.batch.log import configure
+
     state["debug"] = debug
+    chosen = log_level.value if log_level is not None else {0: None, 1: "info"}.get(verbose, "debug")
+    configure(chosen, "json" if _json_requested(sys.argv[1:]) else "text")
 
 
 # the commands, in the order ``pipeline --help`` lists them

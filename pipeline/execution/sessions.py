@@ -209,6 +209,8 @@ def _open_distributed(cfg: Config, mode: str, notify: Notify | None, *, task_byt
         if sess.dashboard and not _scheduler_has_bokeh(client, mode):
             sess.dashboard += " (its plots need bokeh: pip install bokeh" + ("" if mode == "local-cluster" else " where the scheduler runs") + ")"
         if mode != "cluster":
+            if notify is not None:
+                notify(f"waiting for workers at {sess.description} (up to {cfg.compute.worker_timeout:g} s)")
             sess.workers = clusters.wait_for_workers(client, cfg.compute.worker_timeout)
             threads = sum(w["nthreads"] for w in sess.workers)
             sess.description += f" ({len(sess.workers)} workers, {threads} threads)"
@@ -217,6 +219,8 @@ def _open_distributed(cfg: Config, mode: str, notify: Notify | None, *, task_byt
         if task_bytes is not None and sess.workers:
             check_memory(task_bytes, sess.workers, notify)
         if mode != "cluster":  # job-queue workers arrive later: their first task imports
+            if notify is not None:
+                notify(f"loading the kernels on {len(sess.workers)} workers")
             client.run(warm)
         if notify is not None:
             notify(f"scheduler: {sess.description}" + (f"; dashboard: {sess.dashboard}" if sess.dashboard else ""))
