@@ -1,7 +1,8 @@
 """The CI sessions (``.ci/run`` calls ``nox -s lint tests``): the linter over every Python file the
 repository ships, the type checker, and the test suite on the oldest and the newest supported
 Python.  Python 3.13 gets the newest releases of every dependency; 3.11 the same resolver's
-choice for 3.11.  Run one locally with ``nox -s tests-3.13`` (pyenv users:
+choice for 3.11; ``minimum`` (not part of CI's default: ``nox -s minimum``) installs the oldest
+releases pyproject allows and runs a quick subset.  Run one locally with ``nox -s tests-3.13`` (pyenv users:
 ``PYENV_VERSION=3.11.7:3.13.0``, or whatever ``pyenv versions`` lists, so that both
 ``python3.11`` and ``python3.13`` are found)."""
 
@@ -45,7 +46,7 @@ MINIMUM = [
     "zarr==3.1.3",
     "numcodecs==0.16.1",
     "crc32c==2.7",
-    "xarray==2025.1.2",
+    "xarray==2025.7.0",
     "typer==0.15.1",
     "pydantic==2.8.2",
     "pyyaml==6.0.1",
