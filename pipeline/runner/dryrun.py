@@ -115,7 +115,7 @@ def work(prep: Any, threads: int | None) -> str:
     strip = tiling.strip_width(plan, [sources.storage_chunks(a) for a in prep.arrays.values()], [a.dtype.itemsize for a in prep.arrays.values()])
     tasks = tiling.tile_count(plan.nblocks, strip, threads or 1)
     on = f"on {threads} threads" if threads else "per worker thread"
-    chunks = math.prod(-(-n // c) for n, c in zip(plan.out_shape, plan.storage_chunks)) * len(plan.stats)
+    chunks = math.prod(-(-n // c) for n, c in zip(plan.out_shape, plan.object_shape)) * len(plan.stats)
     if io.is_local(prep.config.output.path):
         records = f"{blocks:,} ledger records"
     else:  # pipeline.storage.urlledger: one record per task, and per FLUSH_S of a long one
