@@ -132,11 +132,12 @@ class Grid:
 
 def plan_grid(
     in_shape: tuple[int, ...], out_shape: tuple[int, ...], storage: Sequence[int | None], win: Window,
-    requested: Sequence[int | None], bnd: registry.Boundary, shards: Sequence[int] | None = None,
+    requested: Sequence[int | None], bnd: registry.Boundary, shards: int | Sequence[int] | None = None,
 ) -> Grid:
     """The processing grid: output blocks that are unions of whole output storage chunks (with
-    ``shards``, per window axis in pixels: the shards, so that one task writes each shard whole),
-    the matching input blocks and the halo per axis; no block narrower than the halo."""
+    ``shards``, ``output.shards`` in pixels: the shards, so that one task writes each shard
+    whole), the matching input blocks and the halo per axis; no block narrower than the halo."""
+    sides = requested_shards(shards, win.order)
     notes: list[str] = []
     storage_chunks, in_chunks, out_chunks, depth, shard_sides = [], [], [], [], []
     for ax in range(len(in_shape)):
@@ -160,7 +161,7 @@ def plan_grid(
             if c < h and c < m:
                 notes.append(f"chunk {want} on axis {ax} is narrower than the halo {h}; using {h}")
                 c = min(h, m)
-        side = c if shards is None else _shard_side(shards[i], c, m, ax)
+        side = c if sides is None else _shard_side(sides[i], c, m, ax)
         grid = _axis_grid(m, side, h)
         storage_chunks.append(c)
         shard_sides.append(side)
@@ -181,7 +182,7 @@ def plan_grid(
             "use larger compute.chunks (or check the inputs' shapes)",
             where="compute.chunks",
         )
-    sharded = None if shards is None else tuple(shard_sides)
+    sharded = None if sides is None else tuple(shard_sides)
     return Grid(tuple(storage_chunks), tuple(in_chunks), tuple(out_chunks), tuple(depth), tuple(notes), sharded)
 
 

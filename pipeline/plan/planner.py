@@ -30,7 +30,7 @@ from pipeline.errors import ConfigError, InputError
 from pipeline.expr import Expr, parse_expression
 from pipeline.plan import registry, winplan
 from pipeline.plan.dtypes import plan_dtypes, plan_nodata
-from pipeline.plan.grid import DEFAULT_CHUNK, MAX_AUTO_CHUNK, MAX_BLOCKS, MIN_AUTO_CHUNK, _auto_chunk, _axis_grid, output_shape, plan_grid, requested_chunks, requested_shards  # noqa: F401 - re-exported: the plan's constants and steps
+from pipeline.plan.grid import DEFAULT_CHUNK, MAX_AUTO_CHUNK, MAX_BLOCKS, MIN_AUTO_CHUNK, _auto_chunk, _axis_grid, output_shape, plan_grid, requested_chunks  # noqa: F401 - re-exported: the plan's constants and steps
 from pipeline.plan.registry import sum_dtype  # noqa: F401 - the sum's dtype rule, re-exported
 from pipeline.plan.window import MAX_FOOTPRINT, SPATIAL_PAIRS, Window, check_weighted_reducers, disk_footprint, plan_window, spatial_axes, window_axes  # noqa: F401 - re-exported
 
@@ -305,7 +305,7 @@ def make_plan(
     out_dtypes, stat_bounds, fills, acc_dtype = plan_dtypes(reds, values, missing_possible, dtype, fill_value)
     out_shape = output_shape(in_shape, win.axes, win.sizes, bnd)
     requested = requested_chunks(chunks, win.order)
-    grid = plan_grid(in_shape, out_shape, storage, win, requested, bnd, requested_shards(shards, win.order))
+    grid = plan_grid(in_shape, out_shape, storage, win, requested, bnd, shards)
     return Plan(
         expr=expr,
         boundary=boundary,
