@@ -96,13 +96,28 @@ def test_shards_per_axis_and_a_last_shard_merged_with_a_narrow_tail(small):
     assert len(stored_files(root / "ax.zarr" / "result")) == math.ceil(40 / 8) * math.ceil(44 / 20)
 
 
+def test_multiscale_beside_a_sharded_array(small):
+    """The pyramid is made from the sharded array (its levels unsharded): level 0 equals brute
+    force and every level equals the unsharded run's."""
+    root, field = small
+    window = {"size": 3, "reduce": "mean"}
+    for name, output in (("msh", {"shards": 8, "multiscale": True}), ("mpl", {"multiscale": True})):
+        assert runconfig.run(write_cfg(root, f"{name}.zarr", output, window=window, compute={"chunks": 4})).status == runconfig.DONE
+    sh, pl = (zarr.open_group(root / f"{n}.zarr", mode="r") for n in ("msh", "mpl"))
+    check(sh["result"][...], brute_window(field, 3, "mean"))
+    paths = [d["path"] for d in sh.attrs["ome"]["multiscales"][0]["datasets"]]
+    assert len(paths) > 1 and paths == [d["path"] for d in pl.attrs["ome"]["multiscales"][0]["datasets"]]
+    for p in paths:
+        np.testing.assert_array_equal(sh[p][...], pl[p][...])
+
+
 def test_dry_run_counts_shard_objects(small):
     root, _ = small
     cfg = write_cfg(root, "dry.zarr", {"shards": 12}, compute={"chunks": 4})
     res = cli.invoke(app, ["run", "--dry-run", str(cfg)])
     assert res.exit_code == 0, res.output
     n = math.ceil(40 / 12) * math.ceil(44 / 12)
-    assert f"{n} blocks" in res.output and f"{n} output chunk objects" in res.output, res.output
+    assert f"{n} blocks" in res.output and f"{n} output shard objects" in res.output, res.output
 
 
 @pytest.mark.parametrize(
