@@ -232,3 +232,22 @@ def test_object_storage_one_object_per_shard_resume_and_a_lost_shard(tmp_path, s
     arr = zarr.open_group(out, mode="r", storage_options=so)["result"]
     assert arr.shards == (32, 32)
     np.testing.assert_array_equal(arr[...], brute_window_sum(a.astype(np.int64), 3))
+
+
+def test_a_leading_band_axis_gets_one_chunk_per_shard(tmp_path):
+    """A (3, 40, 44) input in (1, 4, 4) chunks, a 3 x 3 window on (y, x), shards [8, 12]: the
+    band axis keeps one chunk per shard; every band equals brute force."""
+    a = np.random.default_rng(3).integers(0, 256, (3, 40, 44), dtype=np.uint8)
+    g = zarr.open_group(tmp_path / "in.zarr", mode="w")
+    g.create_array("a", shape=a.shape, dtype=a.dtype, chunks=(1, 4, 4), dimension_names=("band", "y", "x"))[...] = a
+    cfg = write_cfg(tmp_path, "out.zarr", {"shards": [8, 12]}, compute={"chunks": 4})
+    doc = yaml.safe_load(cfg.read_text())
+    doc["inputs"], doc["op"], doc["window"] = {"a": {"path": "in.zarr", "array": "a"}}, "a", {"size": 3}
+    cfg.write_text(yaml.safe_dump(doc))
+    assert runconfig.run(cfg).status == runconfig.DONE
+    arr = zarr.open_group(tmp_path / "out.zarr", mode="r")["result"]
+    assert arr.shards == (1, 8, 12) and arr.chunks == (1, 4, 4)
+    got = arr[...]
+    for k in range(3):
+        np.testing.assert_array_equal(got[k], brute_window_sum(a[k].astype(np.int64), 3))
+    assert len(stored_files(tmp_path / "out.zarr" / "result")) == 3 * 5 * math.ceil(44 / 12)
