@@ -14,10 +14,15 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.util
+import logging
 import sys
 from typing import Any
 
 from .errors import ArgumentTypeError, ConfigError, InputError, OutputError, PipelineError
+
+# the library's records go to the handlers its user configures (none: Python's last-resort
+# printer stays quiet, the command prints its own lines)
+logging.getLogger("pipeline").addHandler(logging.NullHandler())
 
 __all__ = [
     "ArgumentTypeError",

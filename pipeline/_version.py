@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 
-#: the distribution's name on the package index (the import name is ``pipeline``)
-DISTRIBUTION = "pipeline"
+#: the distribution's name on the package index (``pipeline`` there is an unrelated project);
+#: the import name and the command stay ``pipeline``
+DISTRIBUTION = "pipeline-windows"
 
 
 @functools.cache

@@ -20,6 +20,7 @@ class ExitCode(enum.IntEnum):
     LOCKED = 3  #: another run holds the output's lock
     INTERRUPTED = 4  #: stopped by SIGTERM/SIGINT; what was done is kept, a rerun resumes
     NOT_READY = 5  #: an input is not ready yet (marker file absent, chunks still arriving): retry later
+    UNAVAILABLE = 6  #: the dask scheduler cannot be reached, or no worker joined in time: retry later
 
 
 #: at most this many problems of one config are listed (then a count of the rest)
@@ -96,6 +97,13 @@ class NotReadyError(PipelineError):
     ``unstored_chunks: not-ready``): nothing was written; a later retry may succeed."""
 
     exit_code = ExitCode.NOT_READY
+
+
+class UnavailableError(PipelineError):
+    """The cluster is not there (yet): the scheduler cannot be reached, or no worker joined it in
+    time.  Nothing was written; a later retry may succeed."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 def interrupted_message(exc: BaseException) -> str:

@@ -15,10 +15,12 @@
 #   PIPELINE_METRICS       write Prometheus textfile metrics here (e.g. /var/lib/node_exporter/pipeline.prom)
 #   PIPELINE_LOG           append all output to this file, creating its folder (for cron)
 #   PIPELINE_ARGS          extra arguments for `pipeline run`, e.g. "--set compute.workers=8"
+#   DATE                   the nightly template's day (default: yesterday, UTC), e.g. 2026-12-05
 #   PIPELINE_LOCK          lock file that keeps two batches from overlapping (default: $PIPELINE_REPORT_DIR/.batch.lock)
 #
 # Every line this script and pipeline write is one JSON object (time, level, event, message,
-# batch, host); the batch id is shared with the report.
+# batch, host); the batch id is shared with the report; both write the time as
+# 2026-12-06T15:40:39.817+00:00 (UTC, milliseconds; GNU date's %3N).
 #
 # Exit code: that of `pipeline run` (0 all done or up to date, 5 an input is not ready yet; see
 # README "Exit codes"); 75 when the previous batch is still running (EX_TEMPFAIL: cron and systemd
@@ -46,7 +48,7 @@ json_str() {  # a JSON string literal (backslash, quote and control characters e
 
 log() {  # log LEVEL MESSAGE [extra JSON fields, e.g. ,"exit_code":3]
   printf '{"time": %s, "level": %s, "event": "wrapper", "message": %s, "batch": %s, "host": %s%s}\n' \
-    "$(json_str "$(date -u +%Y-%m-%dT%H:%M:%S%z)")" "$(json_str "$1")" "$(json_str "pipeline-batch: $2")" \
+    "$(json_str "$(date -u +%Y-%m-%dT%H:%M:%S.%3N+00:00)")" "$(json_str "$1")" "$(json_str "pipeline-batch: $2")" \
     "$(json_str "$PIPELINE_BATCH_ID")" "$(json_str "$host")" "${3:-}" >&2
 }
 
@@ -90,6 +92,10 @@ if command -v flock >/dev/null 2>&1; then
     exit 75
   fi
 fi
+
+# the nightly template configs/day.yaml reads ${DATE}: yesterday's UTC date unless the environment
+# sets DATE (a --var DATE=... in the arguments overrides either)
+export DATE="${DATE:-$(date -u -d yesterday +%F)}"
 
 # word-splitting on purpose: PIPELINE_CONFIGS and PIPELINE_ARGS are space-separated lists
 set -f  # globs are expanded by `pipeline run` itself, relative to PIPELINE_HOME

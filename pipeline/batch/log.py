@@ -1,10 +1,18 @@
-"""A batch's log: events as readable lines or JSON lines (each with the batch id and host), and
-the progress and scheduler messages that run items report through, and the time stamps."""
+"""A batch's log: events through Python's :mod:`logging` (named loggers per sub-system), written
+by the command as readable lines or JSON lines (each with the batch id and host), and the progress
+and scheduler messages that run items report through, and the time stamps.
+
+Every event is a :class:`logging.LogRecord` on a named logger (:data:`LOGGERS`: ``pipeline.batch``
+for results and progress, ``pipeline.execution`` for the scheduler's messages, ``pipeline.cli``
+for errors), so notebooks, Prefect and services that configure :mod:`logging` capture them; the
+command's own lines are those records formatted by :class:`TextFormatter` or :class:`JsonFormatter`
+(a formatter choice, usable on any handler)."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -12,14 +20,41 @@ from typing import Any, TextIO
 
 from pipeline.errors import ConfigError
 
+#: the logger of each event (others: ``pipeline.batch``)
+LOGGERS = {"scheduler": "pipeline.execution", "warning": "pipeline.execution", "error": "pipeline.cli"}
+#: results, on stdout in text mode (everything else goes to stderr)
+RESULTS = frozenset({"done", "summary", "verdict"})
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
 
 def utc_now() -> str:
     """The current UTC time, to the second (ISO 8601)."""
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
+class TextFormatter(logging.Formatter):
+    """A record as the command prints it: the message, every line prefixed by the level unless info."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno == logging.INFO:
+            return message
+        return "\n".join(f"{record.levelname.lower()}: {m}" for m in message.split("\n"))
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one JSON object: ``time`` (UTC, milliseconds), ``level``, ``event``, ``message``,
+    then the record's ``fields`` (the batch id, host, config, counts, ...)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        now = _dt.datetime.fromtimestamp(record.created, _dt.UTC).isoformat(timespec="milliseconds")
+        doc = {"time": now, "level": record.levelname.lower(), "event": getattr(record, "event", record.name),
+               "message": record.getMessage(), **getattr(record, "fields", {})}
+        return json.dumps(doc, default=str)
+
+
 class Log:
-    """Events on a stream, as readable lines or JSON lines."""
+    """Events as log records, written to this command's streams as readable lines or JSON lines."""
 
     def __init__(
         self,
@@ -37,33 +72,66 @@ class Log:
         self.err = err if err is not None else sys.stderr
         self.quiet = quiet
         self.context = dict(context or {})  #: fields of every JSON line (batch id, host)
+        self.formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
 
     def event(self, event: str, message: str, *, level: str = "info", **fields: Any) -> None:
         """JSON: every event is one JSON object per line on stderr.  Text: results ("done",
-        "summary", "verdict") on stdout, progress and errors on stderr."""
+        "summary", "verdict") on stdout, progress and errors on stderr.  The record then goes on
+        to the handlers of its logger (not printed twice: it is marked ``printed``)."""
         if self.quiet and event == "progress":
             return
-        if self.fmt == "json":
-            now = _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
-            line = json.dumps({"time": now, "level": level, "event": event, "message": message, **self.context, **fields}, default=str)
-            stream = self.err
-        else:
-            line = message if level == "info" else "\n".join(f"{level}: {m}" for m in message.split("\n"))
-            stream = self.out if event in ("done", "summary", "verdict") else self.err
-        print(line, file=stream, flush=True)
+        logger = logging.getLogger(LOGGERS.get(event, "pipeline.batch"))
+        extra = {"event": event, "fields": {**self.context, **fields}, "printed": True}
+        record = logger.makeRecord(logger.name, _LEVELS.get(level, logging.INFO), "(pipeline)", 0, message, (), None, extra=extra)
+        stream = self.out if self.fmt == "text" and event in RESULTS else self.err
+        print(self.formatter.format(record), file=stream, flush=True)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+
+
+def configure(level: str | None, fmt: str = "text") -> None:
+    """``-v``/``--log-level``: show the records of the ``pipeline`` loggers at ``level`` and above
+    on stderr (DEBUG shows e.g. ``pipeline.storage.zarrchunks``), formatted as text or JSON; the
+    events the command prints itself are not repeated."""
+    root = logging.getLogger("pipeline")
+    for h in [h for h in root.handlers if getattr(h, "_pipeline_cli", False)]:
+        root.removeHandler(h)
+        root.setLevel(h._pipeline_before)  # type: ignore[attr-defined]
+    if level is None:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler._pipeline_cli = True  # type: ignore[attr-defined]
+    handler._pipeline_before = root.level  # type: ignore[attr-defined]
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(lambda r: not getattr(r, "printed", False))
+    root.addHandler(handler)
+    root.setLevel(_LEVELS[level])
+
+
+#: in a log (not a terminal): a progress line at every tenth of the blocks, or after this many seconds
+LOG_EVERY_S = 30.0
 
 
 def progress(log: Log, config: str) -> Callable[[int, int], None]:
+    """The progress callback of one run: from 2 s on, a line a second on a terminal; in a log
+    file or JSON lines, a line at every further 10% of the blocks or after :data:`LOG_EVERY_S`."""
     t0 = time.monotonic()
-    state: dict[str, Any] = {"last": 0.0, "base": None}
+    isatty = getattr(log.err, "isatty", None)
+    terminal = log.fmt == "text" and callable(isatty) and bool(isatty())
+    state: dict[str, Any] = {"last": 0.0, "base": None, "tenth": 0}
 
     def report(done: int, total: int) -> None:
         now = time.monotonic() - t0
         if state["base"] is None:  # the rate is measured from the first report on (a resumed
             state["base"] = (done, now)  # run starts with the blocks already done)
-        if now < 2 or (now - state["last"] < 1 and done < total):
+        tenth = 10 * done // max(total, 1)
+        if terminal:
+            due = now - state["last"] >= 1 or done == total
+        else:
+            due = tenth > state["tenth"] or now - state["last"] >= LOG_EVERY_S
+        if now < 2 or not due:
             return
-        state["last"] = now
+        state["last"], state["tenth"] = now, tenth
         d0, s0 = state["base"]
         eta = None
         if done < total and done > d0:

@@ -57,10 +57,11 @@ class BatchInfo:
 
 def batch_exit_code(records: Sequence[Record]) -> int:
     """0 when every config succeeded; otherwise the most telling failure: interrupted (4) before
-    runtime failure (1) before locked (3) before not ready (5) before config error (2) (the codes
-    for which a retry may help come first)."""
+    runtime failure (1) before cluster unavailable (6) before locked (3) before not ready (5)
+    before config error (2) (the codes for which a retry may help come first)."""
     codes = {r.exit_code for r in records}
-    for code in (ExitCode.INTERRUPTED, ExitCode.FAILURE, ExitCode.LOCKED, ExitCode.NOT_READY, ExitCode.USER_ERROR):
+    order = (ExitCode.INTERRUPTED, ExitCode.FAILURE, ExitCode.UNAVAILABLE, ExitCode.LOCKED, ExitCode.NOT_READY, ExitCode.USER_ERROR)
+    for code in order:
         if int(code) in codes:
             return int(code)
     return max(codes, default=0)
@@ -178,41 +179,38 @@ def publish_report(path: str | os.PathLike[str], keep: int | None, protected: Co
     return old
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
 def metrics_text(records: Sequence[Record], info: BatchInfo | None = None) -> str:
-    """The batch in the Prometheus text format (for node_exporter's textfile collector): per
-    config and set of values its duration, pixels, blocks computed and skipped and exit code; the
-    batch's exit code and finish time."""
+    """The batch in the Prometheus text format (for node_exporter's textfile collector), written
+    by ``prometheus_client``: per config and set of values its duration, pixels, blocks computed
+    and skipped and exit code (labels ``config``, ``status``, ``var_<NAME>``); the batch's exit
+    code and finish time (label ``host``)."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
     series = [
         ("pipeline_run_seconds", "Wall-clock seconds of the run", "seconds"),
         ("pipeline_run_pixels", "Output pixels of the run", "pixels"),
         ("pipeline_run_blocks_computed", "Blocks computed by the run", "chunks_computed"),
         ("pipeline_run_blocks_skipped", "Blocks already done (resume or up to date)", "chunks_skipped"),
-        ("pipeline_run_exit_code", "Exit code of the run (0 ok, 1 failure, 2 user error, 3 locked, 4 interrupted, 5 not ready)", "exit_code"),
+        ("pipeline_run_exit_code", "Exit code of the run (0 ok, 1 failure, 2 user error, 3 locked, 4 interrupted, 5 not ready, 6 cluster unavailable)", "exit_code"),
     ]
-    out = []
+    registry = CollectorRegistry()
+    names = sorted({k for r in records for k in r.variables})
+    labels = ["config", "status", *(f"var_{k}" for k in names)]
     for metric, help_, attr in series:
-        out += [f"# HELP {metric} {help_}", f"# TYPE {metric} gauge"]
+        gauge = Gauge(metric, help_, labels, registry=registry)
         for r in records:
             value = getattr(r, attr)
-            if value is None:
-                continue
-            labels = {"config": r.config, "status": r.status, **{f"var_{k}": v for k, v in r.variables.items()}}
-            text = ",".join(f'{k}="{_label(str(v))}"' for k, v in labels.items())
-            out.append(f"{metric}{{{text}}} {value:.3f}" if isinstance(value, float) else f"{metric}{{{text}}} {value}")
-    host = f'{{host="{_label(info.host)}"}}' if info is not None else ""
-    out += [
-        "# HELP pipeline_batch_exit_code Exit code of the last batch",
-        "# TYPE pipeline_batch_exit_code gauge",
-        f"pipeline_batch_exit_code{host} {batch_exit_code(records)}",
-        "# HELP pipeline_batch_finished_timestamp_seconds When the last batch finished (Unix time)",
-        "# TYPE pipeline_batch_finished_timestamp_seconds gauge",
-        f"pipeline_batch_finished_timestamp_seconds{host} {time.time():.0f}",
+            if value is not None:
+                gauge.labels(r.config, r.status, *(r.variables.get(k, "") for k in names)).set(value)
+    host = ["host"] if info is not None else []
+    batch = [
+        ("pipeline_batch_exit_code", "Exit code of the last batch", batch_exit_code(records)),
+        ("pipeline_batch_finished_timestamp_seconds", "When the last batch finished (Unix time)", round(time.time())),
     ]
-    return "\n".join(out) + "\n"
+    for metric, help_, value in batch:
+        gauge = Gauge(metric, help_, host, registry=registry)
+        (gauge.labels(info.host) if info is not None else gauge).set(value)
+    return generate_latest(registry).decode("utf-8")
 
 
 def write_metrics(path: str | os.PathLike[str], records: Sequence[Record], info: BatchInfo | None = None) -> None:

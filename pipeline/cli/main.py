@@ -11,8 +11,9 @@ This module holds the Typer app, its global options and the console script; the 
 
 from __future__ import annotations
 
+import enum
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -22,38 +23,15 @@ from pipeline.cli.convert import convert
 from pipeline.cli.preview import preview
 from pipeline.cli.run import run, validate
 from pipeline.cli.store import info, verify
+from pipeline.cli.warmup import warmup
 from pipeline.errors import ExitCode
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
+    rich_markup_mode=None,  # click's help: paragraphs rewrapped to the terminal, no <bool> beside flags
     help="Exact moving-window reductions of pointwise expressions over huge Zarr images.",
     pretty_exceptions_enable=False,
 )
-
-
-def _plain_flags() -> None:
-    """Help without ``<bool>`` beside flags (typer 0.29 shows a type for every option), and an
-    option's ``metavar`` (``KEY=VALUE``) instead of its type (``<list[str]>``)."""
-    from typer.core import TyperArgument, TyperOption
-
-    for cls in (TyperOption, TyperArgument):
-        shown = getattr(cls, "display_type_rich", None)
-        if shown is None or getattr(shown, "_pipeline", False):
-            continue
-
-        def display_type_rich(self: Any, ctx: Any, _shown: Any = shown) -> str | None:
-            if getattr(self, "is_flag", False):
-                return None
-            if self.metavar is not None:
-                return None if isinstance(self, TyperArgument) else self.metavar
-            return _shown(self, ctx)
-
-        display_type_rich._pipeline = True  # type: ignore[attr-defined]
-        setattr(cls, "display_type_rich", display_type_rich)  # a patched method (mypy: no method-assign)
-
-
-_plain_flags()
 
 
 def _version(value: bool) -> None:
@@ -64,19 +42,34 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+class LogLevel(enum.StrEnum):
+    """``--log-level``: the least severe records of the ``pipeline`` loggers shown on stderr."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
     version: Annotated[
         bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
     ] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Show the pipeline.* loggers' records: -v info, -vv debug.")] = 0,
+    log_level: Annotated[LogLevel | None, typer.Option("--log-level", help="Show the pipeline.* loggers' records at this level and above.")] = None,
 ) -> None:
+    from pipeline.batch.log import configure
+
     state["debug"] = debug
+    chosen = log_level.value if log_level is not None else {0: None, 1: "info"}.get(verbose, "debug")
+    configure(chosen, "json" if _json_requested(sys.argv[1:]) else "text")
 
 
 # the commands, in the order ``pipeline --help`` lists them
-for _command in (run, verify, validate, info, convert, preview, bench):
-    app.command()(_command)
+for _command in (run, verify, validate, info, convert, preview, bench, warmup):  # the first paragraph whole in the list
+    app.command(short_help=" ".join((_command.__doc__ or "").split("\n\n")[0].split()))(_command)
 
 
 def _json_requested(argv: list[str]) -> bool:
@@ -105,27 +98,29 @@ def _entry(argv: list[str] | None) -> int:
     if not _json_requested(argv):
         app(args=argv, prog_name="pipeline")
         return 0
-    import importlib
-
-    try:
-        click_exc = importlib.import_module("typer._click.exceptions")  # typer >= 0.20 carries its own click
-    except ImportError:  # pragma: no cover - older typer
-        click_exc = importlib.import_module("click.exceptions")
-
     try:
         code = app(args=argv, prog_name="pipeline", standalone_mode=False)
-    except click_exc.UsageError as exc:
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:
+        if not _usage_error(exc):
+            raise
         from pipeline.batch import runbatch
 
         batch_info = runbatch.BatchInfo.new()
         log = runbatch.Log("json", context={"batch": batch_info.id, "host": batch_info.host})
-        log.event("error", f"usage: {exc.format_message()}", level="error", exit_code=int(ExitCode.USER_ERROR))
+        log.event("error", f"usage: {exc.format_message()}", level="error", exit_code=int(ExitCode.USER_ERROR))  # type: ignore[attr-defined]
         sys.exit(int(ExitCode.USER_ERROR))
-    except typer.Exit as exc:  # typer's own (click's Exit in older typer); typer._click has none
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(int(ExitCode.INTERRUPTED))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: Exception) -> bool:
+    """Whether ``exc`` is a usage error of the command line (an unknown option, a missing
+    argument, a bad value): click's usage errors, which Typer does not re-export, are the
+    exceptions with ``format_message()`` and exit code 2."""
+    return callable(getattr(exc, "format_message", None)) and getattr(exc, "exit_code", None) == 2
 
 
 if __name__ == "__main__":  # pragma: no cover

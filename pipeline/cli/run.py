@@ -4,6 +4,7 @@ metrics."""
 
 from __future__ import annotations
 
+import enum
 import os
 import signal
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ SchedulerOption = Annotated[
     str | None,
     typer.Option(
         "--scheduler",
+        metavar="SCHEDULER",
         help="Override compute.scheduler (and compute.cluster): threads, processes, synchronous, "
         "local-cluster, or a scheduler address such as tcp://host:8786 or tls://host:8786.",
         show_default=False,
@@ -46,7 +48,16 @@ VarsFromOption = Annotated[
         help="CSV file: a header row of variable names, then one row of values per batch item (combined with --var lists).",
     ),
 ]
-LogFormatOption = Annotated[str, typer.Option("--log-format", help="text (default) or json lines on stderr.")]
+
+
+class LogFormat(enum.StrEnum):
+    """``--log-format``: readable lines, or one JSON object per line on stderr."""
+
+    text = "text"
+    json = "json"
+
+
+LogFormatOption = Annotated[LogFormat, typer.Option("--log-format", help="Readable lines, or JSON lines on stderr.")]
 
 
 @dataclass
@@ -68,7 +79,7 @@ class _Batch:
         from pipeline.config.load import scheduler_overrides
 
         info = runbatch.BatchInfo.new()
-        log = runbatch.Log(log_format, quiet=quiet, context={"batch": info.id, "host": info.host})
+        log = runbatch.Log(LogFormat(log_format).value, quiet=quiet, context={"batch": info.id, "host": info.host})
         state["log"] = log  # errors from here on are logged in its format
         if log.fmt == "json":
             _json_warnings(log)
@@ -136,7 +147,7 @@ def _exit_with(go: Any, *, sigterm: Any = None) -> None:
 
 
 def run(
-    configs: Annotated[list[Path], typer.Argument(help="YAML run configs (globs are expanded).", show_default=False)],
+    configs: Annotated[list[Path], typer.Argument(metavar="CONFIG", help="YAML run configs (globs are expanded).", show_default=False)],
     set_: SetOption = None,
     var: VarOption = None,
     vars_from: VarsFromOption = None,
@@ -154,20 +165,21 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Recompute every block, even of an output that is up to date or partly done.")
     ] = False,
-    report: Annotated[Path | None, typer.Option("--report", help="Write a JSON record per config to this file.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", metavar="FILE", help="Write a JSON record per config to this file.")] = None,
     keep_reports: Annotated[
         int | None,
         typer.Option(
             "--keep-reports",
+            metavar="N",
             min=1,
             help="With --report: also write latest.json beside it and keep only the newest N pipeline-*.json reports there "
             "(only reports pipeline wrote are ever replaced or deleted).",
         ),
     ] = None,
     metrics: Annotated[
-        Path | None, typer.Option("--metrics", help="Write Prometheus textfile metrics (per config: duration, pixels, blocks, exit code) here.")
+        Path | None, typer.Option("--metrics", metavar="FILE", help="Write Prometheus textfile metrics (per config: duration, pixels, blocks, exit code) here.")
     ] = None,
-    log_format: LogFormatOption = "text",
+    log_format: LogFormatOption = LogFormat.text,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     scheduler: SchedulerOption = None,
 ) -> None:
@@ -240,12 +252,12 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def validate(
-    configs: Annotated[list[Path], typer.Argument(help="YAML run configs (globs are expanded).", show_default=False)],
+    configs: Annotated[list[Path], typer.Argument(metavar="CONFIG", help="YAML run configs (globs are expanded).", show_default=False)],
     set_: SetOption = None,
     var: VarOption = None,
     vars_from: VarsFromOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Judge the output as run --overwrite would.")] = False,
-    log_format: LogFormatOption = "text",
+    log_format: LogFormatOption = LogFormat.text,
     scheduler: SchedulerOption = None,
 ) -> None:
     """Check configs and their inputs without computing or writing anything; print the plan.

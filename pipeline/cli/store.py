@@ -12,8 +12,8 @@ from pipeline.errors import ExitCode
 
 
 def verify(
-    path: Annotated[str, typer.Argument(help="An output Zarr store.", show_default=False)],
-    array: Annotated[str | None, typer.Option("--array", help="Only this array (default: all).")] = None,
+    path: Annotated[str, typer.Argument(metavar="STORE", help="An output Zarr store.", show_default=False)],
+    array: Annotated[str | None, typer.Option("--array", metavar="NAME", help="Only this array (default: all).")] = None,
     no_mark: Annotated[
         bool, typer.Option("--no-mark", help="Only report; do not mark bad blocks for recomputation.")
     ] = False,
@@ -35,7 +35,7 @@ def verify(
         raise typer.Exit(int(ExitCode.FAILURE))
 
 
-def info(path: Annotated[str, typer.Argument(help="A Zarr store (group or array) or a GeoTIFF.", show_default=False)]) -> None:
+def info(path: Annotated[str, typer.Argument(metavar="STORE", help="A Zarr store (group or array) or a GeoTIFF.", show_default=False)]) -> None:
     """Shape, dtype, chunks, codecs, attributes, CRS and bounds of the arrays in a Zarr store or a GeoTIFF.
 
     The CRS is shown as EPSG where it has one, with the bounds and resolution of georeferenced

@@ -161,6 +161,10 @@ class OutputSpec(_Model):
     storage_options: StorageOptions | None = None  #: fsspec options for a URL path (see InputSpec)
     format: Literal["zarr", "cog"] | None = None  #: default: ``cog`` for a path ending in .tif/.tiff, else ``zarr``
     multiscale: StrictBool = False  #: Zarr: an OME-Zarr pyramid beside each output array (pipeline.storage.pyramid)
+    #: Zarr v3 sharding: the shard shape in pixels (as zarr's ``create_array(shards=...)``), one
+    #: int for every window axis or one per window axis, a multiple of the output chunks; unset:
+    #: one object per chunk.  A processing block is then a shard (pipeline.plan.grid)
+    shards: PositiveInt | Annotated[tuple[PositiveInt, ...], Field(min_length=1, max_length=MAX_AXES)] | None = None
 
     _array_ok = field_validator("array")(classmethod(lambda cls, v: _check_output_array(_check_array_path(v))))
     _path_ok = field_validator("path")(classmethod(lambda cls, v: _check_path(v)))
@@ -171,6 +175,8 @@ class OutputSpec(_Model):
         cog = self.format == "cog" or (self.format is None and str(self.path).lower().rstrip("/").endswith((".tif", ".tiff")))
         if self.multiscale and cog:
             raise ValueError("multiscale applies to Zarr outputs (a COG output has overviews): remove output.multiscale or write Zarr")
+        if self.shards is not None and cog:
+            raise ValueError("shards applies to Zarr outputs (a COG output is one file of tiles): remove output.shards or write Zarr")
         return self
 
 

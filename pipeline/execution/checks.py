@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.config.load import Config
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, UnavailableError
 from pipeline.storage import io
 
 Notify = Callable[[str], None]
@@ -19,6 +19,10 @@ Notify = Callable[[str], None]
 class ClusterError(PipelineError):
     """The cluster cannot run this job as configured (unreachable scheduler, no workers, a task
     larger than a worker's memory, a store the workers cannot reach, a missing extra)."""
+
+
+class ClusterUnavailableError(ClusterError, UnavailableError):
+    """The scheduler cannot be reached, or no worker joined it in time: transient, exit code 6."""
 
 
 def check_storage(cfg: Config, mode: str) -> None:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pipeline.config.load import ClusterSpec, Config, SecuritySpec
-from pipeline.execution.checks import ClusterError, Notify, check_memory, warn
+from pipeline.execution.checks import ClusterError, ClusterUnavailableError, Notify, check_memory, warn
 
 _JOBQUEUE = {"slurm": "SLURM", "pbs": "PBS", "sge": "SGE", "lsf": "LSF"}
 
@@ -126,7 +126,7 @@ def wait_for_workers(client: Any, timeout: float) -> list[dict[str, Any]]:
     try:
         client.wait_for_workers(1, timeout=timeout)
     except TimeoutError:
-        raise ClusterError(
+        raise ClusterUnavailableError(
             f"no worker joined the scheduler {client.scheduler.address} within {timeout:g} s", where="compute.scheduler"
         ) from None
     info = client.scheduler_info(n_workers=-1)
@@ -231,7 +231,7 @@ def connect(cfg: Config, address: str, notify: Notify | None) -> Iterator[Any]:
     try:
         client = Client(address, timeout=cfg.compute.worker_timeout, **kw)
     except (OSError, TimeoutError, RuntimeError) as e:  # RuntimeError: TLS required but tcp:// given
-        raise ClusterError(f"cannot reach the scheduler at {address}: {e}", where=where) from None
+        raise ClusterUnavailableError(f"cannot reach the scheduler at {address}: {e}", where=where) from None
     try:
         yield client
     finally:

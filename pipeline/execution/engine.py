@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.execution.tiling import INPUT_CACHE_BYTES, TILES_PER_THREAD, block_regions, input_regions, output_region, strip_width, tiles  # noqa: F401 - part of this module's API
-from pipeline.kernels import ops
 from pipeline.plan.dtypes import as_computable
 from pipeline.plan.planner import Plan
 from pipeline.storage import io, sources, targets, zarrchunks
@@ -55,6 +54,14 @@ if TYPE_CHECKING:
 
 ProgressFn = Callable[[int, int], None]
 Record = Callable[[tuple[int, ...]], None]
+
+def _ops() -> Any:
+    """:mod:`pipeline.kernels.ops`, imported on first use: it loads numba (about a second), which
+    a run that finds its output up to date never needs."""
+    from pipeline.kernels import ops
+
+    return ops
+
 
 #: pending tasks per worker thread on process pools and clusters (one running, one queued)
 IN_FLIGHT = 2
@@ -99,7 +106,7 @@ def write(
     one's array), then (only then) record it as done; returns the block's min and max (several
     statistics: dicts statistic -> value), NaN and the fill value ignored."""
     if plan.multi:
-        parts = ops.unpack(plan, block)
+        parts = _ops().unpack(plan, block)
         for st in plan.stats:
             output.write_block(target[st], region, parts[st])
         ranges = {st: _range(parts[st], plan.fill_values.get(st)) for st in plan.stats}
@@ -162,7 +169,7 @@ class Context:
             self.checked = {n: checked_input(prep, n, a) for n, a in prep.arrays.items()}
             self.direct = {n: zarrchunks.DirectChunks.of(a, getattr(self.checked[n], "name", n)) for n, a in prep.arrays.items()}
         else:
-            self.result = ops.build(plan, {n: lazy_input(prep, n, a) for n, a in prep.arrays.items()})
+            self.result = _ops().build(plan, {n: lazy_input(prep, n, a) for n, a in prep.arrays.items()})
 
     def read(self, name: str, region: tuple[slice, ...]) -> np.ndarray:
         """One region of input ``name`` in its computable dtype (native byte order, float16 as float32)."""
@@ -193,7 +200,7 @@ class Context:
         plan = self.plan
         if reader is not None:
             arrays = reader.read(input_regions(plan, index), group=self.group(index, by_strip))
-            block = ops.compute_block(plan, arrays, index)
+            block = _ops().compute_block(plan, arrays, index)
             del arrays
         else:
             extra = (0,) if plan.multi else ()
@@ -336,7 +343,7 @@ def prime(job: Job) -> int:
     first = next(iter(block_regions(ctx.plan)))[0]
     reader = ctx.reader([first])
     if reader is not None:  # ctx.fast
-        ops.compute_block(ctx.plan, reader.read(input_regions(ctx.plan, first), group=first[-1] // ctx.strip), first)
+        _ops().compute_block(ctx.plan, reader.read(input_regions(ctx.plan, first), group=first[-1] // ctx.strip), first)
     return os.getpid()
 
 

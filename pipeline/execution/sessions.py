@@ -206,9 +206,11 @@ def _open_distributed(cfg: Config, mode: str, notify: Notify | None, *, task_byt
     """A session on a dask.distributed Client: its workers waited for, counted and checked."""
     with clusters.client_for(cfg, mode, notify, task_bytes) as client:
         sess = _distributed_session(client, mode)
-        if sess.dashboard and mode == "local-cluster" and not clusters.has_bokeh():
-            sess.dashboard += " (its plots need bokeh: pip install bokeh)"
+        if sess.dashboard and not _scheduler_has_bokeh(client, mode):
+            sess.dashboard += " (its plots need bokeh: pip install bokeh" + ("" if mode == "local-cluster" else " where the scheduler runs") + ")"
         if mode != "cluster":
+            if notify is not None:
+                notify(f"waiting for workers at {sess.description} (up to {cfg.compute.worker_timeout:g} s)")
             sess.workers = clusters.wait_for_workers(client, cfg.compute.worker_timeout)
             threads = sum(w["nthreads"] for w in sess.workers)
             sess.description += f" ({len(sess.workers)} workers, {threads} threads)"
@@ -217,10 +219,24 @@ def _open_distributed(cfg: Config, mode: str, notify: Notify | None, *, task_byt
         if task_bytes is not None and sess.workers:
             check_memory(task_bytes, sess.workers, notify)
         if mode != "cluster":  # job-queue workers arrive later: their first task imports
+            if notify is not None:
+                notify(f"loading the kernels on {len(sess.workers)} workers")
             client.run(warm)
         if notify is not None:
             notify(f"scheduler: {sess.description}" + (f"; dashboard: {sess.dashboard}" if sess.dashboard else ""))
         yield sess
+
+
+def _scheduler_has_bokeh(client: Any, mode: str) -> bool:
+    """Whether the scheduler's dashboard can draw its plots: bokeh in this process for the
+    schedulers it starts, else asked of the scheduler (a scheduler that cannot tell, say one
+    without pipeline installed, is given the benefit of the doubt)."""
+    if mode in ("local-cluster", "cluster"):
+        return clusters.has_bokeh()
+    try:
+        return bool(client.run_on_scheduler(clusters.has_bokeh))
+    except Exception:  # noqa: BLE001 - the hint is a courtesy
+        return True
 
 
 def _distributed_session(client: Any, mode: str) -> Session:

@@ -92,6 +92,34 @@ def requested_chunks(chunks: str | int | Sequence[int], order: Sequence[int]) ->
     return requested
 
 
+def requested_shards(shards: int | Sequence[int] | None, order: Sequence[int]) -> tuple[int, ...] | None:
+    """``output.shards`` per window axis (in increasing axis order), in pixels; None: unsharded."""
+    if shards is None:
+        return None
+    if isinstance(shards, (int, np.integer)):
+        given = (int(shards),) * len(order)
+    else:
+        given = tuple(int(c) for c in shards)
+        if len(given) != len(order):
+            raise ConfigError(f"needs {len(order)} values (one per window axis), got {len(given)}", where="output.shards")
+        given = tuple(given[i] for i in order)
+    if any(c < 1 for c in given):
+        raise ConfigError(f"shard sizes must be >= 1, got {list(given)}", where="output.shards")
+    return given
+
+
+def _shard_side(want: int, chunk: int, m: int, ax: int) -> int:
+    """A window axis's shard side: ``want`` pixels, a multiple of the output chunk ``chunk``
+    (refused otherwise), cut down to the whole chunks covering the ``m`` pixels of the axis."""
+    if want % chunk:
+        raise ConfigError(
+            f"shard side {want} on axis {ax} is not a multiple of the output chunk side {chunk}; "
+            f"use a multiple of {chunk} (or set compute.chunks)",
+            where="output.shards",
+        )
+    return min(want, -(-m // chunk) * chunk)
+
+
 @dataclass(frozen=True)
 class Grid:
     storage_chunks: tuple[int, ...]
@@ -99,22 +127,26 @@ class Grid:
     out_chunks: tuple[tuple[int, ...], ...]
     depth: tuple[int, ...]
     notes: tuple[str, ...]
+    shards: tuple[int, ...] | None = None
 
 
 def plan_grid(
     in_shape: tuple[int, ...], out_shape: tuple[int, ...], storage: Sequence[int | None], win: Window,
-    requested: Sequence[int | None], bnd: registry.Boundary,
+    requested: Sequence[int | None], bnd: registry.Boundary, shards: int | Sequence[int] | None = None,
 ) -> Grid:
-    """The processing grid: output blocks that are unions of whole output storage chunks, the
-    matching input blocks and the halo per axis; no block narrower than the halo."""
+    """The processing grid: output blocks that are unions of whole output storage chunks (with
+    ``shards``, ``output.shards`` in pixels: the shards, so that one task writes each shard
+    whole), the matching input blocks and the halo per axis; no block narrower than the halo."""
+    sides = requested_shards(shards, win.order)
     notes: list[str] = []
-    storage_chunks, in_chunks, out_chunks, depth = [], [], [], []
+    storage_chunks, in_chunks, out_chunks, depth, shard_sides = [], [], [], [], []
     for ax in range(len(in_shape)):
         m = out_shape[ax]
         if ax not in win.axes:
             c = min(storage[ax] or in_shape[ax], m)
             grid = _axis_grid(m, c, 0)
             storage_chunks.append(c)
+            shard_sides.append(c)
             in_chunks.append(grid)
             out_chunks.append(grid)
             depth.append(0)
@@ -129,8 +161,10 @@ def plan_grid(
             if c < h and c < m:
                 notes.append(f"chunk {want} on axis {ax} is narrower than the halo {h}; using {h}")
                 c = min(h, m)
-        grid = _axis_grid(m, c, h)
+        side = c if sides is None else _shard_side(sides[i], c, m, ax)
+        grid = _axis_grid(m, side, h)
         storage_chunks.append(c)
+        shard_sides.append(side)
         out_chunks.append(grid)
         if bnd.shrinks:
             g = list(grid)
@@ -141,13 +175,14 @@ def plan_grid(
         depth.append(h if len(grid) > 1 else 0)
     nblocks = math.prod(len(g) for g in out_chunks)
     if nblocks > MAX_BLOCKS and all(r is None for r in requested):
-        return plan_grid(in_shape, out_shape, storage, win, _grown(out_shape, storage_chunks, win), bnd)
+        return plan_grid(in_shape, out_shape, storage, win, _grown(out_shape, storage_chunks, win), bnd, shards)
     if nblocks > MAX_BLOCKS:
         raise ConfigError(
             f"output shape {list(out_shape)} makes {nblocks:,} processing blocks, more than {MAX_BLOCKS:,}; "
             "use larger compute.chunks (or check the inputs' shapes)",
             where="compute.chunks",
         )
-    return Grid(tuple(storage_chunks), tuple(in_chunks), tuple(out_chunks), tuple(depth), tuple(notes))
+    sharded = None if sides is None else tuple(shard_sides)
+    return Grid(tuple(storage_chunks), tuple(in_chunks), tuple(out_chunks), tuple(depth), tuple(notes), sharded)
 
 

@@ -70,6 +70,8 @@ class Plan:
     in_chunks: tuple[tuple[int, ...], ...]  #: processing blocks, input coordinates
     out_chunks: tuple[tuple[int, ...], ...]  #: processing blocks, output coordinates
     depth: tuple[int, ...]  #: halo per axis (0 on axes with one block or no window)
+    #: output Zarr shard shape (``output.shards``; a processing block is a shard), None: unsharded
+    shards: tuple[int, ...] | None = None
     notes: tuple[str, ...] = field(default=())
     stats: tuple[str, ...] = ("sum",)  #: the reducers, in output order
     out_dtypes: Mapping[str, np.dtype] = field(default_factory=dict)  #: per statistic
@@ -141,6 +143,11 @@ class Plan:
         return tuple(ax for ax in self.window_axes if self.depth[ax] > 0)
 
     @property
+    def object_shape(self) -> tuple[int, ...]:
+        """The shape of one stored output object: a shard, or a chunk when unsharded."""
+        return self.shards or self.storage_chunks
+
+    @property
     def ndim(self) -> int:
         return len(self.in_shape)
 
@@ -200,7 +207,8 @@ class Plan:
                 + (f", fill {self.fill_values[st]}" if self.fill_values.get(st) is not None else "")
                 for st in self.stats
             ),
-            f"output chunks: {self.storage_chunks} (Zarr); processing blocks {blocks} = {math.prod(self.nblocks)}",
+            f"output chunks: {self.storage_chunks} (Zarr)" + (f" in shards {self.shards}" if self.shards else "")
+            + f"; processing blocks {blocks} = {math.prod(self.nblocks)}",
             f"halo (depth):  {self.depth}",
             f"memory/task:   ~{_human(self.task_bytes)}",
         ]
@@ -270,6 +278,7 @@ def make_plan(
     dtype: str | Mapping[str, str] | None = None,
     fill_value: int | float | None = None,
     origin: int | Sequence[int] = 0,
+    shards: int | Sequence[int] | None = None,
 ) -> Plan:
     """Decide everything about a run from input metadata alone (no I/O): the choices checked
     against the registries, then the window, the missing pixels, the dtypes and the grid; ``op``
@@ -281,7 +290,7 @@ def make_plan(
         size, weights = winplan.window_of(op, dtypes, size, shape, weights)
         plan = make_plan(
             "+".join(winplan.op_names(op, dtypes)), inputs, size=size, reduce="count", boundary=boundary, chunks=chunks, cval=cval,
-            shape=shape, axes=axes, nodata=nodata, origin=origin, weights=weights,
+            shape=shape, axes=axes, nodata=nodata, origin=origin, weights=weights, shards=shards,
         )
         return _window_plan(plan, op, inputs, weights)
     assert isinstance(op, str)
@@ -298,7 +307,7 @@ def make_plan(
     out_dtypes, stat_bounds, fills, acc_dtype = plan_dtypes(reds, values, missing_possible, dtype, fill_value)
     out_shape = output_shape(in_shape, win.axes, win.sizes, bnd)
     requested = requested_chunks(chunks, win.order)
-    grid = plan_grid(in_shape, out_shape, storage, win, requested, bnd)
+    grid = plan_grid(in_shape, out_shape, storage, win, requested, bnd, shards)
     return Plan(
         expr=expr,
         boundary=boundary,

@@ -109,18 +109,19 @@ def planned_threads(cfg: Config, mode: str) -> int | None:
 def work(prep: Any, threads: int | None) -> str:
     """What a whole run of ``prep`` makes, counted from the plan alone (nothing is listed per
     block): its blocks, the tasks (tiles) a process pool or cluster gets, the output chunk
-    objects and the ledger records (local: one per block; object storage: one per task)."""
+    (or shard) objects and the ledger records (local: one per block; object storage: one per task)."""
     plan = prep.plan
     blocks = math.prod(plan.nblocks)
     strip = tiling.strip_width(plan, [sources.storage_chunks(a) for a in prep.arrays.values()], [a.dtype.itemsize for a in prep.arrays.values()])
     tasks = tiling.tile_count(plan.nblocks, strip, threads or 1)
     on = f"on {threads} threads" if threads else "per worker thread"
-    chunks = math.prod(-(-n // c) for n, c in zip(plan.out_shape, plan.storage_chunks)) * len(plan.stats)
+    chunks = math.prod(-(-n // c) for n, c in zip(plan.out_shape, plan.object_shape)) * len(plan.stats)
     if io.is_local(prep.config.output.path):
         records = f"{blocks:,} ledger records"
     else:  # pipeline.storage.urlledger: one record per task, and per FLUSH_S of a long one
         records = f"about {tasks:,} ledger records (one per task and per {urlledger.FLUSH_S:.0f} s of a long task)"
-    return f"{blocks:,} blocks in {tasks:,} tasks {on}, {chunks:,} output chunk objects, {records}"
+    kind = "shard" if plan.shards else "chunk"
+    return f"{blocks:,} blocks in {tasks:,} tasks {on}, {chunks:,} output {kind} objects, {records}"
 
 
 def exit_code(verdict: str) -> int:

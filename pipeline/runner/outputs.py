@@ -109,6 +109,7 @@ def create_outputs(
             shape=plan.out_shape,
             dtype=plan.out_dtypes[st],
             chunks=plan.storage_chunks,
+            shards=plan.shards,
             dims=plan.dims,
             attrs=attrs,
             coords=out_coords(prep) if coords is None else coords,

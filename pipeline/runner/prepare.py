@@ -49,6 +49,7 @@ def prepare(config: Config | str | os.PathLike[str] | Mapping[str, Any]) -> Prep
         nodata=nodata,
         dtype=cfg.output.dtype,
         fill_value=cfg.output.fill_value,
+        shards=cfg.output.shards,
     )
     used = {n: zarrs[n] for n in plan.expr.names}
     sources.check_same_grid({n: opened[n] for n in plan.expr.names})

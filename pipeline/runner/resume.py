@@ -83,7 +83,7 @@ def grid(plan: Plan) -> dict[str, Any]:
     return {
         "shape": list(plan.out_shape),
         "dtype": str(plan.out_dtype),
-        "chunks": list(plan.storage_chunks),
+        "chunks": list(plan.object_shape),  # the stored objects: shards when sharded
         "edges": [[int(x) for x in np.cumsum((0,) + tuple(c))] for c in plan.out_chunks],
     }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -72,16 +73,30 @@ class RunResult:
             return f"{where} is up to date ({_blocks(self.blocks)}, shape {self.shape}, dtype {self.dtype}); nothing to compute"
         if self.status == FAILED:
             return f"{where}: failed after computing {_blocks(self.computed)} ({self.skipped + self.computed} of {self.blocks} done): {self.error}"
-        mpix = math.prod(self.shape) / 1e6 * (self.computed / max(self.blocks, 1))
+        pixels = math.prod(self.shape) * (self.computed / max(self.blocks, 1))
         if len(self.ranges) > 1:
-            rng = "; values: " + ", ".join(f"{st} in [{lo}, {hi}]" for st, (lo, hi) in self.ranges.items())
+            rng = "; values: " + ", ".join(f"{st} in [{_value(lo)}, {_value(hi)}]" for st, (lo, hi) in self.ranges.items())
         else:
-            rng = f", values in [{self.minimum}, {self.maximum}]" if self.minimum is not None else ""
+            rng = f", values in [{_value(self.minimum)}, {_value(self.maximum)}]" if self.minimum is not None else ""
         resumed = f" (resumed: {_blocks(self.skipped)} were already done)" if self.skipped else ""
         return (
             f"wrote {where}: shape {self.shape}, dtype {self.dtype}{rng}; "
-            f"{_blocks(self.computed)} in {self.seconds:.2f} s ({mpix / max(self.seconds, 1e-9):.1f} Mpix/s){resumed}"
+            f"{_blocks(self.computed)} in {self.seconds:.2f} s ({rate(pixels, self.seconds)}){resumed}"
         )
+
+
+def _value(x: Any) -> str:
+    """A range bound for people: integers exactly, floats to 6 significant digits."""
+    return f"{x:.6g}" if isinstance(x, numbers.Real) and not isinstance(x, numbers.Integral) else str(x)
+
+
+def rate(pixels: float, seconds: float) -> str:
+    """Pixels per second in the unit that shows about three significant digits: ``812 pix/s``,
+    ``45.3 kpix/s``, ``12.6 Mpix/s``, ``1.20 Gpix/s``."""
+    per = pixels / max(seconds, 1e-9)
+    unit, scale = next(((u, f) for u, f in (("Gpix/s", 1e9), ("Mpix/s", 1e6), ("kpix/s", 1e3)) if per >= f), ("pix/s", 1.0))
+    v = per / scale
+    return f"{v:.{0 if v >= 100 else 1 if v >= 10 else 2}f} {unit}"
 
 
 def _blocks(n: int) -> str:

@@ -106,7 +106,8 @@ def verify_array(path: str, array: str, *, mark: bool = True, workers: int | Non
         for b in found[0].done():
             expected.update(ledger.block_chunks(grid, b))
     report.missing = sorted(keys[c] for c in expected if keys[c] not in stored)
-    if state is None:
+    if state is None and arr.ndim > 0:  # a scalar (a CF grid mapping such as rioxarray's
+        # spatial_ref: its information is in its attributes) is not stored when it holds its fill value
         report.unstored = [keys[c] for c in everything if keys[c] not in stored]
 
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:

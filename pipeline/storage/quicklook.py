@@ -64,7 +64,7 @@ def colourise(values: np.ndarray, fill: Any) -> np.ndarray:
     signed = float(v[valid].min()) < 0 < float(v[valid].max())
     if signed:
         lo, hi = -max(abs(lo), abs(hi)), max(abs(lo), abs(hi))
-    t = np.clip((v - lo) / ((hi - lo) or 1.0), 0.0, 1.0)
+    t = np.where(valid, np.clip((v - lo) / ((hi - lo) or 1.0), 0.0, 1.0), 0.0)  # missing pixels: transparent, never cast from NaN
     if signed:  # blue (0, 0, 255) through white at 0 to red (255, 0, 0)
         rgba[..., 0] = np.where(t < 0.5, 2 * t * 255, 255).astype(np.uint8)
         rgba[..., 1] = (np.where(t < 0.5, 2 * t, 2 * (1 - t)) * 255).astype(np.uint8)

@@ -110,15 +110,31 @@ def _no_links_below(folder: str, what: str) -> None:
                     stack.append(entry.path)
 
 
+def current_umask() -> int:
+    """The process's umask, read from ``/proc/self/status`` where there is one (setting it to read
+    it back would briefly change it for every thread), else by setting it and restoring it."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``path`` atomically: a new temp file in the same folder (``tempfile.mkstemp``:
     ``O_CREAT | O_EXCL``, so a planted symlink is never followed), then ``os.replace`` (which
-    replaces a symlink at ``path`` itself, not what it points to).  Raises OSError."""
+    replaces a symlink at ``path`` itself, not what it points to).  The file gets the mode a
+    plain ``open`` would give it (0666 less the umask), not mkstemp's 0600, so that readers such
+    as node_exporter under another user can read it.  Raises OSError."""
     import tempfile
 
     p = Path(path)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, p)

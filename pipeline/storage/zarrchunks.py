@@ -24,9 +24,15 @@ def chunk_key(arr: zarr.Array, coords: Sequence[int]) -> str:
     return arr.metadata.encode_chunk_key(tuple(coords))
 
 
+def object_shape(arr: zarr.Array) -> tuple[int, ...]:
+    """The shape of one stored object: a shard for a sharded array, else a chunk."""
+    return tuple(getattr(arr, "shards", None) or arr.chunks)
+
+
 def chunk_grid(arr: zarr.Array) -> tuple[int, ...]:
-    """Number of chunks per axis."""
-    return tuple(-(-s // c) for s, c in zip(arr.shape, arr.chunks))
+    """Number of stored objects (chunks, or shards for a sharded array) per axis: the grid whose
+    coordinates :func:`chunk_key` encodes."""
+    return tuple(-(-s // c) for s, c in zip(arr.shape, object_shape(arr)))
 
 
 def local_files(root: str) -> Iterator[tuple[str, os.stat_result]]:
@@ -120,8 +126,10 @@ def damaged(
 
 
 def read_chunk(arr: zarr.Array, coords: Sequence[int]) -> np.ndarray:
-    """Decode one stored chunk (raises on a checksum mismatch or a damaged encoding)."""
-    return cast(np.ndarray, arr.get_block_selection(tuple(coords)))  # zarr's return type covers every buffer kind
+    """Decode one stored object, the chunk (or the whole shard, every inner chunk of it) at
+    ``coords`` of :func:`chunk_grid` (raises on a checksum mismatch or a damaged encoding)."""
+    region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(coords, object_shape(arr), arr.shape))
+    return cast(np.ndarray, arr[region])  # zarr's return type covers every buffer kind
 
 
 def write_block(target: Any, region: tuple[slice, ...], block: np.ndarray) -> None:

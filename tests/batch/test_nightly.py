@@ -392,12 +392,18 @@ def test_report_retention_latest_and_metrics(site):
         time.sleep(0.02)
     assert sorted(p.name for p in reports.iterdir()) == ["latest.json", "notes.json", "pipeline-1.json", "pipeline-2.json"]
     assert json.loads((reports / "latest.json").read_text())["runs"][0]["variables"] == {"DATE": DAYS[2]}
-    prom = (root / "m.prom").read_text().splitlines()
-    label = f'{{config="{cfg}",status="done",var_DATE="{DAYS[2]}"}}'
-    assert f"pipeline_run_pixels{label} 64" in prom
-    assert f"pipeline_run_blocks_computed{label} 4" in prom and f"pipeline_run_blocks_skipped{label} 0" in prom
-    assert f"pipeline_run_exit_code{label} 0" in prom and any(l.startswith("pipeline_batch_exit_code{") and l.endswith(" 0") for l in prom)
-    assert all(l.startswith("#") or len(l.rsplit(" ", 1)) == 2 for l in prom)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families((root / "m.prom").read_text())}
+    labels = {"config": cfg, "status": "done", "var_DATE": DAYS[2]}
+    runs = {n: [(s.labels, s.value) for s in families[n].samples] for n in families if n.startswith("pipeline_run_")}
+    assert runs["pipeline_run_pixels"] == [(labels, 64)]  # 8 x 8 pixels, 2 x 2 blocks of 4 x 4
+    assert runs["pipeline_run_blocks_computed"] == [(labels, 4)] and runs["pipeline_run_blocks_skipped"] == [(labels, 0)]
+    assert runs["pipeline_run_exit_code"] == [(labels, 0)]
+    (batch,) = families["pipeline_batch_exit_code"].samples
+    assert set(batch.labels) == {"host"} and batch.value == 0
+    (finished,) = families["pipeline_batch_finished_timestamp_seconds"].samples
+    assert abs(finished.value - time.time()) < 600
 
 
 def test_prefect_flow_with_variables_date_and_report(site, monkeypatch):

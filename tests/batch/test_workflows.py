@@ -182,6 +182,11 @@ def test_batch_script_runs_sample_and_refuses_overlap(home):
     assert res.returncode == 0, res.stderr
     assert np.array_equal(result_of(home / "out" / "seed.zarr"), SEED_EXPECTED)
     assert _report(home)["runs"][0]["status"] in ("done", "up-to-date")
+    # one time stamp format in the one log: the wrapper's lines and pipeline's
+    events = [json.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]
+    assert {e["event"] for e in events} >= {"wrapper", "done"}, res.stderr
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
+    assert all(stamp.fullmatch(e["time"]) for e in events), [e["time"] for e in events]
     # a second batch while the first holds the lock leaves at once with 75
     lock = home / "reports" / ".batch.lock"
     holder = subprocess.Popen(["flock", str(lock), "sh", "-c", "echo held && exec sleep 60"], stdout=subprocess.PIPE, text=True)
@@ -289,23 +294,39 @@ def test_prefect_flow_retries_resume(home, monkeypatch):
         return real_execute(*args, **kwargs)
 
     monkeypatch.setattr(runner_mod, "execute", flaky)
-    monkeypatch.setattr(prefect_flow, "run_config", prefect_flow.run_config.with_options(retry_delay_seconds=0))
+    monkeypatch.setattr(prefect_flow, "RETRY_DELAY_S", 0)
+    attempts = []
+    real_run_one = prefect_flow.run_one
+    monkeypatch.setattr(prefect_flow, "run_one", lambda c, **k: attempts.append((Path(c).name, k["batch_vars"])) or real_run_one(c, **k))
     cfgs = home / "configs"
+    w2 = yaml.safe_load((cfgs / "example.yaml").read_text())
+    w2["window"]["size"] = 2
+    w2["output"]["path"] = "../out/w2-${TAG}.zarr"
+    (cfgs / "w2.yaml").write_text(yaml.safe_dump(w2))
     bad = yaml.safe_load((cfgs / "example.yaml").read_text())
     bad["window"]["size"] = 0
     (cfgs / "bad.yaml").write_text(yaml.safe_dump(bad))
     with prefect_test_harness(server_startup_timeout=180):
-        records = prefect_flow.pipeline_batch([str(cfgs / "example.yaml")])
-        assert calls["n"] == 2  # failed once, retried once
-        assert records[0]["status"] in ("done", "up-to-date")
+        state = prefect_flow.pipeline_batch([str(cfgs / "example.yaml"), str(cfgs / "w2.yaml")], variables=["TAG=x"], return_state=True)
+        assert state.is_completed() and calls["n"] == 3  # example failed once and was retried once
+        result = state.result()
+        assert result["exit_code"] == 0 and [r["status"] for r in result["runs"]] == ["done", "done"]
+        # the other config ran before the failed one's retry: retries hold up nobody
+        assert [a[0] for a in attempts] == ["example.yaml", "w2.yaml", "example.yaml"]
         assert np.array_equal(result_of(home / "out" / "seed.zarr"), SEED_EXPECTED)
-        # a bad config is not retried: it would fail the same way every time
-        attempts = []
-        real_run_one = prefect_flow.run_one
-        monkeypatch.setattr(prefect_flow, "run_one", lambda *a, **k: attempts.append(a) or real_run_one(*a, **k))
-        with pytest.raises(RuntimeError, match="1 of 1 configs failed"):
-            prefect_flow.pipeline_batch([str(cfgs / "bad.yaml")])
+        assert np.array_equal(result_of(home / "out" / "w2-x.zarr"), seed_sum(2))
+        # a bad config is not retried (it would fail the same way every time); the flow ends
+        # with the batch's exit code, not an exception
+        attempts.clear()
+        assert prefect_flow.main([str(cfgs / "bad.yaml")]) == 2
         assert len(attempts) == 1
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            names = sorted(r.name for r in client.read_task_runs())
+    # task runs named by config and template values
+    assert names.count(f"{cfgs / 'example.yaml'} TAG=x") == 2 and names.count(f"{cfgs / 'w2.yaml'} TAG=x") == 1
+    assert f"{cfgs / 'bad.yaml'}" in names
 
 
 def test_slurm_dask_cluster_on_the_allocation(home):

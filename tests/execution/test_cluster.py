@@ -131,6 +131,14 @@ def test_existing_scheduler_gives_the_threaded_result_byte_for_byte(data, thread
     with Client(cluster.address, timeout=30) as client:
         port = client.scheduler_info(n_workers=0)["services"]["dashboard"]
     assert any(f"dashboard: http://127.0.0.1:{port}/status" in m for m in messages), messages
+    # the scheduler process runs this interpreter: its dashboard draws plots only with bokeh here
+    import importlib.util
+
+    hint = "(its plots need bokeh: pip install bokeh where the scheduler runs)"
+    # lines while the workers are awaited and load the kernels, before the first progress
+    waiting = next(i for i, m in enumerate(messages) if m.startswith(f"waiting for workers at {cluster.address} (up to "))
+    assert messages[waiting + 1] == "loading the kernels on 1 workers", messages
+    assert any(hint in m for m in messages) == (importlib.util.find_spec("bokeh") is None), messages
     assert not any("warning" in m for m in messages), messages  # loopback tcp: no warning
 
 

@@ -1,13 +1,17 @@
 """A Prefect flow that runs pipeline configs, with retries that rely on pipeline's resume.
 
-Each config is one task.  A task that fails at run time (a killed worker, a full disk, a lost
-connection) is retried by Prefect; the retry reruns the same config, and pipeline recomputes only
-the blocks that the failed attempt did not finish (the output's ledger), so retries are cheap and
-end with the same bytes as an uninterrupted run.  A bad config (exit code 2) is not retried: it
-would fail the same way every time.
+Each config and set of template values is one task run, named by both
+(``configs/day.yaml DATE=2026-12-05``).  Every run is tried once; then those that failed with a
+code a retry may help (1 a runtime failure: a killed worker, a full disk, a lost connection;
+4 interrupted; 5 an input not ready yet; 6 the cluster not there yet) are retried in rounds
+(``RETRIES``, ``RETRY_DELAY_S`` apart), so one day's retries never hold up the other days.  A
+retry reruns the same config, and pipeline recomputes only the blocks that the failed attempt did
+not finish (the output's ledger), so retries are cheap and end with the same bytes as an
+uninterrupted run.  A bad config (2) or an output locked by another run (3) is not retried.
 
-An input that is not ready yet (exit code 5) is retried too: the delivery may complete before
-the retries run out.
+A failed run is a Failed task run whose message is the run's error (no traceback); the flow run
+fails when any run failed for good, and ``main`` exits with the batch's code, as ``pipeline run``
+does (4, 1, 6, 3, 5, 2 in that order of precedence).
 
 Template variables: ``--var NAME=VALUE`` (a comma-separated list runs every value, as
 ``pipeline run --var`` does), and ``--date-var DATE`` which sets DATE to yesterday's UTC date *at
@@ -31,44 +35,74 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.states import Failed
 
-from pipeline.batch.runbatch import BatchInfo, Log, Record, expand_paths, run_one, variable_sets, write_report
+from pipeline.batch.runbatch import BatchInfo, Log, Record, batch_exit_code, expand_paths, run_one, variable_sets, write_report
 from pipeline.errors import ExitCode
 
-
-class PipelineRunFailed(RuntimeError):
-    """A config's run failed; ``exit_code`` says whether a retry can help."""
-
-    def __init__(self, record: Any) -> None:
-        super().__init__(record.error)
-        self.exit_code = record.exit_code
-        self.record = record
-
-
-def _retry_helps(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's callback signature
-    """Retry runtime failures and interruptions; never bad configs or a held lock."""
-    try:
-        state.result()
-    except PipelineRunFailed as exc:
-        return exc.exit_code not in (int(ExitCode.USER_ERROR), int(ExitCode.LOCKED))
-    except Exception:  # noqa: BLE001 - anything else is worth another try
-        return True
-    return False
+#: attempts after the first, for each config and set of values that fails with a retryable code
+RETRIES = 3
+#: seconds between rounds of retries
+RETRY_DELAY_S = 30.0
+#: exit codes a retry cannot help: a bad config fails the same way every time; a held lock
+#: belongs to a run that is still going
+FINAL_CODES = frozenset({int(ExitCode.USER_ERROR), int(ExitCode.LOCKED)})
 
 
-@task(retries=3, retry_delay_seconds=30, retry_condition_fn=_retry_helps, task_run_name="pipeline {config}")
-def run_config(config: str, overrides: Sequence[str] = (), variables: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run one config (with these template values); returns its report record (status done or up-to-date)."""
-    logger = get_run_logger()
+def run_label(config: str, variables: dict[str, str] | None) -> str:
+    """``configs/day.yaml DATE=2026-12-05``: a config and its template values, as task runs are named."""
+    return " ".join([config, *(f"{k}={v}" for k, v in (variables or {}).items())])
+
+
+def _task_run_name() -> str:
+    from prefect.runtime import task_run
+
+    params = task_run.parameters
+    return run_label(params["config"], params.get("variables"))
+
+
+@task(task_run_name=_task_run_name)
+def run_config(config: str, overrides: Sequence[str] = (), variables: dict[str, str] | None = None) -> Any:
+    """Run one config (with these template values); the report record as a dict, in a Completed
+    state (done or up-to-date) or a Failed one whose message is the run's error (no traceback)."""
     record = run_one(config, overrides=overrides, log=Log("json", quiet=True), batch_vars=variables or {})
     if record.status not in ("done", "up-to-date"):
-        raise PipelineRunFailed(record)
-    logger.info("%s: %s, %s chunks computed, %s skipped", config, record.status, record.chunks_computed, record.chunks_skipped)
+        return Failed(message=f"exit code {record.exit_code}: {record.error}", data=record.__dict__)
+    get_run_logger().info(
+        "%s: %s, %s chunks computed, %s skipped",
+        run_label(config, variables), record.status, record.chunks_computed, record.chunks_skipped,
+    )
     return record.__dict__
+
+
+def _record(item: tuple[str, dict[str, str]], state: Any) -> Record:
+    """The record a task run returned (or, should it have raised, a failure naming the error)."""
+    try:
+        return Record(**state.result(raise_on_failure=False))
+    except Exception as exc:  # noqa: BLE001 - an internal error in the task: recorded as a failure
+        return Record(item[0], "failed", int(ExitCode.FAILURE), error=str(exc), variables=item[1])
+
+
+def run_rounds(items: list[tuple[str, dict[str, str]]], overrides: Sequence[str]) -> list[Record]:
+    """Run every item once, then retry those that failed with a retryable code in rounds (at most
+    :data:`RETRIES`, :data:`RETRY_DELAY_S` apart): one item's retries never hold up the others,
+    and each retry resumes the output of the failed attempt."""
+    records: dict[int, Record] = {}
+    pending = list(range(len(items)))
+    for attempt in range(RETRIES + 1):
+        if attempt:
+            time.sleep(RETRY_DELAY_S)
+        for i in pending:
+            records[i] = _record(items[i], run_config(items[i][0], overrides, items[i][1], return_state=True))
+        pending = [i for i in pending if records[i].exit_code and records[i].exit_code not in FINAL_CODES]
+        if not pending:
+            break
+    return [records[i] for i in range(len(items))]
 
 
 @flow(name="pipeline-batch")
@@ -78,35 +112,27 @@ def pipeline_batch(
     variables: list[str] | None = None,
     date_var: str | None = None,
     report: str | None = None,
-) -> list[dict[str, Any]]:
+) -> Any:
     """Run each config for each set of template values in turn (globs expanded; one at a time,
-    since each run already uses every core); the others still run when one fails, and the flow
-    fails if any failed for good.  ``variables``: ``NAME=VALUE`` strings as for ``--var``;
-    ``date_var``: a variable set to yesterday's UTC date when this flow run starts."""
+    since each run already uses every core); the others still run when one fails.  ``variables``:
+    ``NAME=VALUE`` strings as for ``--var``; ``date_var``: a variable set to yesterday's UTC date
+    when this flow run starts.  Returns ``{"exit_code": the batch's code, "runs": [records]}``,
+    in a Failed state (its message names the failed runs) when the code is not 0."""
     info = BatchInfo.new()
     assignments = list(variables or ())
     if date_var:
         yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
         assignments.append(f"{date_var}={yesterday.isoformat()}")
     items = [(c, vs) for vs in variable_sets(assignments) for c in expand_paths(configs)]
-    states = [run_config(c, overrides or (), vs, return_state=True) for c, vs in items]
-    records = []
-    for (config, vs), state in zip(items, states):
-        if state.is_completed():
-            records.append(Record(**state.result()))
-        else:
-            try:
-                state.result()
-            except PipelineRunFailed as exc:
-                records.append(exc.record)
-            except Exception as exc:  # noqa: BLE001 - recorded, the flow fails below
-                records.append(Record(config, "failed", 1, error=str(exc), variables=vs))
+    records = run_rounds(items, overrides or ())
     if report:
         write_report(report, records, info)
-    failed = [s for s in states if not s.is_completed()]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {len(states)} configs failed: " + "; ".join(str(s.message) for s in failed))
-    return [s.result() for s in states]
+    code = batch_exit_code(records)
+    result = {"exit_code": code, "runs": [r.__dict__ for r in records]}
+    if code:
+        failed = [f"{run_label(r.config, r.variables)}: exit code {r.exit_code}" for r in records if r.exit_code]
+        return Failed(message=f"{len(failed)} of {len(records)} runs failed (batch exit code {code}): " + "; ".join(failed), data=result)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,8 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve:
         pipeline_batch.serve(name="pipeline-nightly", cron=args.cron, parameters=params)
         return 0
-    pipeline_batch(**params)
-    return 0
+    state = pipeline_batch(**params, return_state=True)
+    return int(state.result(raise_on_failure=False)["exit_code"])
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class OutputArray:
     coords: Mapping[str, np.ndarray] = field(default_factory=dict)
     scalars: Mapping[str, tuple[Any, Mapping[str, Any]]] = field(default_factory=dict)
     fill_value: Any = 0
+    shards: tuple[int, ...] | None = None  #: Zarr v3 shard shape (whole chunks), None: unsharded
 
 
 @runtime_checkable

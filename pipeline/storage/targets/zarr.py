@@ -59,7 +59,7 @@ class ZarrTarget:
         return create_output(
             self.path, array, shape=spec.shape, dtype=spec.dtype, chunks=spec.chunks, dims=spec.dims, attrs=spec.attrs,
             coords=spec.coords, scalars=spec.scalars, fill_value=spec.fill_value, overwrite=overwrite,
-            storage_options=self.storage_options,
+            storage_options=self.storage_options, shards=spec.shards,
         )
 
     def open_array(self, array: str, mode: str = "r+") -> zarr.Array:
@@ -139,10 +139,12 @@ def create_output(
     overwrite: bool = False,
     storage_options: Mapping[str, Any] | None = None,
     scalars: Mapping[str, tuple[Any, Mapping[str, Any]]] | None = None,
+    shards: Sequence[int] | None = None,
 ) -> zarr.Array:
     """Create the output group (if needed), its coordinate arrays, its 0-D variables
     (``scalars``: name -> (value, attributes), e.g. the CRS variable ``spatial_ref``), and the
-    (empty) result array."""
+    (empty) result array (``shards``: Zarr v3 sharding, the shard shape in pixels; each shard is
+    one object of ``chunks`` inside, written whole by zarr's API)."""
     try:
         group = zarr.open_group(**store_args(path, storage_options), mode="a")
     except OSError as e:
@@ -158,6 +160,7 @@ def create_output(
         shape=tuple(shape),
         dtype=dtype,
         chunks=tuple(chunks),
+        shards=tuple(shards) if shards else None,
         dimension_names=tuple(dims),
         compressors=default_compressors(dtype),
         fill_value=fill_value,

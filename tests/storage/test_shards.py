@@ -1,0 +1,253 @@
+"""Sharded outputs (``output.shards``): values equal to the brute-force reference and to an
+unsharded run for every reducer family with a halo across shard edges; one stored object per
+shard; a run killed mid-run resumes to the same values and ``verify`` reads shards; the config
+checks."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+from reference import brute_window, brute_window_sum, check
+from run_helpers import SHAPE, W, make_inputs, n_done
+from typer.testing import CliRunner
+
+from pipeline.cli.main import app
+from pipeline.errors import ConfigError
+from pipeline.runner import runconfig
+
+cli = CliRunner()
+HELD_RUN = Path(__file__).resolve().parents[1] / "held_run.py"
+STATS = ["sum", "mean", "var", "std", "min", "max", "count"]
+
+
+def write_cfg(root: Path, out: str, output: dict | None = None, **extra) -> Path:
+    cfg = {
+        "inputs": {"a": {"path": "in.zarr", "array": "a"}, "b": {"path": "in.zarr", "array": "b"}},
+        "op": "a**2 - b**2",
+        "window": {"size": W},
+        "output": {"path": out, **(output or {})},
+        "compute": {"chunks": 12, "workers": 2},
+        **extra,
+    }
+    path = root / f"{Path(out).stem}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def stored_files(array_dir: Path) -> list[str]:
+    """Every file under the array's folder but its metadata, as the store holds them."""
+    return sorted(str(p.relative_to(array_dir)) for p in array_dir.rglob("*") if p.is_file() and p.name != "zarr.json")
+
+
+@pytest.fixture
+def small(tmp_path):
+    """A 40 x 44 uint8 pair in 4 x 4 input chunks."""
+    rng = np.random.default_rng(27)
+    a = rng.integers(0, 256, (40, 44), dtype=np.uint8)
+    b = rng.integers(0, 256, (40, 44), dtype=np.uint8)
+    g = zarr.open_group(tmp_path / "in.zarr", mode="w")
+    for name, arr in (("a", a), ("b", b)):
+        g.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=(4, 4), dimension_names=("y", "x"))[...] = arr
+    return tmp_path, a.astype(np.int64) ** 2 - b.astype(np.int64) ** 2
+
+
+def test_every_reducer_sharded_equals_brute_force_and_unsharded(small):
+    """Chunks 4, shards 12 (3 x 3 chunks), a 7 x 7 reflect window: the halo (3) crosses every
+    shard edge; each statistic equals the brute-force loop and the unsharded run's values."""
+    root, field = small
+    window = {"size": 7, "reduce": STATS, "boundary": "reflect"}
+    sharded = write_cfg(root, "sh.zarr", {"shards": 12}, window=window, compute={"chunks": 4, "workers": 2})
+    plain = write_cfg(root, "pl.zarr", window=window, compute={"chunks": 4, "workers": 2})
+    for cfg in (sharded, plain):
+        res = runconfig.run(cfg)
+        assert res.status == runconfig.DONE, res
+    sh = zarr.open_group(root / "sh.zarr", mode="r")
+    pl = zarr.open_group(root / "pl.zarr", mode="r")
+    for st in STATS:
+        arr = sh[f"result_{st}"]
+        assert arr.shards == (12, 12) and arr.chunks == (4, 4)
+        assert pl[f"result_{st}"].shards is None
+        got = arr[...]
+        check(got, brute_window(field, 7, st, boundary="reflect"))
+        np.testing.assert_array_equal(got, pl[f"result_{st}"][...])
+        # one object per shard: ceil(40 / 12) x ceil(44 / 12), keys c/<row>/<col>
+        files = stored_files(root / "sh.zarr" / f"result_{st}")
+        assert files == sorted(f"c/{i}/{j}" for i in range(math.ceil(40 / 12)) for j in range(math.ceil(44 / 12)))
+        assert len(stored_files(root / "pl.zarr" / f"result_{st}")) == 10 * 11
+
+
+def test_shards_per_axis_and_a_last_shard_merged_with_a_narrow_tail(small):
+    """Shards [8, 20] on 4-pixel chunks; the sum equals brute force; every shard is one object."""
+    root, field = small
+    cfg = write_cfg(root, "ax.zarr", {"shards": [8, 20]}, compute={"chunks": 4})
+    assert runconfig.run(cfg).status == runconfig.DONE
+    arr = zarr.open_group(root / "ax.zarr", mode="r")["result"]
+    assert arr.shards == (8, 20)
+    np.testing.assert_array_equal(arr[...], brute_window_sum(field, W))
+    assert len(stored_files(root / "ax.zarr" / "result")) == math.ceil(40 / 8) * math.ceil(44 / 20)
+
+
+def test_multiscale_beside_a_sharded_array(small):
+    """The pyramid is made from the sharded array (its levels unsharded): level 0 equals brute
+    force and every level equals the unsharded run's."""
+    root, field = small
+    window = {"size": 3, "reduce": "mean"}
+    for name, output in (("msh", {"shards": 8, "multiscale": True}), ("mpl", {"multiscale": True})):
+        assert runconfig.run(write_cfg(root, f"{name}.zarr", output, window=window, compute={"chunks": 4})).status == runconfig.DONE
+    sh, pl = (zarr.open_group(root / f"{n}.zarr", mode="r") for n in ("msh", "mpl"))
+    check(sh["result"][...], brute_window(field, 3, "mean"))
+    paths = [d["path"] for d in sh.attrs["ome"]["multiscales"][0]["datasets"]]
+    assert len(paths) > 1 and paths == [d["path"] for d in pl.attrs["ome"]["multiscales"][0]["datasets"]]
+    for p in paths:
+        np.testing.assert_array_equal(sh[p][...], pl[p][...])
+
+
+def test_dry_run_counts_shard_objects(small):
+    root, _ = small
+    cfg = write_cfg(root, "dry.zarr", {"shards": 12}, compute={"chunks": 4})
+    res = cli.invoke(app, ["run", "--dry-run", str(cfg)])
+    assert res.exit_code == 0, res.output
+    n = math.ceil(40 / 12) * math.ceil(44 / 12)
+    assert f"{n} blocks" in res.output and f"{n} output shard objects" in res.output, res.output
+
+
+@pytest.mark.parametrize(
+    ("output", "words"),
+    [
+        ({"shards": 10}, ["output.shards", "multiple of the output chunk side 4"]),
+        ({"shards": [12, 12, 12]}, ["output.shards", "one per window axis"]),
+        ({"shards": 12, "format": "cog"}, ["shards", "Zarr"]),
+    ],
+)
+def test_shards_refused_with_one_line(small, output, words):
+    root, _ = small
+    cfg = write_cfg(root, "bad.zarr", output, compute={"chunks": 4})
+    res = cli.invoke(app, ["validate", str(cfg)])
+    assert res.exit_code == 2, res.output
+    assert all(w in res.output for w in words), res.output
+    assert not (root / "bad.zarr").exists()
+
+
+def test_plan_refuses_shards_off_the_chunks():
+    from pipeline.plan.planner import ArraySpec, make_plan
+
+    spec = {"a": ArraySpec("a", (100, 100), np.dtype("uint8"), chunks=(10, 10))}
+    with pytest.raises(ConfigError, match="multiple") as e:
+        make_plan("a", spec, size=3, chunks=10, shards=25)
+    assert e.value.where == "output.shards"
+    plan = make_plan("a", spec, size=3, chunks=10, shards=[30, 100])
+    assert plan.shards == (30, 100) and plan.storage_chunks == (10, 10)
+    assert plan.out_chunks == ((30, 30, 30, 10), (100,))  # blocks are the shards, the last one clipped
+
+
+def test_killed_mid_run_resumes_to_the_same_values_and_verify_is_clean(tmp_path):
+    """132 x 132 in 12-pixel chunks and 24-pixel shards (6 x 6 = 36 shard blocks): the run is
+    held after 8 blocks, killed, resumed; values equal brute force, verify reads every shard."""
+    a, b = make_inputs(tmp_path)
+    cfg = write_cfg(tmp_path, "out.zarr", {"shards": 24})
+    out = tmp_path / "out.zarr"
+    proc = subprocess.Popen([sys.executable, str(HELD_RUN), "run", "-q", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PIPELINE_TEST_HOLD_AFTER": "8"})
+    import time
+
+    t0 = time.monotonic()
+    while n_done(out) < 8:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < 120, "timed out"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    done = n_done(out)
+    assert 8 <= done < 36
+    res = runconfig.run(cfg)
+    assert res.status == runconfig.DONE and res.blocks == 36 and res.skipped == done and res.computed == 36 - done, res
+    arr = zarr.open_group(out, mode="r")["result"]
+    assert arr.shards == (24, 24)
+    np.testing.assert_array_equal(arr[...], brute_window_sum(a.astype(np.int64) ** 2 - b.astype(np.int64) ** 2, W))
+    assert len(stored_files(out / "result")) == math.ceil(SHAPE[0] / 24) * math.ceil(SHAPE[1] / 24)
+    ver = cli.invoke(app, ["verify", str(out)])
+    assert ver.exit_code == 0 and "36 of 36 chunks" in ver.output and "0 damaged, 0 missing" in ver.output, ver.output
+
+
+def test_verify_finds_a_damaged_shard_and_rerun_repairs_it(tmp_path):
+    a, b = make_inputs(tmp_path)
+    cfg = write_cfg(tmp_path, "out.zarr", {"shards": 24})
+    out = tmp_path / "out.zarr"
+    assert runconfig.run(cfg).status == runconfig.DONE
+    victim = out / "result" / "c" / "2" / "3"
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 3] ^= 0x10
+    victim.write_bytes(bytes(data))
+    res = cli.invoke(app, ["verify", str(out)])
+    assert res.exit_code == 1 and "damaged result/c/2/3" in res.output and "1 blocks marked" in res.output, res.output
+    res = runconfig.run(cfg)
+    assert res.status == runconfig.DONE and res.computed == 1, res
+    arr = zarr.open_group(out, mode="r")["result"]
+    np.testing.assert_array_equal(arr[...], brute_window_sum(a.astype(np.int64) ** 2 - b.astype(np.int64) ** 2, W))
+    assert cli.invoke(app, ["verify", str(out)]).exit_code == 0
+
+
+def test_object_storage_one_object_per_shard_resume_and_a_lost_shard(tmp_path, s3):
+    """On moto's S3: 96 x 128 in 16-pixel chunks and 32-pixel shards (3 x 4 = 12 shards); a run
+    stopped after 5 shards resumes the other 7; a deleted shard object is forgotten and only it
+    is recomputed; the store holds one object per shard."""
+    import s3fs
+
+    from pipeline.config.load import parse_config
+
+    a = np.random.default_rng(27).integers(0, 1000, (96, 128), dtype=np.uint16)
+    zarr.open_group(tmp_path / "in.zarr", mode="w").create_array("a", shape=a.shape, chunks=(16, 16), dtype=a.dtype)[...] = a
+    out = f"s3://pipeline-test/shards-{tmp_path.name}.zarr"
+    so = {"endpoint_url": s3["endpoint_url"]}
+    cfg = parse_config({
+        "inputs": {"a": {"path": str(tmp_path / "in.zarr"), "array": "a"}}, "op": "a", "window": {"size": 3},
+        "compute": {"chunks": 16, "scheduler": "threads", "workers": 1}, "output": {"path": out, "storage_options": so, "shards": 32},
+    })
+
+    def stop(done, total):
+        if done == 5:
+            raise KeyboardInterrupt("test")
+
+    with pytest.raises(KeyboardInterrupt):
+        runconfig.run(cfg, progress=stop)
+    fs = s3fs.S3FileSystem(**so)
+    base = f"{out.removeprefix('s3://')}/result"
+    (record,) = [p for p in fs.find(f"{out.removeprefix('s3://')}.pipeline") if "/done/" in p]
+    victim = json.loads(fs.cat_file(record))[2]
+    fs.rm_file(f"{base}/c/{victim[0]}/{victim[1]}")
+    res = runconfig.run(cfg)
+    assert (res.skipped, res.computed) == (4, 8), res
+    keys = sorted(p.removeprefix(base + "/") for p in fs.find(base) if not p.endswith("zarr.json"))
+    assert keys == sorted(f"c/{i}/{j}" for i in range(3) for j in range(4))
+    arr = zarr.open_group(out, mode="r", storage_options=so)["result"]
+    assert arr.shards == (32, 32)
+    np.testing.assert_array_equal(arr[...], brute_window_sum(a.astype(np.int64), 3))
+
+
+def test_a_leading_band_axis_gets_one_chunk_per_shard(tmp_path):
+    """A (3, 40, 44) input in (1, 4, 4) chunks, a 3 x 3 window on (y, x), shards [8, 12]: the
+    band axis keeps one chunk per shard; every band equals brute force."""
+    a = np.random.default_rng(3).integers(0, 256, (3, 40, 44), dtype=np.uint8)
+    g = zarr.open_group(tmp_path / "in.zarr", mode="w")
+    g.create_array("a", shape=a.shape, dtype=a.dtype, chunks=(1, 4, 4), dimension_names=("band", "y", "x"))[...] = a
+    cfg = write_cfg(tmp_path, "out.zarr", {"shards": [8, 12]}, compute={"chunks": 4})
+    doc = yaml.safe_load(cfg.read_text())
+    doc["inputs"], doc["op"], doc["window"] = {"a": {"path": "in.zarr", "array": "a"}}, "a", {"size": 3}
+    cfg.write_text(yaml.safe_dump(doc))
+    assert runconfig.run(cfg).status == runconfig.DONE
+    arr = zarr.open_group(tmp_path / "out.zarr", mode="r")["result"]
+    assert arr.shards == (1, 8, 12) and arr.chunks == (1, 4, 4)
+    got = arr[...]
+    for k in range(3):
+        np.testing.assert_array_equal(got[k], brute_window_sum(a[k].astype(np.int64), 3))
+    assert len(stored_files(tmp_path / "out.zarr" / "result")) == 3 * 5 * math.ceil(44 / 12)
