@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from pipeline.config.paths import check_schemes, resolve_paths
 from pipeline.config.schema import Config, InputSpec, TemplatesSpec
 from pipeline.errors import ConfigError
+from pipeline.expr.windowfuncs import uses_gaussian_window
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -86,7 +87,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | 
     except ValidationError as e:
         raise ConfigError.several([(f"{source}: {k}", m) for k, m in _problems(e).items()]) from None
     check_schemes(cfg, source)
-    if cfg.window.size is None and cfg.window.weights is None:
+    if cfg.window.size is None and cfg.window.weights is None and not uses_gaussian_window(cfg.op):
         raise ConfigError("required key is missing (or give window.weights)", where=f"{source}: window.size")
     return resolve_paths(cfg, Path(base_dir) if base_dir is not None else Path.cwd(), source)
 

@@ -6,7 +6,8 @@ two plus its keywords; they combine pointwise with everything :mod:`pipeline.exp
 Window functions do not nest.  ``cov``, ``corr`` and ``ssim`` are written out as formulas of
 ``mean`` and ``count`` terms (``cov(x, y) = mean(x*y) - mean(x)*mean(y)``, population moments as
 ``var``), so every distinct term, e.g. ``mean(a * b)``, is computed once however often it is
-used.  The same syntax-tree walk, whitelist and limits as :mod:`pipeline.expr.parse` apply; the
+used.  ``ssim(..., gaussian_weights=1, sigma=1.5)`` asks for scikit-image's Gaussian window,
+which is the window of every term (:attr:`WindowExpr.gaussian`).  The same syntax-tree walk, whitelist and limits as :mod:`pipeline.expr.parse` apply; the
 result's type follows the same rules, a window term typed as :class:`TermTyping` says.
 """
 
@@ -24,14 +25,21 @@ from .intervals import fit
 from .nodes import F64, Node, Window
 from .parse import MAX_TEXT_LENGTH, Expr, _check_size, _err, _syntax_tree, _Walk
 
-__all__ = ["STATS", "WINDOW_FUNCTIONS", "Term", "TermTyping", "WindowExpr", "parse_window_expression", "uses_window_functions"]
+__all__ = [
+    "STATS", "WINDOW_FUNCTIONS", "Term", "TermTyping", "WindowExpr", "gaussian_window", "parse_window_expression", "uses_gaussian_window",
+    "uses_window_functions",
+]
 
 #: the window statistics a term computes (the package's reducers)
 STATS = ("sum", "mean", "var", "std", "min", "max", "count")
 #: every window function and its number of positional arguments
 WINDOW_FUNCTIONS: dict[str, int] = {**{s: 1 for s in STATS}, "cov": 2, "corr": 2, "ssim": 2}
 #: ``ssim``'s keywords and their defaults (scikit-image's ``structural_similarity``)
-SSIM_KEYWORDS: dict[str, float | None] = {"data_range": None, "use_sample_covariance": 1, "K1": 0.01, "K2": 0.03}
+SSIM_KEYWORDS: dict[str, float | None] = {
+    "data_range": None, "use_sample_covariance": 1, "K1": 0.01, "K2": 0.03, "gaussian_weights": 0, "sigma": 1.5,
+}
+#: scikit-image's Gaussian window reaches ``truncate * sigma`` pixels from its centre
+SSIM_TRUNCATE = 3.5
 
 _COV = "mean(X * Y) - mean(X) * mean(Y)"
 _CORR = "(mean(X * Y) - mean(X) * mean(Y)) / sqrt((mean(X * X) - mean(X) ** 2) * (mean(Y * Y) - mean(Y) ** 2))"
@@ -96,11 +104,13 @@ class WindowExpr(Expr):
     """A parsed formula over window terms (:class:`Expr`'s fields, its ``root`` holding
     :class:`~pipeline.expr.nodes.Window` leaves), with ``terms`` (the distinct window terms,
     in order of first use), ``centre`` (the input names used outside window functions) and
-    ``min_count`` (the valid pixels a window needs for the formula to be defined)."""
+    ``min_count`` (the valid pixels a window needs for the formula to be defined) and
+    ``gaussian`` (one entry per ``ssim``: its Gaussian window's sigma, or None for the plain window)."""
 
     terms: tuple[Term, ...] = field(default=(), compare=False)
     centre: tuple[str, ...] = ()
     min_count: int = 0
+    gaussian: tuple[float | None, ...] = ()
 
 
 class _Substitute(ast.NodeTransformer):
@@ -121,6 +131,7 @@ class _WindowWalk(_Walk):
         self.centre: set[str] = set()
         self.inside: str | None = None
         self.min_count = 0
+        self.gaussian: list[float | None] = []
 
     def name(self, node: ast.Name) -> Node:
         built = super().name(node)
@@ -165,7 +176,8 @@ class _WindowWalk(_Walk):
         return typed
 
     def ssim(self, node: ast.Call) -> ast.expr:
-        """``ssim(x, y, data_range=R, use_sample_covariance=1, K1=0.01, K2=0.03)`` written out."""
+        """``ssim(x, y, data_range=R, use_sample_covariance=1, K1=0.01, K2=0.03, gaussian_weights=0,
+        sigma=1.5)`` written out; its window (Gaussian or not) noted in :attr:`gaussian`."""
         opts = dict(SSIM_KEYWORDS)
         for kw in node.keywords:
             v = kw.value
@@ -176,6 +188,10 @@ class _WindowWalk(_Walk):
             opts[kw.arg] = float(v.value)
         if opts["data_range"] is None:
             raise _err(f"ssim needs data_range=... (the images' value range), in '{self.seg(node)}'")
+        sigma = float(opts["sigma"] or 0.0)
+        if opts["gaussian_weights"] and not 0 < sigma <= 100:
+            raise _err(f"ssim's 'sigma' must lie in (0, 100], got {sigma:g} in '{self.seg(node)}'")
+        self.gaussian.append(sigma if opts["gaussian_weights"] else None)
         r, k1, k2 = (float(opts[k] or 0.0) for k in ("data_range", "K1", "K2"))
         sample = bool(opts["use_sample_covariance"])
         x, y = node.args
@@ -236,4 +252,34 @@ def _parse(text: str, inputs: Mapping[str, np.dtype], typing: TermTyping) -> Win
         terms=tuple(walk.terms.values()),
         centre=tuple(sorted(walk.centre)),
         min_count=walk.min_count,
+        gaussian=tuple(walk.gaussian),
     )
+
+
+def gaussian_window(sigma: float) -> np.ndarray:
+    """scikit-image's Gaussian SSIM window as one weights matrix: the outer product of the 1-D
+    kernel scipy.ndimage.gaussian_filter uses (radius ``int(3.5 * sigma + 0.5)``, normalised to
+    sum 1); 11 x 11 for sigma 1.5."""
+    radius = int(SSIM_TRUNCATE * sigma + 0.5)
+    x = np.arange(-radius, radius + 1)
+    g = np.exp(-0.5 / (sigma * sigma) * x**2)
+    g = g / g.sum()
+    return np.outer(g, g)
+
+
+def uses_gaussian_window(op: object) -> bool:
+    """Whether ``op`` (one formula, or named ones) calls ``ssim`` with a literal true
+    ``gaussian_weights`` (such an ``op`` sets its window; False for text that does not parse)."""
+    texts = op.values() if isinstance(op, Mapping) else [op]
+    for text in texts:
+        if not isinstance(text, str):
+            continue
+        try:
+            tree = ast.parse(text.strip(), mode="eval")
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+            continue
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "ssim":
+                if any(k.arg == "gaussian_weights" and isinstance(k.value, ast.Constant) and bool(k.value.value) for k in n.keywords):
+                    return True
+    return False

@@ -286,8 +286,10 @@ def make_plan(
     if winplan.is_window_op(op):
         if dtype is not None:
             raise ConfigError("does not apply to window functions in op (their results are float64 or exact integers)", where="output.dtype")
+        dtypes = {n: s.dtype for n, s in inputs.items()}
+        size, weights = winplan.window_of(op, dtypes, size, shape, weights)
         plan = make_plan(
-            "+".join(winplan.op_names(op, {n: s.dtype for n, s in inputs.items()})), inputs, size=size, reduce="count", boundary=boundary, chunks=chunks, cval=cval,
+            "+".join(winplan.op_names(op, dtypes)), inputs, size=size, reduce="count", boundary=boundary, chunks=chunks, cval=cval,
             shape=shape, axes=axes, nodata=nodata, origin=origin, weights=weights, shards=shards,
         )
         return _window_plan(plan, op, inputs, weights)

@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.expr import Expr, parse_expression
-from pipeline.expr.windowfuncs import TermTyping, WindowExpr, parse_window_expression, uses_window_functions
+from pipeline.expr.windowfuncs import TermTyping, WindowExpr, gaussian_window, parse_window_expression, uses_window_functions
 from pipeline.plan.registry import FLOAT64, Boundary
 
 #: the name of the one result of an ``op`` given as a single formula
@@ -48,6 +48,32 @@ def named_ops(op: str | Mapping[str, str]) -> dict[str, str]:
 def parse_results(ops: Mapping[str, str], dtypes: Mapping[str, np.dtype], typing: TermTyping, single: bool) -> dict[str, WindowExpr]:
     """Every result parsed over the inputs' ``dtypes`` (errors name ``op`` or ``op.<name>``)."""
     return {name: parse_window_expression(text, dtypes, typing, where="op" if single else f"op.{name}") for name, text in ops.items()}
+
+
+def window_of(op: str | Mapping[str, str], dtypes: Mapping[str, np.dtype], size: Any, shape: str, weights: Any) -> tuple[Any, Any]:
+    """``window.size`` and ``window.weights`` for ``op``: as given, unless an ``ssim`` asks for
+    scikit-image's Gaussian window, which then is the one window of every term (its weights
+    matrix; a differing ``window.size``, ``window.weights``/``shape``, or ssims asking for
+    different windows, are refused)."""
+    asked = {g for r in parse_results(named_ops(op), dtypes, TermTyping(), isinstance(op, str)).values() for g in r.gaussian}
+    sigmas = {g for g in asked if g is not None}
+    if not sigmas:
+        return size, weights
+    if len(asked) > 1:
+        shown = ", ".join("a plain window" if g is None else f"gaussian_weights=1, sigma={g:g}" for g in sorted(asked, key=str))
+        raise ConfigError(f"the ssims ask for different windows ({shown}); every window term of an op shares one window", where="op")
+    sigma = next(iter(sigmas))
+    wmat = gaussian_window(sigma)
+    w = wmat.shape[0]
+    who = f"ssim(..., gaussian_weights=1, sigma={sigma:g})"
+    if weights is not None:
+        raise ConfigError(f"{who} sets the window (its {w} x {w} Gaussian weights); leave out window.weights", where="window.weights")
+    if shape != "rect":
+        raise ConfigError(f"{who} sets the window (its {w} x {w} Gaussian weights); leave out window.shape: {shape}", where="window.shape")
+    sides = [] if size is None else [size] if isinstance(size, int | np.integer) else list(size)
+    if sides and (len(sides) > 2 or any(s != w for s in sides)):
+        raise ConfigError(f"{who} uses the {w} x {w} Gaussian window, window.size is {size} (leave it out, or give {w})", where="window.size")
+    return None, wmat.tolist()
 
 
 def typing_for(area: int, weighted: bool, bnd: Boundary, cval: float) -> TermTyping:

@@ -74,6 +74,21 @@ def test_ssim_with_several_named_results(tree):
     assert np.abs(g["ssim_ncc"][...] - ncc).max() <= 1e-9
 
 
+def test_ssim_gaussian_window_without_window_size(tree):
+    """``gaussian_weights=1`` sets the window: a config may leave out window.size."""
+    skimage_metrics = pytest.importorskip("skimage.metrics")
+    (tree / "configs" / "gauss.yaml").write_text(
+        "inputs:\n  t0: {path: ../data/samples.zarr, array: t0}\n  t1: {path: ../data/samples.zarr, array: t1}\n"
+        "op: ssim(t0, t1, data_range=4000, gaussian_weights=1, sigma=1.5, use_sample_covariance=0)\n"
+        "window: {boundary: reflect}\noutput: {path: ../out/gauss.zarr, array: s, overwrite: true}\n"
+    )
+    _run(tree, "gauss.yaml")
+    s = _samples()
+    _, ref = skimage_metrics.structural_similarity(s["t0"], s["t1"], full=True, data_range=4000, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    got = zarr.open_group(tree / "out" / "gauss.zarr", mode="r")["s"][...]
+    assert np.abs(got - ref).max() <= 1e-9
+
+
 def test_zscore(tree):
     _run(tree, "zscore.yaml")
     dem = _samples()["dem"]

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.expr import MAX_TEXT_LENGTH
-from pipeline.expr.windowfuncs import TermTyping, parse_window_expression, uses_window_functions
+from pipeline.expr.windowfuncs import TermTyping, gaussian_window, parse_window_expression, uses_gaussian_window, uses_window_functions
 
 U8 = np.dtype(np.uint8)
 F4 = np.dtype(np.float32)
@@ -35,6 +35,26 @@ def test_ssim_terms_and_needs():
     assert w.min_count == 2  # the sample covariance divides by count - 1
     w = parse_window_expression("ssim(a, b, data_range=1, use_sample_covariance=0)", INPUTS)
     assert w.min_count == 1 and "count(a)" not in [t.key for t in w.terms]
+
+
+def test_ssim_gaussian_window_asked():
+    assert parse_window_expression("ssim(a, b, data_range=1)", INPUTS).gaussian == (None,)
+    w = parse_window_expression("ssim(a, b, data_range=1, gaussian_weights=1) + ssim(a, b, data_range=1, gaussian_weights=1, sigma=2)", INPUTS)
+    assert w.gaussian == (1.5, 2.0)
+    assert uses_gaussian_window({"s": "ssim(a, b, data_range=1, gaussian_weights=True)"})
+    assert not uses_gaussian_window("ssim(a, b, data_range=1, gaussian_weights=0, sigma=2)")
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.5, 2.3])
+def test_gaussian_window_is_scipys_filter_of_an_impulse(sigma):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    w = gaussian_window(sigma)
+    r = int(3.5 * sigma + 0.5)
+    impulse = np.zeros((2 * r + 1, 2 * r + 1))
+    impulse[r, r] = 1.0
+    ref = ndimage.gaussian_filter(impulse, sigma, truncate=3.5, mode="constant")
+    assert w.shape == ref.shape and np.abs(w - ref).max() <= 1e-15
+    assert gaussian_window(1.5).shape == (11, 11)
 
 
 def test_centre_names_are_those_outside_window_functions():
@@ -69,7 +89,8 @@ def test_constant_boundary_value_widens_bounds():
         ("ssim(a)", "'ssim' takes 2 arguments, got 1"),
         ("ssim(a, b)", "ssim needs data_range"),
         ("ssim(a, b, data_range=b)", "must be a literal number"),
-        ("ssim(a, b, data_range=1, sigma=2)", "unknown keyword 'sigma'"),
+        ("ssim(a, b, data_range=1, truncate=2)", "unknown keyword 'truncate'"),
+        ("ssim(a, b, data_range=1, gaussian_weights=1, sigma=0)", "'sigma' must lie in (0, 100]"),
         ("mean(a, axis=0)", "keyword argument 'axis=0' is not allowed"),
         ("sum(1)", "needs an input in its argument"),
         ("mean(a.real)", "attribute access"),
