@@ -231,7 +231,7 @@ def _open_distributed(cfg: Config, mode: str, notify: Notify | None, *, task_byt
 @contextmanager
 def _watching_workers(client: Any, notify: Notify | None) -> Iterator[None]:
     """While the session is open: a line when a worker joins, leaves, or is lost (a warning: its
-    running tasks are run again elsewhere), from the scheduler's events (its ``all`` topic)."""
+    tasks in progress go to the other workers), from the scheduler's events (its ``all`` topic)."""
     if notify is None:
         yield
         return
@@ -246,7 +246,8 @@ def _watching_workers(client: Any, notify: Notify | None) -> Iterator[None]:
             notify(f"worker {msg['worker']} left")
         elif msg.get("action") == "remove-worker":
             running = len(msg.get("processing-tasks") or ())
-            notify(f"warning: worker {msg['worker']} lost; the {running} task(s) it was running are run again on the others")
+            again = f"; its {running} task(s) in progress go to the other workers" if running else ""
+            notify(f"warning: worker {msg['worker']} lost{again}")
 
     client.subscribe_topic("all", on_event)
     try:

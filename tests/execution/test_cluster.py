@@ -203,9 +203,29 @@ def test_worker_sigkilled_mid_run_is_replaced_logged_and_the_output_is_complete(
     assert np.array_equal(result(tmp_path / "out.zarr").astype(object), data["ref"])
     # one warning in the batch's log and on the pipeline.execution logger, naming the lost worker
     lost = [e for e in map(json.loads, err.getvalue().splitlines()) if e["event"] == "warning"]
-    assert len(lost) == 1 and lost[0]["message"].startswith(f"worker {victim_address} lost;"), err.getvalue()
+    assert len(lost) == 1, err.getvalue()
+    m = re.fullmatch(rf"worker {re.escape(victim_address)} lost; its (\d+) task\(s\) in progress go to the other workers", lost[0]["message"])
+    assert m and int(m[1]) >= 1, lost  # at least the one it was sleeping in
     assert lost[0]["batch"] == "b1" and lost[0]["config"] == "c.yaml"
     assert [r.name for r in caplog.records if r.getMessage() == lost[0]["message"]] == ["pipeline.execution"]
+
+
+def test_worker_restarted_is_logged_and_the_next_run_is_exact(data, tmp_path):
+    cfg = parse_config(config(data, tmp_path / "out.zarr", scheduler="local-cluster", workers=1, threads_per_worker=1, memory_limit="1GiB"))
+    prep = runconfig.prepare(cfg)
+    messages: list[str] = []
+    with sessions.session(cfg, task_bytes=1, notify=messages.append) as sess:
+        before = len(messages)
+        (old,) = sess.client.scheduler_info(n_workers=-1)["workers"]
+        sess.client.restart_workers([old])
+        deadline = time.monotonic() + 60
+        while not any(m.endswith(" joined") for m in messages[before:]):
+            assert time.monotonic() < deadline, messages
+            time.sleep(0.05)
+        (new,) = sess.client.scheduler_info(n_workers=-1)["workers"]
+        runconfig.execute(prep, _create_output(prep), session=sess)
+    assert messages[before:] == [f"warning: worker {old} lost", f"worker {new} joined"]  # idle: no task to run again
+    assert np.array_equal(result(tmp_path / "out.zarr").astype(object), data["ref"])
 
 
 # --------------------------------------------------------------------------------------------
