@@ -73,6 +73,7 @@ class Log:
         self.quiet = quiet
         self.context = dict(context or {})  #: fields of every JSON line (batch id, host)
         self.formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+        self.console: Any = None  #: the rich Console of a progress bar being shown on ``err``
 
     def event(self, event: str, message: str, *, level: str = "info", **fields: Any) -> None:
         """JSON: every event is one JSON object per line on stderr.  Text: results ("done",
@@ -84,7 +85,10 @@ class Log:
         extra = {"event": event, "fields": {**self.context, **fields}, "printed": True}
         record = logger.makeRecord(logger.name, _LEVELS.get(level, logging.INFO), "(pipeline)", 0, message, (), None, extra=extra)
         stream = self.out if self.fmt == "text" and event in RESULTS else self.err
-        print(self.formatter.format(record), file=stream, flush=True)
+        if self.console is not None and stream is self.err:  # above the progress bar
+            self.console.print(self.formatter.format(record), markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(self.formatter.format(record), file=stream, flush=True)
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)
 
@@ -112,41 +116,87 @@ def configure(level: str | None, fmt: str = "text") -> None:
 LOG_EVERY_S = 30.0
 
 
-def progress(log: Log, config: str) -> Callable[[int, int], None]:
-    """The progress callback of one run: from 2 s on, a line a second on a terminal; in a log
-    file or JSON lines, a line at every further 10% of the blocks or after :data:`LOG_EVERY_S`."""
-    t0 = time.monotonic()
-    isatty = getattr(log.err, "isatty", None)
-    terminal = log.fmt == "text" and callable(isatty) and bool(isatty())
-    state: dict[str, Any] = {"last": 0.0, "base": None, "tenth": 0}
+def progress(log: Log, config: str) -> Progress:
+    """The progress callback of one run (``with progress(log, config) as report``)."""
+    return Progress(log, config)
 
-    def report(done: int, total: int) -> None:
-        now = time.monotonic() - t0
-        if state["base"] is None:  # the rate is measured from the first report on (a resumed
-            state["base"] = (done, now)  # run starts with the blocks already done)
+
+class Progress:
+    """The progress callback of one run (a context manager: on leaving, a terminal's bar is
+    closed).  On a terminal (text format, stderr a TTY): a ``rich`` progress bar with the block
+    counts, elapsed time and ETA, from 2 s on.  In a log file or JSON lines: a line at every
+    further 10% of the blocks or after :data:`LOG_EVERY_S`.  ``-q``: neither."""
+
+    def __init__(self, log: Log, config: str) -> None:
+        self.log, self.config = log, config
+        self.t0 = time.monotonic()
+        isatty = getattr(log.err, "isatty", None)
+        self.terminal = log.fmt == "text" and callable(isatty) and bool(isatty())
+        self.last, self.tenth = 0.0, 0
+        self.base: tuple[int, float] | None = None  #: blocks done and seconds at the first report
+        self.bar: Any = None  #: the rich Progress while it is shown
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic() - self.t0
+        if self.base is None:  # the rate is measured from the first report on (a resumed
+            self.base = (done, now)  # run starts with the blocks already done)
+        if self.log.quiet:
+            return
         tenth = 10 * done // max(total, 1)
-        if terminal:
-            due = now - state["last"] >= 1 or done == total
+        if self.terminal:
+            due = now - self.last >= 0.2 or done == total
         else:
-            due = tenth > state["tenth"] or now - state["last"] >= LOG_EVERY_S
+            due = tenth > self.tenth or now - self.last >= LOG_EVERY_S
         if now < 2 or not due:
             return
-        state["last"], state["tenth"] = now, tenth
-        d0, s0 = state["base"]
-        eta = None
-        if done < total and done > d0:
-            eta = (now - s0) / (done - d0) * (total - done)
+        self.last, self.tenth = now, tenth
+        d0, s0 = self.base or (done, now)
+        eta = (now - s0) / (done - d0) * (total - done) if done < total and done > d0 else None
+        if self.terminal:
+            self._draw(done, total, now, eta)
+            return
         left = f", about {_duration(eta)} left" if eta is not None else ""
-        log.event(
+        fields: dict[str, Any] = {"eta_seconds": round(eta, 1)} if eta is not None else {}
+        self.log.event(
             "progress",
             f"  {done}/{total} block{'s' if total != 1 else ''} ({100 * done / max(total, 1):.0f}%) in {now:.1f} s{left}",
-            config=config,
+            config=self.config,
             done=done,
             total=total,
-            **({"eta_seconds": round(eta, 1)} if eta is not None else {}),
+            **fields,
         )
 
-    return report
+    def _draw(self, done: int, total: int, now: float, eta: float | None) -> None:
+        """The terminal's bar: started on the first draw, closed when every block is done."""
+        if self.bar is None:
+            from rich import progress as bars
+            from rich.console import Console
+
+            console = Console(file=self.log.err)
+            self.bar = bars.Progress(
+                bars.TextColumn("  blocks"), bars.BarColumn(), bars.MofNCompleteColumn(), bars.TaskProgressColumn(),
+                bars.TextColumn("in {task.fields[elapsed]}{task.fields[eta]}"), console=console, auto_refresh=False,
+            )
+            self.task = self.bar.add_task("blocks", total=total, elapsed="", eta="")
+            self.bar.start()
+            self.log.console = console
+        left = f", about {_duration(eta)} left" if eta is not None else ""
+        self.bar.update(self.task, completed=done, total=total, elapsed=_duration(now), eta=left)
+        self.bar.refresh()
+        if done == total:
+            self.close()
+
+    def close(self) -> None:
+        """Stop showing the bar (its last state stays on the terminal)."""
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar, self.log.console = None, None
 
 
 def _duration(seconds: float) -> str:

@@ -142,7 +142,8 @@ def _run(item: _Item, overrides: Sequence[str], *, overwrite: bool, log: Log, de
         if found:
             unstored = {r.name: r.unstored for r in found}
         _warn_unstored(log, config, found)
-        result = runconfig.run(prep, progress=progress(log, config), notify=notify(log, config), force=force)
+        with progress(log, config) as report:
+            result = runconfig.run(prep, progress=report, notify=notify(log, config), force=force)
     except KeyboardInterrupt as exc:
         return _ended(item, exc, unstored)
     except Exception as exc:  # noqa: BLE001 - the batch boundary: one failure must not stop the rest

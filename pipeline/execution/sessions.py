@@ -224,7 +224,36 @@ def _open_distributed(cfg: Config, mode: str, notify: Notify | None, *, task_byt
             client.run(warm)
         if notify is not None:
             notify(f"scheduler: {sess.description}" + (f"; dashboard: {sess.dashboard}" if sess.dashboard else ""))
-        yield sess
+        with _watching_workers(client, notify):
+            yield sess
+
+
+@contextmanager
+def _watching_workers(client: Any, notify: Notify | None) -> Iterator[None]:
+    """While the session is open: a line when a worker joins, leaves, or is lost (a warning: its
+    tasks in progress go to the other workers), from the scheduler's events (its ``all`` topic)."""
+    if notify is None:
+        yield
+        return
+
+    def on_event(event: tuple[float, Any]) -> None:
+        msg = event[1]
+        if not isinstance(msg, dict) or "worker" not in msg:
+            return
+        if msg.get("action") == "add-worker":
+            notify(f"worker {msg['worker']} joined")
+        elif msg.get("action") == "remove-worker" and msg.get("expected"):
+            notify(f"worker {msg['worker']} left")
+        elif msg.get("action") == "remove-worker":
+            running = len(msg.get("processing-tasks") or ())
+            again = f"; its {running} task(s) in progress go to the other workers" if running else ""
+            notify(f"warning: worker {msg['worker']} lost{again}")
+
+    client.subscribe_topic("all", on_event)
+    try:
+        yield
+    finally:
+        client.unsubscribe_topic("all")
 
 
 def _scheduler_has_bokeh(client: Any, mode: str) -> bool:

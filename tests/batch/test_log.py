@@ -1,6 +1,6 @@
 """The batch log: every event is a record of a named logger (captured by whatever configures
 :mod:`logging`), JSON lines are a formatter, ``-v`` shows the library's own loggers, and progress
-comes every 10% or 30 s in a log file but every second on a terminal."""
+comes every 10% or 30 s in a log file but as a bar with an ETA on a terminal."""
 
 from __future__ import annotations
 
@@ -63,14 +63,32 @@ def test_progress_in_a_log_every_30_s_when_slow(clock):
     assert all(e["event"] == "progress" and e["config"] == "c.yaml" for e in events)
 
 
-def test_progress_on_a_terminal_every_second(clock):
+def test_progress_on_a_terminal_is_a_bar_with_counts_and_eta(clock):
     err = _Tty()
-    report = batchlog.progress(batchlog.Log("text", err=err), "c.yaml")
-    for done in range(1, 41):  # one block every 0.25 s
-        clock.t = 1000.0 + done * 0.25
-        report(done, 40)
-    shown = [int(ln.split()[0].split("/")[0]) for ln in _lines(err)]
-    assert shown == [8, 12, 16, 20, 24, 28, 32, 36, 40]  # from 2 s on, at least 1 s apart
+    log = batchlog.Log("text", err=err)
+    with batchlog.progress(log, "c.yaml") as report:
+        for done in range(1, 41):  # one block every 0.25 s: 4 blocks a second
+            clock.t = 1000.0 + done * 0.25
+            report(done, 40)
+            if done == 20:  # at 5 s
+                shown = err.getvalue()
+                log.event("warning", "a worker was lost", level="warning")  # printed above the bar
+    assert "\x1b[" in shown  # drawn with terminal control sequences, not a line per report
+    assert "20/40" in shown and "50%" in shown
+    # ETA independently: 19 blocks in 4.75 s since the first report, 20 to go -> 5 s
+    assert "about 5 s left" in shown
+    final = err.getvalue()
+    assert "40/40" in final and "100%" in final and "warning: a worker was lost" in final
+    assert log.console is None  # the bar is closed at 40/40
+
+
+def test_quiet_shows_no_bar_and_no_lines(clock):
+    for err in (_Tty(), io.StringIO()):
+        with batchlog.progress(batchlog.Log("text", err=err, quiet=True), "c.yaml") as report:
+            for done in range(1, 41):
+                clock.t = 1000.0 + done * 0.25
+                report(done, 40)
+        assert err.getvalue() == ""
 
 
 def test_events_are_records_of_named_loggers(tmp_path, caplog):

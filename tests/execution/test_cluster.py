@@ -8,6 +8,7 @@ threaded run.  One scheduler (with one worker) is shared by the whole module.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from cluster_helpers import Cluster, SlowRecord, make_ca, recorded, worker_env
 from reference import seed_loop
 from typer.testing import CliRunner
 
+from pipeline.batch import log as batchlog
 from pipeline.cli.main import app
 from pipeline.config.load import load_config, parse_config
 from pipeline.errors import PipelineError
@@ -162,12 +165,15 @@ def test_dask_environment_and_config_files_are_honoured(data, threads_out, clust
     assert chunk_bytes(tmp_path / "out.zarr") == chunk_bytes(threads_out)
 
 
-def test_worker_sigkilled_mid_run_is_replaced_and_the_output_is_complete(data, cluster, tmp_path):
+def test_worker_sigkilled_mid_run_is_replaced_logged_and_the_output_is_complete(data, cluster, tmp_path, caplog):
     from distributed import Client
 
     victim = cluster.add_worker()
     with Client(cluster.address, timeout=30) as client:
         client.wait_for_workers(2, timeout=60)
+        victim_address = next(a for a, pid in client.run(os.getpid).items() if pid == victim.pid)
+    err = StringIO()
+    notify = batchlog.notify(batchlog.Log("json", err=err, context={"batch": "b1"}), "c.yaml")
     markers = tmp_path / "markers"
     markers.mkdir()
     prep = runconfig.prepare(config(data, tmp_path / "out.zarr", scheduler=cluster.address))
@@ -176,7 +182,7 @@ def test_worker_sigkilled_mid_run_is_replaced_and_the_output_is_complete(data, c
 
     def work():
         try:
-            with sessions.session(prep.config, task_bytes=prep.plan.task_bytes) as sess:
+            with sessions.session(prep.config, task_bytes=prep.plan.task_bytes, notify=notify) as sess:
                 runconfig.execute(prep, target, record=SlowRecord(str(markers), 0.3), session=sess)
         except BaseException as e:  # noqa: BLE001 - reported by the test thread
             failure.append(e)
@@ -194,6 +200,31 @@ def test_worker_sigkilled_mid_run_is_replaced_and_the_output_is_complete(data, c
     done = recorded(markers)
     assert set(done) == {(i, j) for i in range(3) for j in range(4)}  # every block recorded
     assert any(victim.pid not in pids for pids in done.values())  # the survivor did the rest
+    assert np.array_equal(result(tmp_path / "out.zarr").astype(object), data["ref"])
+    # one warning in the batch's log and on the pipeline.execution logger, naming the lost worker
+    lost = [e for e in map(json.loads, err.getvalue().splitlines()) if e["event"] == "warning"]
+    assert len(lost) == 1, err.getvalue()
+    m = re.fullmatch(rf"worker {re.escape(victim_address)} lost; its (\d+) task\(s\) in progress go to the other workers", lost[0]["message"])
+    assert m and int(m[1]) >= 1, lost  # at least the one it was sleeping in
+    assert lost[0]["batch"] == "b1" and lost[0]["config"] == "c.yaml"
+    assert [r.name for r in caplog.records if r.getMessage() == lost[0]["message"]] == ["pipeline.execution"]
+
+
+def test_worker_restarted_is_logged_and_the_next_run_is_exact(data, tmp_path):
+    cfg = parse_config(config(data, tmp_path / "out.zarr", scheduler="local-cluster", workers=1, threads_per_worker=1, memory_limit="1GiB"))
+    prep = runconfig.prepare(cfg)
+    messages: list[str] = []
+    with sessions.session(cfg, task_bytes=1, notify=messages.append) as sess:
+        before = len(messages)
+        (old,) = sess.client.scheduler_info(n_workers=-1)["workers"]
+        sess.client.restart_workers([old])
+        deadline = time.monotonic() + 60
+        while not any(m.endswith(" joined") for m in messages[before:]):
+            assert time.monotonic() < deadline, messages
+            time.sleep(0.05)
+        (new,) = sess.client.scheduler_info(n_workers=-1)["workers"]
+        runconfig.execute(prep, _create_output(prep), session=sess)
+    assert messages[before:] == [f"warning: worker {old} lost", f"worker {new} joined"]  # idle: no task to run again
     assert np.array_equal(result(tmp_path / "out.zarr").astype(object), data["ref"])
 
 
