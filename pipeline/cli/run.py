@@ -180,7 +180,7 @@ def run(
         Path | None, typer.Option("--metrics", metavar="FILE", help="Write Prometheus textfile metrics (per config: duration, pixels, blocks, exit code) here.")
     ] = None,
     log_format: LogFormatOption = LogFormat.text,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or progress lines.")] = False,
     scheduler: SchedulerOption = None,
 ) -> None:
     """Run configs: read the inputs, compute the window reduction, write the output Zarr.
