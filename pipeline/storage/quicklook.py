@@ -61,7 +61,7 @@ def colourise(values: np.ndarray, fill: Any) -> np.ndarray:
     if not valid.any():
         return rgba
     lo, hi = (float(x) for x in np.percentile(v[valid], [2, 98]))
-    signed = float(v[valid].min()) < 0 < float(v[valid].max())
+    signed = float(np.min(v[valid])) < 0 < float(np.max(v[valid]))
     if signed:
         lo, hi = -max(abs(lo), abs(hi)), max(abs(lo), abs(hi))
     t = np.where(valid, np.clip((v - lo) / ((hi - lo) or 1.0), 0.0, 1.0), 0.0)  # missing pixels: transparent, never cast from NaN
