@@ -46,6 +46,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def parse_holder(text: str | bytes) -> dict[str, Any]:
+    """The holder a lock's text records; ``{}`` for a record half-written by a killed holder
+    (judged by its age alone)."""
+    try:
+        info = json.loads(text)
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
 def read_lock(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The holder recorded in a lock file (with its heartbeat age), or None if there is none."""
     p = Path(path)
@@ -54,12 +64,7 @@ def read_lock(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         age = time.time() - p.stat().st_mtime
     except FileNotFoundError:
         return None
-    try:
-        info = json.loads(text)
-        if not isinstance(info, dict):
-            raise ValueError
-    except ValueError:
-        info = {}  # half-written by a killed holder: judged by its age alone
+    info = parse_holder(text)
     info["age"] = age
     return info
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.errors import LockedError
-from pipeline.storage.lock import HEARTBEAT_S, _timeout
+from pipeline.storage.lock import HEARTBEAT_S, _timeout, parse_holder
 
 
 def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
@@ -51,12 +51,7 @@ def read(fs: Any, path: str) -> dict[str, Any] | None:
         modified = fs.info(path).get("LastModified")
     except FileNotFoundError:
         return None
-    try:
-        info = json.loads(text)
-        if not isinstance(info, dict):
-            raise ValueError
-    except ValueError:
-        info = {}
+    info = parse_holder(text)
     info["age"] = time.time() - modified.timestamp() if modified is not None else 0.0
     return info
 
