@@ -4,7 +4,6 @@ nodata through the runner and Zarr."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import shutil
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import zarr
 from reference import brute_window
+from sample_data import samples
 from typer.testing import CliRunner
 
 import pipeline
@@ -22,18 +22,6 @@ from pipeline.runner import runconfig
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _samples():
-    spec = importlib.util.spec_from_file_location("make_samples", ROOT / "data" / "make_samples.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.samples()
-
-
-@pytest.fixture
-def tree(tmp_path):
-    shutil.copytree(ROOT / "data" / "samples.zarr", tmp_path / "data" / "samples.zarr")
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    return tmp_path
 
 
 def _run(tree, name):
@@ -46,13 +34,13 @@ def _run(tree, name):
 
 def test_shipped_samples_match_their_script():
     group = zarr.open_group(ROOT / "data" / "samples.zarr", mode="r")
-    for name, data in _samples().items():
+    for name, data in samples().items():
         assert np.array_equal(group[name][...], data), name
 
 
 def test_local_variance(tree):
     _run(tree, "local_variance.yaml")
-    img = _samples()["image"].astype(np.float64)
+    img = samples()["image"].astype(np.float64)
     out = zarr.open_group(tree / "out" / "local_variance.zarr", mode="r")
     ref = brute_window(img, 5, "var", boundary="reflect").astype(np.float64)
     np.testing.assert_allclose(out["local_var_var"][...], ref, rtol=1e-9, atol=1e-9)
@@ -62,7 +50,7 @@ def test_local_variance(tree):
 
 def test_change_detection(tree):
     _run(tree, "change_detection.yaml")
-    s = _samples()
+    s = samples()
     field = (s["t1"].astype(object) - s["t0"].astype(object)) ** 2
     got = zarr.open_group(tree / "out" / "change.zarr", mode="r")["ssd"]
     assert got.dtype == np.int64
@@ -72,7 +60,7 @@ def test_change_detection(tree):
 def test_masked_mean(tree):
     out = _run(tree, "masked_mean.yaml")
     assert "fill nan" in out  # validate shows the fill value
-    dem = _samples()["dem"]
+    dem = samples()["dem"]
     g = zarr.open_group(tree / "out" / "masked_mean.zarr", mode="r")
     miss = dem == -9999
     ref = brute_window(dem.astype(object), 5, "mean", missing=miss)
@@ -221,7 +209,7 @@ def test_runner_band_stack_with_2d_mask(tmp_path):
 def test_cog_output_config(tree):
     rasterio = pytest.importorskip("rasterio")
     _run(tree, "cog_output.yaml")
-    s = _samples()
+    s = samples()
     ref = brute_window(s["t1"].astype(np.int64) - s["t0"].astype(np.int64), 5, "mean").astype(np.float64)
     with rasterio.open(tree / "out" / "change_mean.tif") as ds:
         np.testing.assert_allclose(ds.read(1), ref, rtol=1e-12, atol=1e-12)
@@ -234,7 +222,7 @@ def test_microscopy_pyramid_config(tree):
     _run(tree, "microscopy_pyramid.yaml")
     group = zarr.open_group(tree / "out" / "microscopy.zarr", mode="r")
     assert len(Image.from_zarr(group).attributes.ome.multiscales) == 2
-    full = brute_window(_samples()["image"].astype(np.float64), 5, "max").astype(np.float64)
+    full = brute_window(samples()["image"].astype(np.float64), 5, "max").astype(np.float64)
     level1 = full.reshape(24, 2, 32, 2).max(axis=(1, 3))
     np.testing.assert_array_equal(group["multiscale/img_max/1"][...], level1)
     np.testing.assert_array_equal(group["multiscale/img_max/2"][...], level1.reshape(12, 2, 16, 2).max(axis=(1, 3)))

@@ -4,13 +4,12 @@ scikit-image."""
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from sample_data import samples
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
@@ -18,18 +17,6 @@ from pipeline.cli.main import app
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _samples():
-    spec = importlib.util.spec_from_file_location("make_samples", ROOT / "data" / "make_samples.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.samples()
-
-
-@pytest.fixture
-def tree(tmp_path):
-    shutil.copytree(ROOT / "data" / "samples.zarr", tmp_path / "data" / "samples.zarr")
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    return tmp_path
 
 
 def _run(tree, name):
@@ -51,7 +38,7 @@ def _shrink_windows(shape, W):
 def test_local_correlation(tree):
     out = _run(tree, "local_correlation.yaml")
     assert "mean(t0 * t1) float64" in out  # validate lists every window term with its dtype
-    s = _samples()
+    s = samples()
     t0, t1 = s["t0"].astype(np.float64), s["t1"].astype(np.float64)
     ref = np.empty(t0.shape)
     for idx, win in _shrink_windows(t0.shape, 7):
@@ -63,7 +50,7 @@ def test_local_correlation(tree):
 def test_ssim_with_several_named_results(tree):
     skimage_metrics = pytest.importorskip("skimage.metrics")
     _run(tree, "ssim.yaml")
-    s = _samples()
+    s = samples()
     g = zarr.open_group(tree / "out" / "ssim.zarr", mode="r")
     _, ref = skimage_metrics.structural_similarity(s["t0"], s["t1"], win_size=7, full=True, data_range=4000)
     assert np.abs(g["ssim_ssim"][...] - ref).max() <= 1e-9
@@ -83,7 +70,7 @@ def test_ssim_gaussian_window_without_window_size(tree):
         "window: {boundary: reflect}\noutput: {path: ../out/gauss.zarr, array: s, overwrite: true}\n"
     )
     _run(tree, "gauss.yaml")
-    s = _samples()
+    s = samples()
     _, ref = skimage_metrics.structural_similarity(s["t0"], s["t1"], full=True, data_range=4000, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
     got = zarr.open_group(tree / "out" / "gauss.zarr", mode="r")["s"][...]
     assert np.abs(got - ref).max() <= 1e-9
@@ -91,7 +78,7 @@ def test_ssim_gaussian_window_without_window_size(tree):
 
 def test_zscore(tree):
     _run(tree, "zscore.yaml")
-    dem = _samples()["dem"]
+    dem = samples()["dem"]
     valid = dem != -9999
     x = dem.astype(np.float64)
     ref = np.full(dem.shape, np.nan)
