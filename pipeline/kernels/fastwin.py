@@ -285,7 +285,7 @@ def window_moments(
     var_out = np.empty(shape, np.float64) if want["var"] else _DUMMY_F
     std_out = np.empty(shape, np.float64) if want["std"] else _DUMMY_F
     acc_stats = np.zeros(2, np.float64)
-    outs = (n_out, empty_out, sum_out, mean_out, var_out, std_out)
+    outs: tuple[np.ndarray, ...] = (n_out, empty_out, sum_out, mean_out, var_out, std_out)
     flags = (want["n"], want["empty"], want["sum"], want["mean"], want["var"], want["std"], exact_var)
     want1 = want2 or want["sum"] or want["mean"]
     if nr and nc and acc.kind == "f" and want1:  # float sums: each window's from its own values
@@ -298,5 +298,5 @@ def window_moments(
             np.zeros((2, ew), acc), np.zeros(ew, np.int32), np.zeros((6, ew), acc), np.zeros((3, ew), np.int32),
             np.empty(nc, np.int32), smode, outs, flags, coef, acc_stats,
         )
-    named = dict(zip(("n", "empty", "sum", "mean", "var", "std"), outs))
+    named: dict[str, np.ndarray] = dict(zip(("n", "empty", "sum", "mean", "var", "std"), outs))
     return {k: v for k, v in named.items() if want[k]}, int(acc_stats[0])
