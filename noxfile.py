@@ -1,4 +1,4 @@
-"""The CI sessions (``.ci/run`` calls ``nox -s lint tests``): the linter over every Python file the
+"""The CI sessions (``.ci/run`` runs ``lint``, then ``tests-3.11`` and ``tests-3.13`` side by side): the linter over every Python file the
 repository ships, the type checker, and the test suite on the oldest and the newest supported
 Python.  Python 3.13 gets the newest releases of every dependency; 3.11 the same resolver's
 choice for 3.11; ``minimum`` (not part of CI's default: ``nox -s minimum``) installs the oldest
