@@ -1,10 +1,10 @@
-"""The CI sessions (``.ci/run`` runs ``lint``, then ``tests-3.11`` and ``tests-3.13`` side by side): the linter over every Python file the
-repository ships, the type checker, and the test suite on the oldest and the newest supported
-Python.  Python 3.13 gets the newest releases of every dependency; 3.11 the same resolver's
-choice for 3.11; ``minimum`` (not part of CI's default: ``nox -s minimum``) installs the oldest
-releases pyproject allows and runs a quick subset.  Run one locally with ``nox -s tests-3.13`` (pyenv users:
-``PYENV_VERSION=3.11.7:3.13.0``, or whatever ``pyenv versions`` lists, so that both
-``python3.11`` and ``python3.13`` are found)."""
+"""The CI sessions: ``.ci/run`` runs ``lint``, then ``tests-3.11`` and ``tests-3.13`` side by
+side -- the linter over every Python file the repository ships, the type checker, and the test
+suite on the oldest and the newest supported Python.  Python 3.13 gets the newest releases of
+every dependency; 3.11 the same resolver's choice for 3.11.  ``minimum`` (not part of CI:
+``nox -s minimum``) installs the oldest releases pyproject allows and runs a quick subset.  Run
+one locally with ``nox -s tests-3.13`` (pyenv users: ``PYENV_VERSION=3.11.7:3.13.0``, or whatever
+``pyenv versions`` lists, so that both ``python3.11`` and ``python3.13`` are found)."""
 
 from __future__ import annotations
 
