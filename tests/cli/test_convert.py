@@ -51,7 +51,7 @@ def test_geotiff_to_zarr_keeps_values_dims_crs_transform_and_nodata(tmp_path):
 
 def test_a_large_geotiff_is_copied_chunk_by_chunk_in_bounded_memory(tmp_path):
     data, crs, transform = _landsat()
-    big = np.tile(data[0], (8, 12))  # 2048 x 3840 uint8: 7.5 MiB
+    big = np.tile(data[0], (16, 24))  # 4096 x 7680 uint8: 30 MiB, 30 chunks of 1 MiB
     path = tmp_path / "big.tif"
     with rasterio.open(path, "w", driver="GTiff", width=big.shape[1], height=big.shape[0], count=1, dtype="uint8", crs=crs,
                        transform=transform, tiled=True, blockxsize=256, blockysize=256) as dst:
@@ -65,7 +65,7 @@ def test_a_large_geotiff_is_copied_chunk_by_chunk_in_bounded_memory(tmp_path):
     arr = zarr.open_array(tmp_path / "big.zarr", path="data", mode="r")
     assert arr.chunks == (1024, 1024)  # 4 x 4 tiles: 1 MiB
     np.testing.assert_array_equal(arr[...], big)
-    assert peak < big.nbytes / 2, peak
+    assert peak < big.nbytes / 4, peak  # a few chunks in flight (4 MiB measured), not the image
 
 
 def test_plain_tiff_through_tifffile_names_its_axes(tmp_path):
