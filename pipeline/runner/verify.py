@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,8 +55,12 @@ class ArrayReport:
             f"{name}: {self.stored} of {self.chunks} chunks stored and readable, "
             f"{len(self.damaged)} damaged, {len(self.missing)} missing{status}"
         ]
-        out += [f"  damaged {self.array}/{key}: {why}" for key, why in self.damaged]
-        out += [f"  missing {self.array}/{key}" for key in self.missing]
+        out += [f"  damaged {self.array}/{key}: {why}" for key, why in self.damaged[:SHOWN]]
+        if len(self.damaged) > SHOWN:
+            out.append(f"  ... and {len(self.damaged) - SHOWN} more damaged")
+        out += [f"  missing {self.array}/{key}" for key in self.missing[:SHOWN]]
+        if len(self.missing) > SHOWN:
+            out.append(f"  ... and {len(self.missing) - SHOWN} more missing")
         if self.unstored:
             out[0] += f"; {len(self.unstored)} not stored (read as the fill value: an input still arriving, or sparse)"
             out += [f"  not stored {self.array}/{key}" for key in self.unstored[:SHOWN_UNSTORED]]
@@ -67,6 +73,9 @@ class ArrayReport:
 
 #: unstored keys listed by ``verify`` per array
 SHOWN_UNSTORED = 20
+
+#: damaged and missing keys listed by ``verify`` per array (each); the counts are always whole
+SHOWN = 100
 
 
 def _check(arr: Any, coords: tuple[int, ...]) -> str | None:
@@ -83,42 +92,65 @@ def verify_array(path: str, array: str, *, mark: bool = True, workers: int | Non
     state: dict[str, Any] | None = dict(raw) if isinstance(raw, dict) else None
     report = ArrayReport(store=path, array=array, complete=None if state is None else bool(state.get("complete")))
     grid_shape = io.chunk_grid(arr)
-    n = 1
-    for k in grid_shape:
-        n *= k
-    if n > MAX_CHUNKS:  # a hostile zarr.json (shape 2**40 x 2**40) must not build a huge list
+    n = math.prod(grid_shape)
+    if n > MAX_CHUNKS:  # a hostile zarr.json (shape 2**40 x 2**40) must not make a huge walk
         raise OutputError(f"{n:,} chunks in the grid, more than {MAX_CHUNKS:,}; not a pipeline output", where=io.location(path, array))
-    everything = list(itertools.product(*(range(n) for n in grid_shape)))
-    report.chunks = len(everything)
+    report.chunks = n
     stored = io.stored_chunk_keys(arr)
-    keys = {c: io.chunk_key(arr, c) for c in everything}
-    present = [c for c in everything if keys[c] in stored]
 
     grid = state.get("grid") if state else None
     found = None
     local = io.is_local(path)
     if state is not None and local and state.get("fingerprint"):
         found = ledger.find(io.local_path(path), ledger_name(array, state), state["fingerprint"])
-    expected: set[tuple[int, ...]] = set()
-    if state is not None and report.complete:
-        expected = set(everything)
-    elif found is not None and grid:
-        for b in found[0].done():
-            expected.update(ledger.block_chunks(grid, b))
-    report.missing = sorted(keys[c] for c in expected if keys[c] not in stored)
-    if state is None and arr.ndim > 0:  # a scalar (a CF grid mapping such as rioxarray's
-        # spatial_ref: its information is in its attributes) is not stored when it holds its fill value
-        report.unstored = [keys[c] for c in everything if keys[c] not in stored]
+    expected: set[tuple[int, ...]] | None = None  # None: every chunk (a complete output)
+    if state is None or not report.complete:
+        expected = set()
+        if state is not None and found is not None and grid:
+            for b in found[0].done():
+                expected.update(ledger.block_chunks(grid, b))
 
+    bad: list[tuple[int, ...]] = []  # chunks damaged or missing, for the ledger
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        reasons = list(pool.map(lambda c: _check(arr, c), present))
-    report.damaged = sorted((keys[c], why) for c, why in zip(present, reasons) if why is not None)
-    report.stored = len(present) - len(report.damaged)
+        every = itertools.product(*(range(k) for k in grid_shape))
+        while batch := tuple(itertools.islice(every, BATCH)):
+            _walk(arr, batch, stored, expected, state is None and arr.ndim > 0, pool, report, bad)
+    report.damaged.sort()
+    report.missing.sort()
 
     if mark and not report.ok and state is not None and grid and local and state.get("fingerprint"):
-        report.marked = _mark(path, array, state, grid, keys, report)
+        report.marked = _mark(path, array, state, grid, bad)
         report.complete = False
     return report
+
+
+#: chunks checked per batch: ``verify`` holds a batch's keys, never the whole grid's
+BATCH = 4096
+
+
+def _walk(
+    arr: Any, coords: Sequence[tuple[int, ...]], stored: set[str], expected: set[tuple[int, ...]] | None, input_array: bool,
+    pool: ThreadPoolExecutor, report: ArrayReport, bad: list[tuple[int, ...]],
+) -> None:
+    """Check one batch of chunks: decode the stored ones, list the missing (and, for an array
+    not written by pipeline, the unstored) ones."""
+    keys = [io.chunk_key(arr, c) for c in coords]
+    present = [(c, k) for c, k in zip(coords, keys) if k in stored]
+    for c, k in zip(coords, keys):
+        if k in stored:
+            continue
+        if expected is None or c in expected:
+            report.missing.append(k)
+            bad.append(c)
+        elif input_array:  # a scalar (a CF grid mapping such as rioxarray's spatial_ref: its
+            # information is in its attributes) is not stored when it holds its fill value
+            report.unstored.append(k)
+    for (c, k), why in zip(present, pool.map(lambda ck: _check(arr, ck[0]), present)):
+        if why is None:
+            report.stored += 1
+        else:
+            report.damaged.append((k, why))
+            bad.append(c)
 
 
 def ledger_name(array: str, state: dict[str, Any]) -> str:
@@ -146,13 +178,12 @@ def _recover(path: str) -> None:
         open_target(path).recover()
 
 
-def _mark(path: str, array: str, state: dict[str, Any], grid: dict[str, Any], keys: dict, report: ArrayReport) -> int:
-    """Drop the blocks holding bad chunks from the ledger; mark the output incomplete."""
+def _mark(path: str, array: str, state: dict[str, Any], grid: dict[str, Any], bad: Sequence[tuple[int, ...]]) -> int:
+    """Drop the blocks holding the ``bad`` chunks from the ledger; mark the output incomplete."""
     store = io.local_path(path)
     name = ledger_name(array, state)
     safety.check_sidecar(ledger.sidecar(store), [name], {})
-    bad_keys = {k for k, _ in report.damaged} | set(report.missing)
-    bad_blocks = {ledger.chunk_block(grid, c) for c, k in keys.items() if k in bad_keys}
+    bad_blocks = {ledger.chunk_block(grid, c) for c in bad}
     with OutputLock(ledger.sidecar(store) / "lock", io.location(path, array)):
         fp = state["fingerprint"]
         found = ledger.find(store, name, fp)
