@@ -48,6 +48,7 @@ MINIMUM = [
     "crc32c==2.7",
     "xarray==2025.7.0",
     "typer==0.16.0",  # 0.15 fails with click >= 8.2 (make_metavar)
+    "rich==13.7.1",
     "pydantic==2.8.2",
     "pyyaml==6.0.1",
     "numba==0.60.0",
