@@ -70,7 +70,7 @@ class Plan:
     in_chunks: tuple[tuple[int, ...], ...]  #: processing blocks, input coordinates
     out_chunks: tuple[tuple[int, ...], ...]  #: processing blocks, output coordinates
     depth: tuple[int, ...]  #: halo per axis (0 on axes with one block or no window)
-    #: output Zarr shard shape (``output.shards``; a processing block is a shard), None: unsharded
+    #: output Zarr shard shape (``output.shards``; processing blocks nest in shards), None: unsharded
     shards: tuple[int, ...] | None = None
     notes: tuple[str, ...] = field(default=())
     stats: tuple[str, ...] = ("sum",)  #: the reducers, in output order
