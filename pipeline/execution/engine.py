@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -155,14 +155,13 @@ class Context:
             return as_computable(chunked.read(tuple(sl.start // c for sl, c in zip(region, chunked.chunks))))
         return as_computable(sources.read_region(self.checked[name], region))
 
-    def group(self, index: Sequence[int], by_strip: bool) -> int | None:
+    def group(self, index: Sequence[int], by_strip: bool) -> Hashable:
         """The chunk cache a block reads through: one per strip, or one for the whole tile (a
-        tile is never wider than a strip); sharded, strips of whole shard columns."""
-        if not by_strip:
-            return None
+        tile is never wider than a strip); sharded, one per strip of a shard column, whatever
+        the tile (tiles of whole shards may be wider than a strip)."""
         if self.shards is not None:
-            return self.shards.of[-1][index[-1]] // tiling.shard_strip(self.plan, self.strip)
-        return index[-1] // self.strip
+            return self.shards.group(index, self.strip)
+        return index[-1] // self.strip if by_strip else None
 
     def reader(self, blocks: Sequence[tuple[int, ...]], by_strip: bool = True) -> HaloReader | None:
         if not self.fast:

@@ -129,9 +129,19 @@ class Shards:
         """The shard block ``index`` lies in."""
         return tuple(of[k] for of, k in zip(self.of, index))
 
-    def blocks(self, shard: Sequence[int]) -> list[tuple[int, ...]]:
-        """The blocks of ``shard``, row-major."""
-        return list(itertools.product(*(range(f[s], f[s + 1]) for f, s in zip(self.first, shard))))
+    def blocks(self, shard: Sequence[int], strip: int | None = None) -> list[tuple[int, ...]]:
+        """The blocks of ``shard``: row-major, or with ``strip`` in strips of at most ``strip``
+        block columns (:func:`~pipeline.storage.chunkcache.strip_order` within the shard)."""
+        start = [f[s] for f, s in zip(self.first, shard)]
+        local = [f[s + 1] - f[s] for f, s in zip(self.first, shard)]
+        order = strip_order(local, local[-1] if strip is None else strip)
+        return [tuple(a + b for a, b in zip(start, idx)) for idx in order]
+
+    def group(self, index: Sequence[int], strip: int) -> tuple[int, int]:
+        """The chunk cache of block ``index`` when each shard is visited in strips of ``strip``
+        block columns: its shard column and its strip in that shard."""
+        col = self.of[-1][index[-1]]
+        return col, (index[-1] - self.first[-1][col]) // max(1, strip)
 
 
 def shard_grid(plan: Plan) -> Shards | None:
@@ -173,21 +183,23 @@ def whole_shards(plan: Plan, blocks: Sequence[tuple[int, ...]]) -> list[tuple[in
 
 def task_tiles(plan: Plan, strip: int, blocks: Sequence[tuple[int, ...]], threads: int) -> list[list[tuple[int, ...]]]:
     """:func:`tiles` of ``blocks``; for a sharded output, tiles of whole shards (``blocks`` must
-    hold every block of their shards), each shard's blocks row-major."""
+    hold every block of their shards), each shard's blocks in strips (:meth:`Shards.blocks`)."""
     grid = shard_grid(plan)
     if grid is None:
         return tiles(plan.nblocks, strip, blocks, threads)
     nshards, width = task_grid(plan, strip)
     parts = tiles(nshards, width, sorted({grid.shard(idx) for idx in blocks}), threads)
-    return [[b for s in part for b in grid.blocks(s)] for part in parts]
+    return [[b for s in part for b in grid.blocks(s, strip)] for part in parts]
 
 
 def ordered(plan: Plan, strip: int, blocks: Sequence[tuple[int, ...]]) -> list[tuple[int, ...]]:
     """``blocks`` in strip order (:func:`~pipeline.storage.chunkcache.strip_order`); for a
-    sharded output shard by shard in strip order of the shards, each shard's blocks row-major."""
+    sharded output shard by shard in strip order of the shards, each shard's blocks in strips
+    of ``strip`` block columns (:meth:`Shards.blocks`), so that the chunk cache stays as small as
+    unsharded."""
     wanted = set(map(tuple, blocks))
     grid = shard_grid(plan)
     if grid is None:
         return [idx for idx in strip_order(plan.nblocks, strip) if idx in wanted]
-    order = (b for s in strip_order(grid.nshards, shard_strip(plan, strip)) for b in grid.blocks(s))
+    order = (b for s in strip_order(grid.nshards, shard_strip(plan, strip)) for b in grid.blocks(s, strip))
     return [idx for idx in order if idx in wanted]

@@ -120,6 +120,15 @@ def _shard_side(want: int, chunk: int, m: int, ax: int) -> int:
     return min(want, -(-m // chunk) * chunk)
 
 
+def shard_bytes(shards: Sequence[int], itemsizes: Sequence[int]) -> int:
+    """The memory a sharded output adds to a task: one shard's values of every statistic (the
+    buffers its blocks are copied into) and twice one statistic's shard, what zarr holds while
+    it encodes the shard object whole (its chunks encoded, then joined; measured 1.9x for
+    incompressible float64, zarr 3.1)."""
+    pixels = math.prod(shards)
+    return pixels * (sum(itemsizes) + 2 * max(itemsizes))
+
+
 @dataclass(frozen=True)
 class Grid:
     storage_chunks: tuple[int, ...]
