@@ -21,7 +21,9 @@ A worker killed mid-run loses its tasks; dask.distributed runs them again elsewh
 is recorded only after its chunks are written, so the output is the same.
 
 Where blocks lie and how they are cut into tiles is :mod:`pipeline.execution.tiling` (re-exported here);
-blocks are written through the run's output target (:mod:`pipeline.storage.targets`).
+blocks are written through the run's output target (:mod:`pipeline.storage.targets`).  A sharded
+output's tiles hold whole shards, and its blocks are copied into their shard, which is written
+once, whole, with its last block (:mod:`pipeline.execution.assemble`).
 
 Plans the chunk path does not cover (periodic boundaries, inputs broadcast to the plan's shape)
 compute each block from the lazy ``map_overlap`` result (:func:`pipeline.kernels.ops.build`) culled to that

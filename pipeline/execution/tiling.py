@@ -1,6 +1,7 @@
 """Where the engine's blocks lie and how they are grouped: each output block's region in the
 output and (with its halo) in the inputs, the width of the vertical strips the chunk cache
-follows, and the tiles (runs of blocks of one strip) sent to a session's workers.  Pure: no I/O.
+follows, and the tiles (runs of blocks of one strip) sent to a session's workers; for a sharded
+output, the shards the blocks nest in and tiles of whole shards.  Pure: no I/O.
 """
 
 from __future__ import annotations
