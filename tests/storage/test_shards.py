@@ -355,3 +355,24 @@ def test_memory_per_task_stays_near_the_unsharded(tmp_path):
     assert arr.shards == (512, 512)
     ref = ndimage.correlate((valid == 0).astype(np.int64), np.ones((5, 5), np.int64), mode="constant", cval=0)
     np.testing.assert_array_equal(arr[...], ref)
+
+
+def test_validate_says_the_memory_per_task_of_a_sharded_plan(tmp_path):
+    """A virtual 16384² uint16 pair (metadata only) in 2048² chunks, ``a - b``, a 5 x 5 sum
+    (int32): sharded 8192² the memory per task is the unsharded block's plus the shard's int32
+    values (256 MiB) and twice them for zarr's encoding: 768 MiB more; far under the shard
+    computed as one block (the plan with 8192² chunks, unsharded)."""
+    import re
+
+    g = zarr.open_group(tmp_path / "in.zarr", mode="w")
+    for name in "ab":
+        g.create_array(name, shape=(16384, 16384), chunks=(2048, 2048), dtype="uint16")
+    mib = {}
+    for name, output, chunks in (("plain", {}, "auto"), ("sharded", {"shards": 8192}, "auto"), ("whole", {}, 8192)):
+        cfg = write_cfg(tmp_path, f"{name}.zarr", output, op="a - b", window={"size": 5}, compute={"chunks": chunks, "workers": 1})
+        res = cli.invoke(app, ["validate", str(cfg)])
+        assert res.exit_code == 0, res.output
+        value, unit = re.search(r"memory/task:\s+~([\d.]+) (MiB|GiB)", res.output).groups()
+        mib[name] = float(value) * (1024 if unit == "GiB" else 1)
+    assert mib["sharded"] - mib["plain"] == pytest.approx(8192**2 * 4 * 3 / 2**20, abs=0.2)
+    assert mib["sharded"] < mib["whole"] / 2
