@@ -119,7 +119,7 @@ class Assembler:
                 del self.open[shard]
         if complete:
             write_shard(self.output, self.target, sh.region, sh.parts, plan)
-            del sh
+            del sh  # the shard's buffers go before its blocks are recorded
             if record is not None:
                 for b in self.grid.blocks(shard):
                     record(b)
