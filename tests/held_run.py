@@ -1,7 +1,7 @@
 """``pipeline`` (its arguments follow) with a hold for fault tests: ``python tests/held_run.py run cfg``.
 
-With ``PIPELINE_TEST_HOLD_AFTER=N`` in the environment, the block writes after the first N of
-this process wait (before writing anything) until the run's SIGTERM/SIGINT handler has run: a
+With ``PIPELINE_TEST_HOLD_AFTER=N`` in the environment, the block writes (sharded outputs: the
+shard writes) after the first N of this process wait (before writing anything) until the run's SIGTERM/SIGINT handler has run: a
 test can kill or stop the run at any moment up to then and the run can never finish first,
 however fast the machine.  Once the handler has run, the held writes go on (blocks in flight)
 and no new block starts.  Without the variable this is plain ``pipeline``.
@@ -15,12 +15,12 @@ import sys
 import threading
 
 from pipeline.cli.main import app
-from pipeline.execution import engine
+from pipeline.execution import assemble, engine
 
 _stopping = threading.Event()
 _lock = threading.Lock()
 _started = [0]
-_signal, _write = signal.signal, engine.write
+_signal, _write, _write_shard = signal.signal, engine.write, assemble.write_shard
 
 
 def _seen(handler):  # type: ignore[no-untyped-def]
@@ -38,19 +38,23 @@ def _watching_signal(signum, handler):  # type: ignore[no-untyped-def]
     return _signal(signum, handler)
 
 
-def _held_write(*args, **kwargs):  # type: ignore[no-untyped-def]
-    with _lock:
-        _started[0] += 1
-        mine = _started[0]
-    if mine > _HOLD_AFTER:
-        _stopping.wait()
-    return _write(*args, **kwargs)
+def _held(write):  # type: ignore[no-untyped-def]
+    def held(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with _lock:
+            _started[0] += 1
+            mine = _started[0]
+        if mine > _HOLD_AFTER:
+            _stopping.wait()
+        return write(*args, **kwargs)
+
+    return held
 
 
 _HOLD_AFTER = int(os.environ.get("PIPELINE_TEST_HOLD_AFTER", "-1"))
 if _HOLD_AFTER >= 0:
     signal.signal = _watching_signal
-    engine.write = _held_write
+    engine.write = _held(_write)
+    assemble.write_shard = _held(_write_shard)
 
 if __name__ == "__main__":
     sys.argv = ["pipeline", *sys.argv[1:]]

@@ -21,7 +21,9 @@ A worker killed mid-run loses its tasks; dask.distributed runs them again elsewh
 is recorded only after its chunks are written, so the output is the same.
 
 Where blocks lie and how they are cut into tiles is :mod:`pipeline.execution.tiling` (re-exported here);
-blocks are written through the run's output target (:mod:`pipeline.storage.targets`).
+blocks are written through the run's output target (:mod:`pipeline.storage.targets`).  A sharded
+output's tiles hold whole shards, and its blocks are copied into their shard, which is written
+once, whole, with its last block (:mod:`pipeline.execution.assemble`).
 
 Plans the chunk path does not cover (periodic boundaries, inputs broadcast to the plan's shape)
 compute each block from the lazy ``map_overlap`` result (:func:`pipeline.kernels.ops.build`) culled to that
@@ -35,18 +37,20 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.execution import tiling
+from pipeline.execution.assemble import Assembler, value_range
 from pipeline.execution.tiling import INPUT_CACHE_BYTES, TILES_PER_THREAD, block_regions, input_regions, output_region, strip_width, tiles  # noqa: F401 - part of this module's API
 from pipeline.plan.dtypes import as_computable
 from pipeline.plan.planner import Plan
 from pipeline.storage import io, sources, targets, zarrchunks
-from pipeline.storage.chunkcache import HaloReader, strip_order
+from pipeline.storage.chunkcache import HaloReader
 
 if TYPE_CHECKING:
     from pipeline.execution.prepared import Prepared
@@ -71,33 +75,6 @@ IN_FLIGHT = 2
 # the block function and the tile loop
 
 
-#: NaN-skipping reductions (numpy >= 2.5's stubs accept ``ufunc.reduce`` only with ``out=``: typed loosely)
-_FMIN: Any = np.fmin.reduce
-_FMAX: Any = np.fmax.reduce
-
-
-def _range(block: np.ndarray, fill: Any = None) -> tuple[Any, Any]:
-    """The block's min and max over its results: NaN and the fill value (windows without a
-    valid pixel) excluded; (None, None) when nothing is left.  One pass each (``fmin``/``fmax``
-    skip NaN); the values are copied without the fill only when the fill is an extreme."""
-    if block.size == 0:
-        return None, None
-    if block.dtype.kind == "f":
-        lo, hi = _FMIN(block, axis=None), _FMAX(block, axis=None)
-        if lo != lo:  # all NaN
-            return None, None
-    else:
-        lo, hi = block.min(), block.max()
-    if fill is not None and fill == fill and (lo == fill or hi == fill):
-        block = block[block != fill]
-        if block.dtype.kind == "f":
-            block = block[~np.isnan(block)]
-        if block.size == 0:
-            return None, None
-        lo, hi = block.min(), block.max()
-    return lo.item(), hi.item()
-
-
 def write(
     output: targets.OutputTarget, target: Any, record: Record | None, index: tuple[int, ...], region: tuple[slice, ...],
     block: np.ndarray, plan: Plan,
@@ -109,14 +86,14 @@ def write(
         parts = _ops().unpack(plan, block)
         for st in plan.stats:
             output.write_block(target[st], region, parts[st])
-        ranges = {st: _range(parts[st], plan.fill_values.get(st)) for st in plan.stats}
+        ranges = {st: value_range(parts[st], plan.fill_values.get(st)) for st in plan.stats}
         if record is not None:
             record(index)
         return {st: r[0] for st, r in ranges.items()}, {st: r[1] for st, r in ranges.items()}
     output.write_block(target, region, block)
     if record is not None:
         record(index)
-    return _range(block, plan.fill_values.get(plan.stats[0]))
+    return value_range(block, plan.fill_values.get(plan.stats[0]))
 
 
 @dataclass
@@ -164,6 +141,8 @@ class Context:
         self.target = self.output.writer(job.target)
         self.chunks = {n: sources.storage_chunks(a) for n, a in prep.arrays.items()}
         self.strip = strip_width(plan, list(self.chunks.values()), [a.dtype.itemsize for a in prep.arrays.values()])
+        self.shards = tiling.shard_grid(plan)  # sharded: blocks assembled into whole shards
+        self.assembler = Assembler(plan, self.output, self.target, self.shards) if self.shards is not None else None
         self.fast = chunk_path(prep)
         if self.fast:
             self.checked = {n: checked_input(prep, n, a) for n, a in prep.arrays.items()}
@@ -178,9 +157,12 @@ class Context:
             return as_computable(chunked.read(tuple(sl.start // c for sl, c in zip(region, chunked.chunks))))
         return as_computable(sources.read_region(self.checked[name], region))
 
-    def group(self, index: Sequence[int], by_strip: bool) -> int | None:
+    def group(self, index: Sequence[int], by_strip: bool) -> Hashable:
         """The chunk cache a block reads through: one per strip, or one for the whole tile (a
-        tile is never wider than a strip)."""
+        tile is never wider than a strip); sharded, one per strip of a shard column, whatever
+        the tile (tiles of whole shards may be wider than a strip)."""
+        if self.shards is not None:
+            return self.shards.group(index, self.strip)
         return index[-1] // self.strip if by_strip else None
 
     def reader(self, blocks: Sequence[tuple[int, ...]], by_strip: bool = True) -> HaloReader | None:
@@ -205,6 +187,8 @@ class Context:
         else:
             extra = (0,) if plan.multi else ()
             block = np.asarray(self.result.blocks[tuple(index) + extra].compute(scheduler="synchronous"))
+        if self.assembler is not None:  # sharded: written with its shard's last block
+            return self.assembler.add(index, block, record or self.record)
         return write(self.output, self.target, record or self.record, index, output_region(plan, index), block, plan)
 
 
@@ -263,6 +247,8 @@ def run_tile(
             with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pipeline") as pool:
                 _bounded(lambda idx: pool.submit(ctx.block, reader, idx, by_strip, batch), wait, blocks, threads + 1, done)
     finally:
+        if ctx.assembler is not None:
+            ctx.assembler.discard(blocks)  # shards left unfinished by an error
         if batch is not None:
             batch.flush()  # what was written is recorded, also when the tile stops on an error
     return len(blocks), tally.lo, tally.hi
@@ -343,7 +329,7 @@ def prime(job: Job) -> int:
     first = next(iter(block_regions(ctx.plan)))[0]
     reader = ctx.reader([first])
     if reader is not None:  # ctx.fast
-        _ops().compute_block(ctx.plan, reader.read(input_regions(ctx.plan, first), group=first[-1] // ctx.strip), first)
+        _ops().compute_block(ctx.plan, reader.read(input_regions(ctx.plan, first), group=ctx.group(first, True)), first)
     return os.getpid()
 
 
@@ -380,17 +366,15 @@ def execute(
     """Compute and write the output blocks ``blocks`` (default: all) on ``session``; see the
     module docstring.  Returns (blocks written, min, max)."""
     plan = prep.plan
-    todo = [idx for idx, _ in block_regions(plan)] if blocks is None else [tuple(b) for b in blocks]
+    todo = [idx for idx, _ in block_regions(plan)] if blocks is None else tiling.whole_shards(plan, [tuple(b) for b in blocks])
     job = Job(prep, target, record, uuid.uuid4().hex)
     tally = Tally(len(todo), progress)
     if session.executor is None:  # threads / synchronous: here, one tile, a cache per strip
         ctx = Context(job)
-        wanted = set(todo)
-        ordered = [idx for idx in strip_order(plan.nblocks, ctx.strip) if idx in wanted]
-        run_tile(ctx, ordered, session.threads, lambda lo, hi: tally.add(lo, hi, n=1))
+        run_tile(ctx, tiling.ordered(plan, ctx.strip, todo), session.threads, lambda lo, hi: tally.add(lo, hi, n=1))
         return len(todo), tally.lo, tally.hi
     strip = strip_width(plan, [sources.storage_chunks(a) for a in prep.arrays.values()], [a.dtype.itemsize for a in prep.arrays.values()])
-    parts = tiles(plan.nblocks, strip, todo, session.threads)
+    parts = tiling.task_tiles(plan, strip, todo, session.threads)
     if len(parts) > 1 and getattr(session, "prime_seconds", None) is not None:
         _prime_workers(session, job)
     _bounded(

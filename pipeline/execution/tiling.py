@@ -1,6 +1,7 @@
 """Where the engine's blocks lie and how they are grouped: each output block's region in the
 output and (with its halo) in the inputs, the width of the vertical strips the chunk cache
-follows, and the tiles (runs of blocks of one strip) sent to a session's workers.  Pure: no I/O.
+follows, and the tiles (runs of blocks of one strip) sent to a session's workers; for a sharded
+output, the shards the blocks nest in and tiles of whole shards.  Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -104,3 +106,101 @@ def tiles(nblocks: Sequence[int], strip: int, blocks: Sequence[tuple[int, ...]],
         row = int(np.ravel_multi_index(idx[:-1], lead)) if lead else 0
         out.setdefault((idx[-1] // width, row // height), []).append(idx)
     return list(out.values())
+
+
+# --------------------------------------------------------------------------------------------
+# sharded outputs: tasks of whole shards, a shard's blocks row-major
+
+
+@dataclass(frozen=True)
+class Shards:
+    """How the processing blocks nest in the output's shards (``output.shards``): per axis, each
+    block's shard and each shard's first block.  A last block merged with a narrow tail (see
+    :func:`pipeline.plan.grid.plan_grid`) belongs to the shard it starts in, whose region then
+    reaches the image's end: a shard here is a run of whole Zarr shards, written at once."""
+
+    of: tuple[tuple[int, ...], ...]  #: per axis, per block: its shard
+    first: tuple[tuple[int, ...], ...]  #: per axis, per shard: its first block, then the block count
+
+    @property
+    def nshards(self) -> tuple[int, ...]:
+        return tuple(len(f) - 1 for f in self.first)
+
+    def shard(self, index: Sequence[int]) -> tuple[int, ...]:
+        """The shard block ``index`` lies in."""
+        return tuple(of[k] for of, k in zip(self.of, index))
+
+    def blocks(self, shard: Sequence[int], strip: int | None = None) -> list[tuple[int, ...]]:
+        """The blocks of ``shard``: row-major, or with ``strip`` in strips of at most ``strip``
+        block columns (:func:`~pipeline.storage.chunkcache.strip_order` within the shard)."""
+        start = [f[s] for f, s in zip(self.first, shard)]
+        local = [f[s + 1] - f[s] for f, s in zip(self.first, shard)]
+        order = strip_order(local, local[-1] if strip is None else strip)
+        return [tuple(a + b for a, b in zip(start, idx)) for idx in order]
+
+    def group(self, index: Sequence[int], strip: int) -> tuple[int, int]:
+        """The chunk cache of block ``index`` when each shard is visited in strips of ``strip``
+        block columns: its shard column and its strip in that shard."""
+        col = self.of[-1][index[-1]]
+        return col, (index[-1] - self.first[-1][col]) // max(1, strip)
+
+
+def shard_grid(plan: Plan) -> Shards | None:
+    """The blocks' shards (None: an unsharded output)."""
+    if plan.shards is None:
+        return None
+    of, first = [], []
+    for chunks, side in zip(plan.out_chunks, plan.shards):
+        starts = np.cumsum((0,) + tuple(chunks))[:-1]
+        ids = tuple(int(s) // side for s in starts)
+        of.append(ids)
+        first.append(tuple(k for k in range(len(ids)) if k == 0 or ids[k] != ids[k - 1]) + (len(ids),))
+    return Shards(tuple(of), tuple(first))
+
+
+def shard_strip(plan: Plan, strip: int) -> int:
+    """Shard columns per strip: the whole shard columns within ``strip`` block columns (at least one)."""
+    assert plan.shards is not None
+    return max(1, strip // max(1, plan.shards[-1] // plan.storage_chunks[-1]))
+
+
+def task_grid(plan: Plan, strip: int) -> tuple[tuple[int, ...], int]:
+    """The grid tasks are cut from (:func:`tiles`, :func:`tile_count`) and its strip width: the
+    blocks, or the shards of a sharded output (every shard in one task)."""
+    if plan.shards is None:
+        return plan.nblocks, strip
+    grid = shard_grid(plan)
+    assert grid is not None
+    return grid.nshards, shard_strip(plan, strip)
+
+
+def whole_shards(plan: Plan, blocks: Sequence[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """``blocks`` with every other block of their shards (row-major; unsharded: ``blocks``)."""
+    grid = shard_grid(plan)
+    if grid is None:
+        return list(blocks)
+    return sorted({b for s in {grid.shard(idx) for idx in blocks} for b in grid.blocks(s)})
+
+
+def task_tiles(plan: Plan, strip: int, blocks: Sequence[tuple[int, ...]], threads: int) -> list[list[tuple[int, ...]]]:
+    """:func:`tiles` of ``blocks``; for a sharded output, tiles of whole shards (``blocks`` must
+    hold every block of their shards), each shard's blocks in strips (:meth:`Shards.blocks`)."""
+    grid = shard_grid(plan)
+    if grid is None:
+        return tiles(plan.nblocks, strip, blocks, threads)
+    nshards, width = task_grid(plan, strip)
+    parts = tiles(nshards, width, sorted({grid.shard(idx) for idx in blocks}), threads)
+    return [[b for s in part for b in grid.blocks(s, strip)] for part in parts]
+
+
+def ordered(plan: Plan, strip: int, blocks: Sequence[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """``blocks`` in strip order (:func:`~pipeline.storage.chunkcache.strip_order`); for a
+    sharded output shard by shard in strip order of the shards, each shard's blocks in strips
+    of ``strip`` block columns (:meth:`Shards.blocks`), so that the chunk cache stays as small as
+    unsharded."""
+    wanted = set(map(tuple, blocks))
+    grid = shard_grid(plan)
+    if grid is None:
+        return [idx for idx in strip_order(plan.nblocks, strip) if idx in wanted]
+    order = (b for s in strip_order(grid.nshards, shard_strip(plan, strip)) for b in grid.blocks(s, strip))
+    return [idx for idx in order if idx in wanted]

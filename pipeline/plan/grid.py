@@ -120,6 +120,15 @@ def _shard_side(want: int, chunk: int, m: int, ax: int) -> int:
     return min(want, -(-m // chunk) * chunk)
 
 
+def shard_bytes(shards: Sequence[int], itemsizes: Sequence[int]) -> int:
+    """The memory a sharded output adds to a task: one shard's values of every statistic (the
+    buffers its blocks are copied into) and twice one statistic's shard, what zarr holds while
+    it encodes the shard object whole (its chunks encoded, then joined; measured 1.9x for
+    incompressible float64, zarr 3.1)."""
+    pixels = math.prod(shards)
+    return pixels * (sum(itemsizes) + 2 * max(itemsizes))
+
+
 @dataclass(frozen=True)
 class Grid:
     storage_chunks: tuple[int, ...]
@@ -134,9 +143,12 @@ def plan_grid(
     in_shape: tuple[int, ...], out_shape: tuple[int, ...], storage: Sequence[int | None], win: Window,
     requested: Sequence[int | None], bnd: registry.Boundary, shards: int | Sequence[int] | None = None,
 ) -> Grid:
-    """The processing grid: output blocks that are unions of whole output storage chunks (with
-    ``shards``, ``output.shards`` in pixels: the shards, so that one task writes each shard
-    whole), the matching input blocks and the halo per axis; no block narrower than the halo."""
+    """The processing grid: output blocks that are unions of whole output storage chunks, the
+    matching input blocks and the halo per axis; no block narrower than the halo.  With
+    ``shards`` (``output.shards`` in pixels) the blocks are the same and nest in the shards (a
+    shard side is a multiple of the chunk side); :attr:`Grid.shards` keeps the shard sides, and
+    the engine computes a shard in blocks and writes it whole
+    (:mod:`pipeline.execution.assemble`)."""
     sides = requested_shards(shards, win.order)
     notes: list[str] = []
     storage_chunks, in_chunks, out_chunks, depth, shard_sides = [], [], [], [], []
@@ -162,7 +174,7 @@ def plan_grid(
                 notes.append(f"chunk {want} on axis {ax} is narrower than the halo {h}; using {h}")
                 c = min(h, m)
         side = c if sides is None else _shard_side(sides[i], c, m, ax)
-        grid = _axis_grid(m, side, h)
+        grid = _axis_grid(m, c, h)
         storage_chunks.append(c)
         shard_sides.append(side)
         out_chunks.append(grid)

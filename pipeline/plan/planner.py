@@ -9,12 +9,11 @@ user asked for (expression, window, boundary, chunks), :func:`make_plan` decides
 * the processing grid: output blocks that are unions of whole output storage chunks (so every
   write is chunk-aligned), the matching input blocks, and the halo (``depth``) per axis; no block
   is narrower than the halo, so dask never re-chunks behind our back;
-* an estimate of the memory one task needs.
+* an estimate of the memory one task needs (a block's, and a shard's output when sharded).
 
-:func:`make_plan` is a short composition of pure steps, each tested on its own
-(``tests/test_plan.py``): the choices checked against :mod:`pipeline.plan.registry`, the window
-(:mod:`pipeline.plan.window`), the missing pixels and the dtypes (:mod:`pipeline.plan.dtypes`), the grid
-(:mod:`pipeline.plan.grid`).  Nothing here touches zarr or dask.
+:func:`make_plan` is a short composition of pure steps, each tested on its own (``tests/plan/``): the
+choices checked against :mod:`pipeline.plan.registry`, the window (:mod:`pipeline.plan.window`), the
+missing pixels and the dtypes (:mod:`pipeline.plan.dtypes`), the grid (:mod:`pipeline.plan.grid`).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from pipeline.errors import ConfigError, InputError
 from pipeline.expr import Expr, parse_expression
 from pipeline.plan import registry, winplan
 from pipeline.plan.dtypes import plan_dtypes, plan_nodata
-from pipeline.plan.grid import DEFAULT_CHUNK, MAX_AUTO_CHUNK, MAX_BLOCKS, MIN_AUTO_CHUNK, _auto_chunk, _axis_grid, output_shape, plan_grid, requested_chunks  # noqa: F401 - re-exported: the plan's constants and steps
+from pipeline.plan.grid import MAX_AUTO_CHUNK, MAX_BLOCKS, MIN_AUTO_CHUNK, _auto_chunk, _axis_grid, output_shape, plan_grid, requested_chunks, shard_bytes  # noqa: F401 - re-exported
 from pipeline.plan.registry import sum_dtype  # noqa: F401 - the sum's dtype rule, re-exported
 from pipeline.plan.window import MAX_FOOTPRINT, SPATIAL_PAIRS, Window, check_weighted_reducers, disk_footprint, plan_window, spatial_axes, window_axes  # noqa: F401 - re-exported
 
@@ -70,7 +69,7 @@ class Plan:
     in_chunks: tuple[tuple[int, ...], ...]  #: processing blocks, input coordinates
     out_chunks: tuple[tuple[int, ...], ...]  #: processing blocks, output coordinates
     depth: tuple[int, ...]  #: halo per axis (0 on axes with one block or no window)
-    #: output Zarr shard shape (``output.shards``; a processing block is a shard), None: unsharded
+    #: output Zarr shard shape (``output.shards``; processing blocks nest in shards), None: unsharded
     shards: tuple[int, ...] | None = None
     notes: tuple[str, ...] = field(default=())
     stats: tuple[str, ...] = ("sum",)  #: the reducers, in output order
@@ -157,15 +156,19 @@ class Plan:
 
     @property
     def task_bytes(self) -> int:
-        """Estimated peak bytes held by one task (inputs with halo, expression temporaries,
-        prefix sums and the output block)."""
+        """Estimated peak bytes of one task: a block's, and sharded a shard's output (:func:`pipeline.plan.grid.shard_bytes`)."""
+        return self.block_bytes + (shard_bytes(self.shards, [d.itemsize for d in self.out_dtypes.values()]) if self.shards else 0)
+
+    @property
+    def block_bytes(self) -> int:
+        """Estimated peak bytes of one block: inputs with halo, expression temporaries, prefix sums, output."""
         ext = 1
         for ax, chunks in enumerate(self.in_chunks):
             ext *= max(chunks) + 2 * self.depth[ax]
         per_pixel = sum(d.itemsize for d in self.in_dtypes.values())
         per_pixel += 2 * self.expr.dtype.itemsize + 3 * self.acc_dtype.itemsize + self.out_dtype.itemsize
         if self.parts:  # window expressions: every part's statistics, one block at a time
-            return ext * per_pixel + sum(p.task_bytes for p in self.parts.values())
+            return ext * per_pixel + sum(p.block_bytes for p in self.parts.values())
         if not self.plain_sum or self.missing_possible:
             # general path: padded copy, missing mask, valid counts, float64 temporaries, every output
             per_pixel += self.expr.dtype.itemsize + 1 + 4 + 3 * 8

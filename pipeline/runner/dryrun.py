@@ -113,7 +113,7 @@ def work(prep: Any, threads: int | None) -> str:
     plan = prep.plan
     blocks = math.prod(plan.nblocks)
     strip = tiling.strip_width(plan, [sources.storage_chunks(a) for a in prep.arrays.values()], [a.dtype.itemsize for a in prep.arrays.values()])
-    tasks = tiling.tile_count(plan.nblocks, strip, threads or 1)
+    tasks = tiling.tile_count(*tiling.task_grid(plan, strip), threads or 1)  # sharded: tasks of whole shards
     on = f"on {threads} threads" if threads else "per worker thread"
     chunks = math.prod(-(-n // c) for n, c in zip(plan.out_shape, plan.object_shape)) * len(plan.stats)
     if io.is_local(prep.config.output.path):

@@ -22,7 +22,7 @@ from typing import Any
 
 from pipeline.config.load import Config
 from pipeline.errors import LockedError, OutputError, WriteError
-from pipeline.execution import engine, sessions
+from pipeline.execution import engine, sessions, tiling
 from pipeline.execution.engine import block_regions, input_regions, strip_width  # noqa: F401 - part of this module's API
 from pipeline.execution.prepared import Prepared  # noqa: F401 - part of this module's API
 from pipeline.runner import repaired, resume
@@ -344,8 +344,13 @@ class _LockedRun:
         return handles
 
     def todo(self) -> list[tuple[int, ...]]:
-        """The blocks left to compute (counting the others as skipped)."""
-        todo = [b for b in self.all_blocks if b not in self.done]
+        """The blocks left to compute (counting the others as skipped); sharded, every block of
+        a shard with any block left (a shard is written whole)."""
+        todo = tiling.whole_shards(self.prep.plan, [b for b in self.all_blocks if b not in self.done])
+        again = self.done & set(todo)  # recorded blocks of a shard to rewrite
+        if again:
+            self.led.drop(again)
+            self.done -= again
         self.result.skipped = len(self.all_blocks) - len(todo)
         return todo
 

@@ -229,9 +229,10 @@ def test_force_does_not_replace_an_output_of_another_config(small, tmp_path):
 
 @pytest.mark.parametrize("dtype", ["int32", "float64"])
 def test_block_range_skips_nan_and_the_fill(dtype):
-    """engine._range against the masked reference: NaN and the fill value excluded, None when
-    nothing is left, also when the fill is the block's own extreme."""
-    from pipeline.execution.engine import _range
+    """assemble.value_range (a block's range, as engine.write gives it) against the masked
+    reference: NaN and the fill value excluded, None when nothing is left, also when the fill is
+    the block's own extreme."""
+    from pipeline.execution.assemble import value_range
 
     rng = np.random.default_rng(3)
     for trial in range(40):
@@ -245,4 +246,4 @@ def test_block_range_skips_nan_and_the_fill(dtype):
         if fill is not None and fill == fill:
             keep = keep[keep != fill]
         want = (None, None) if keep.size == 0 else (keep.min().item(), keep.max().item())
-        assert _range(b, fill) == want
+        assert value_range(b, fill) == want
