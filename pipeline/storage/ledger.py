@@ -61,9 +61,9 @@ def _name(index: Sequence[int]) -> str:
     return ".".join(str(int(i)) for i in index)
 
 
-def _parse(name: str) -> tuple[int, ...] | None:
+def _parse(name: str | bytes) -> tuple[int, ...] | None:
     try:
-        return tuple(int(x) for x in name.split("."))
+        return tuple(map(int, name.split(".") if isinstance(name, str) else name.split(b".")))
     except ValueError:
         return None  # a temp file or a stray
 
@@ -79,8 +79,11 @@ def _is_record(name: str) -> bool:
 def _lines(data: bytes) -> list[tuple[int, ...]]:
     """The blocks of a record file: each line ended by ``\\n`` that parses; the last piece (empty,
     or a line torn by a crash) and unparsable lines are ignored."""
-    found = (_parse(line.decode("latin-1")) for line in data.split(b"\n")[:-1])
-    return [idx for idx in found if idx is not None]
+    lines = data.split(b"\n")[:-1]
+    try:
+        return [tuple(map(int, line.split(b"."))) for line in lines]
+    except ValueError:  # a line that is not a block: parsed one by one
+        return [idx for idx in map(_parse, lines) if idx is not None]
 
 
 class TaskRecorder(Protocol):
@@ -192,28 +195,28 @@ class Ledger:
         tmp.write_text(json.dumps({"fingerprint": self.fp, **grid}))
         os.replace(tmp, self.root / "grid.json")
 
-    def records(self) -> dict[Path, list[tuple[int, ...]]]:
-        """Each record file and its blocks (an earlier version's empty file: its one block)."""
+    def records(self) -> dict[str, list[tuple[int, ...]]]:
+        """Each record file's name and its blocks (an earlier version's empty file: its block)."""
         try:
             names = os.listdir(self.done_dir)
         except FileNotFoundError:
             return {}
-        out: dict[Path, list[tuple[int, ...]]] = {}
+        out: dict[str, list[tuple[int, ...]]] = {}
         for name in names:
-            path = self.done_dir / name
             if _is_record(name):
                 with contextlib.suppress(FileNotFoundError):  # replaced by a concurrent drop
-                    out[path] = _lines(path.read_bytes())
+                    with open(os.path.join(self.done_dir, name), "rb") as f:
+                        out[name] = _lines(f.read())
             elif (index := _parse(name)) is not None:
-                out[path] = [index]
+                out[name] = [index]
         return out
 
     def done(self) -> set[tuple[int, ...]]:
         return {idx for blocks in self.records().values() for idx in blocks}
 
-    def add(self, blocks: Iterable[Sequence[int]], replacing: Path | None = None) -> None:
+    def add(self, blocks: Iterable[Sequence[int]], replacing: str | None = None) -> None:
         """Record ``blocks`` in one record file, written whole (a temp file, then ``os.replace``);
-        with ``replacing``, that record is removed first (a crash in between loses records, which
+        with ``replacing`` (a record's name), that record is removed first (a crash in between loses records, which
         only recomputes their blocks, and never keeps a block that was dropped)."""
         todo = list(blocks)
         tmp = self.done_dir / f".{uuid.uuid4().hex}.tmp"  # neither a record nor a block name
@@ -221,7 +224,7 @@ class Ledger:
             tmp.write_text("".join(f"{_name(b)}\n" for b in todo), encoding="ascii")
         if replacing is not None:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(replacing)
+                os.unlink(self.done_dir / replacing)
         if todo:
             os.replace(tmp, self.done_dir / _record_name(todo[0]))
 
@@ -230,9 +233,9 @@ class Ledger:
         gone = {tuple(int(i) for i in idx) for idx in indices}
         if not gone:
             return
-        for path, blocks in self.records().items():
+        for name, blocks in self.records().items():
             if not gone.isdisjoint(blocks):
-                self.add([b for b in blocks if b not in gone], replacing=path)
+                self.add([b for b in blocks if b not in gone], replacing=name)
 
 
 def find(local_store: str | os.PathLike[str], array: str, fp: str | None) -> tuple[Ledger, dict[str, Any]] | None:

@@ -198,3 +198,19 @@ def test_both_ledgers_give_a_task_recorder_and_plain_callables_still_work(tmp_pa
     plain((1, 2))
     plain.close()
     assert seen == [(1, 2)] and ledger.task_recorder(None) is None
+
+
+def test_drop_rewrites_records_and_removes_per_block_files(tmp_path):
+    led = ledger.Ledger(tmp_path / "out.zarr", "result", "0" * 64)
+    led.reset({})
+    (led.done_dir / "t.0.0.0123456789ab.log").write_bytes(b"0.0\n0.1\n0.2\n")
+    (led.done_dir / "t.1.0.0123456789ab.log").write_bytes(b"1.0\n1.1\n")
+    (led.done_dir / "2.0").touch()
+    (led.done_dir / "2.1").touch()
+    led.drop([(0, 1), (2, 0), (5, 5)])
+    names = sorted(os.listdir(led.done_dir))
+    assert "t.0.0.0123456789ab.log" not in names and "t.1.0.0123456789ab.log" in names and "2.0" not in names, names
+    assert len(names) == 3 and not [n for n in names if n.endswith(".tmp")]
+    (new,) = [n for n in names if n.startswith("t.0.0.")]
+    assert (led.done_dir / new).read_bytes() == b"0.0\n0.2\n"
+    assert done_blocks(tmp_path / "out.zarr") == led.done() == {(0, 0), (0, 2), (1, 0), (1, 1), (2, 1)}
