@@ -121,7 +121,7 @@ def work(prep: Any, threads: int | None, mode: str | None = None) -> str:
     if not io.is_local(prep.config.output.path):  # pipeline.storage.urlledger
         records = f"about {tasks:,} ledger records (one per task and per {urlledger.FLUSH_S:.0f} s of a long task)"
     elif mode in ("threads", "synchronous"):  # pipeline.storage.ledger: one tile, one record file
-        records = f"1 ledger record (a {mode} run is one task)"
+        records = f"1 ledger record (the {mode} scheduler records the whole run in one)"
     else:
         records = f"{tasks:,} ledger records (one per task)"
     kind = "shard" if plan.shards else "chunk"
