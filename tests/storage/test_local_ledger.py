@@ -94,6 +94,32 @@ def test_kill9_leaves_one_record_per_task_and_the_resume_computes_exactly_the_re
     assert chunk_bytes(out) == ref
 
 
+def test_kill9_of_a_process_pool_leaves_at_most_one_record_per_task(work):
+    """Workers forked from tests/held_run.py hold their writes after their first 10 each, so
+    the run cannot finish before the kill (the driver and its workers, one process group)."""
+    tmp, out, ref = work
+    cfg = write_config(tmp, "out.zarr", compute={"chunks": 12, "workers": 2, "scheduler": "processes"})
+    tasks = int(re.search(r"([\d,]+) ledger records \(one per task\)", cli.invoke(app, ["validate", str(cfg)]).output).group(1))
+    env = {**os.environ, "PIPELINE_TEST_HOLD_AFTER": "10", "DASK_MULTIPROCESSING__CONTEXT": "fork"}
+    proc = subprocess.Popen([sys.executable, str(HELD_RUN), "run", "-q", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+    t0 = time.monotonic()
+    while n_done(out) < 10:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < 120, "timed out"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    first = record_files(out)
+    before = done_blocks(out)
+    assert 1 <= len(first) <= min(tasks, len(before)) and 10 <= len(before) <= 20, (len(first), tasks, len(before))
+    res = runconfig.run(cfg)
+    assert (res.skipped, res.computed) == (len(before), 121 - len(before))
+    lines = [ln for p in record_files(out) if p not in first for ln in p.read_bytes().splitlines()]
+    assert len(lines) == 121 - len(before) and done_blocks(out) == ALL  # the resume recorded exactly the rest
+    assert chunk_bytes(out) == ref
+
+
 def test_a_torn_last_line_and_garbage_are_ignored(work):
     tmp, out, ref = work
     cfg = write_config(tmp, "out.zarr", compute={"chunks": 12, "workers": 1})
