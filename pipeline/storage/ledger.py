@@ -215,9 +215,9 @@ class Ledger:
         return {idx for blocks in self.records().values() for idx in blocks}
 
     def add(self, blocks: Iterable[Sequence[int]], replacing: str | None = None) -> None:
-        """Record ``blocks`` in one record file, written whole (a temp file, then ``os.replace``);
-        with ``replacing`` (a record's name), that record is removed first (a crash in between loses records, which
-        only recomputes their blocks, and never keeps a block that was dropped)."""
+        """Record ``blocks`` in one record file, written whole (a temp file, then ``os.replace``).
+        With ``replacing`` (a record's name), that record is removed just before: a crash in
+        between loses records, which only recomputes their blocks, never keeps a dropped one."""
         todo = list(blocks)
         tmp = self.done_dir / f".{uuid.uuid4().hex}.tmp"  # neither a record nor a block name
         if todo:
