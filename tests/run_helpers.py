@@ -4,7 +4,7 @@ config that runs it, and the resume ledger's count of done blocks."""
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,27 @@ def done_dir(out: Path) -> Path | None:
     return dirs[0] if dirs else None
 
 
-def n_done(out: Path) -> int:
+def record_files(out: Path) -> list[Path]:
+    """The ledger's record files (``done/t.<i>.<j>.<token>.log``: one per task)."""
     d = done_dir(out)
-    return len(os.listdir(d)) if d is not None else 0
+    return sorted(p for p in d.iterdir() if p.name.startswith("t.") and p.name.endswith(".log")) if d is not None else []
+
+
+def done_blocks(out: Path) -> set[tuple[int, ...]]:
+    """The blocks the ledger records, read as docs/operations.md describes it (not through the
+    ledger's code): each line ``<i>.<j>`` ended by a newline in a record file, and each empty file
+    ``done/<i>.<j>`` (earlier versions); a last line without its newline is not a record."""
+    d = done_dir(out)
+    if d is None:
+        return set()
+    found = {tuple(int(x) for x in p.name.split(".")) for p in d.iterdir() if re.fullmatch(r"\d+\.\d+", p.name)}
+    for p in record_files(out):
+        data = p.read_bytes()
+        for line in data[: data.rfind(b"\n") + 1].splitlines():
+            if re.fullmatch(rb"\d+\.\d+", line):
+                found.add(tuple(int(x) for x in line.split(b".")))
+    return found
+
+
+def n_done(out: Path) -> int:
+    return len(done_blocks(out))

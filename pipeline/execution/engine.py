@@ -49,7 +49,7 @@ from pipeline.execution.assemble import Assembler, value_range
 from pipeline.execution.tiling import INPUT_CACHE_BYTES, TILES_PER_THREAD, block_regions, input_regions, output_region, strip_width, tiles  # noqa: F401 - part of this module's API
 from pipeline.plan.dtypes import as_computable
 from pipeline.plan.planner import Plan
-from pipeline.storage import io, sources, targets, zarrchunks
+from pipeline.storage import io, ledger, sources, targets, zarrchunks
 from pipeline.storage.chunkcache import HaloReader
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from pipeline.execution.sessions import Session
 
 ProgressFn = Callable[[int, int], None]
-Record = Callable[[tuple[int, ...]], None]
+Record = Callable[[tuple[int, ...]], None]  #: a ledger's recorder (one record per task: pipeline.storage.ledger.task_recorder) or any record(index)
 
 def _ops() -> Any:
     """:mod:`pipeline.kernels.ops`, imported on first use: it loads numba (about a second), which
@@ -232,7 +232,7 @@ def run_tile(
     each block.  Returns (blocks, min, max)."""
     reader = ctx.reader(blocks, by_strip)
     tally = Tally(len(blocks), None)
-    batch = Batch(ctx.record) if hasattr(ctx.record, "many") else None
+    record = ledger.task_recorder(ctx.record)  # the ledgers: one record per task
 
     def done(result: tuple[Any, Any]) -> None:
         tally.add(*result)
@@ -242,42 +242,16 @@ def run_tile(
     try:
         if threads <= 1 or len(blocks) <= 1:
             for idx in blocks:
-                done(ctx.block(reader, idx, by_strip, batch))
+                done(ctx.block(reader, idx, by_strip, record))
         else:
             with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pipeline") as pool:
-                _bounded(lambda idx: pool.submit(ctx.block, reader, idx, by_strip, batch), wait, blocks, threads + 1, done)
+                _bounded(lambda idx: pool.submit(ctx.block, reader, idx, by_strip, record), wait, blocks, threads + 1, done)
     finally:
         if ctx.assembler is not None:
             ctx.assembler.discard(blocks)  # shards left unfinished by an error
-        if batch is not None:
-            batch.flush()  # what was written is recorded, also when the tile stops on an error
+        if record is not None:
+            record.close()  # what was written is recorded, also when the tile stops on an error
     return len(blocks), tally.lo, tally.hi
-
-
-class Batch:
-    """The blocks a tile wrote, recorded together (``record.many``): at the tile's end, and
-    every ``record.flush_s`` seconds of a long tile.  Thread-safe."""
-
-    def __init__(self, record: Any) -> None:
-        self.record = record
-        self.blocks: list[tuple[int, ...]] = []
-        self.lock = threading.Lock()
-        self.since = time.monotonic()
-
-    def __call__(self, index: tuple[int, ...]) -> None:
-        with self.lock:
-            self.blocks.append(index)
-            if time.monotonic() - self.since >= self.record.flush_s:
-                self._flush()
-
-    def flush(self) -> None:
-        with self.lock:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self.blocks:
-            self.record.many(self.blocks)
-        self.blocks, self.since = [], time.monotonic()
 
 
 def _bounded(submit: Callable[[Any], Any], wait_first: Callable[..., Any], items: Sequence[Any], limit: int, done: Callable[[Any], None]) -> None:

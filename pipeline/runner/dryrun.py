@@ -50,7 +50,7 @@ def preview(cfg: Config, *, overwrite: bool | None = None) -> Preview:
     path, array = cfg.output.path, cfg.output.array
     where = io.location(path, array)
     blocks = math.prod(prep.plan.nblocks)
-    out.detail += f"; {work(prep, planned_threads(cfg, mode))}"
+    out.detail += f"; {work(prep, planned_threads(cfg, mode), mode)}"
     names = runconfig.output_names(prep.plan, array)
     if not io.is_local(path):
         held = urllock.holder(f"{urlledger.sidecar(path)}/lock", cfg.output.storage_options)
@@ -106,20 +106,24 @@ def planned_threads(cfg: Config, mode: str) -> int | None:
     return None
 
 
-def work(prep: Any, threads: int | None) -> str:
+def work(prep: Any, threads: int | None, mode: str | None = None) -> str:
     """What a whole run of ``prep`` makes, counted from the plan alone (nothing is listed per
     block): its blocks, the tasks (tiles) a process pool or cluster gets, the output chunk
-    (or shard) objects and the ledger records (local: one per block; object storage: one per task)."""
+    (or shard) objects and the ledger records: one per task (local disks: one in all for the
+    ``threads`` and ``synchronous`` schedulers ``mode``, which run one tile; object storage: also
+    one per :data:`~pipeline.storage.urlledger.FLUSH_S` of a long task)."""
     plan = prep.plan
     blocks = math.prod(plan.nblocks)
     strip = tiling.strip_width(plan, [sources.storage_chunks(a) for a in prep.arrays.values()], [a.dtype.itemsize for a in prep.arrays.values()])
     tasks = tiling.tile_count(*tiling.task_grid(plan, strip), threads or 1)  # sharded: tasks of whole shards
     on = f"on {threads} threads" if threads else "per worker thread"
     chunks = math.prod(-(-n // c) for n, c in zip(plan.out_shape, plan.object_shape)) * len(plan.stats)
-    if io.is_local(prep.config.output.path):
-        records = f"{blocks:,} ledger records"
-    else:  # pipeline.storage.urlledger: one record per task, and per FLUSH_S of a long one
+    if not io.is_local(prep.config.output.path):  # pipeline.storage.urlledger
         records = f"about {tasks:,} ledger records (one per task and per {urlledger.FLUSH_S:.0f} s of a long task)"
+    elif mode in ("threads", "synchronous"):  # pipeline.storage.ledger: one tile, one record file
+        records = f"1 ledger record (the {mode} scheduler records the whole run in one)"
+    else:
+        records = f"{tasks:,} ledger records (one per task)"
     kind = "shard" if plan.shards else "chunk"
     return f"{blocks:,} blocks in {tasks:,} tasks {on}, {chunks:,} output {kind} objects, {records}"
 

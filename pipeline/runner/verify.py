@@ -190,9 +190,7 @@ def _mark(path: str, array: str, state: dict[str, Any], grid: dict[str, Any], ba
         if found is None:  # a complete output whose ledger was removed: rebuild it as all done
             led = ledger.Ledger(store, name, fp)
             led.reset(grid)
-            rec = led.recorder
-            for b in itertools.product(*(range(len(e) - 1) for e in grid["edges"])):
-                rec(b)
+            led.add(itertools.product(*(range(len(e) - 1) for e in grid["edges"])))  # one record
         else:
             led = found[0]
         led.drop(bad_blocks)

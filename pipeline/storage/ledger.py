@@ -6,15 +6,20 @@ Layout, for an output store ``out.zarr`` (local paths only)::
       lock                             foreign folder inside the group); the one-writer lock
       <array>/<fingerprint[:16]>/      one ledger per (array, fingerprint)
         grid.json                      fingerprint and block edges (for ``pipeline verify``)
-        done/<i>.<j>                   one empty file per block whose chunks are all written
+        done/t.<i>.<j>.<token>.log     one record file per task: a line ``<i>.<j>`` per block done
+        done/<i>.<j>                   (ledgers of earlier versions: one empty file per block)
         damaged.json                   an unreadable input chunk that stopped a run (pipeline.runner.repaired)
 
-A block's file is created only *after* all its chunks are written (zarr writes each chunk file
-atomically: temp file + rename), so "recorded as done" implies "written".  Creating an empty file
-is atomic, needs no coordinator and works from threads, processes and cluster workers on a shared
-filesystem.  Nothing is ``fsync``-ed: a killed process (``kill -9``, OOM, pre-emption) loses
-nothing that was recorded; a power loss may (the OS may not have flushed chunk data yet) — run
-``pipeline verify`` after one.
+A task (a tile; on the ``threads`` and ``synchronous`` schedulers the whole run is one tile)
+records its blocks in its own record file (:class:`TaskLog`), named after its first block: one
+line per block, appended (``O_APPEND``, one ``write`` per line, the task's threads one at a time)
+only *after* all that block's chunks are written (zarr writes each chunk file atomically: temp
+file + rename), so "recorded as done" implies "written".  A record file is written by one process
+only, so it needs no coordinator on a shared filesystem, and a resume lists about as many files
+as tasks, not one per block.  A reader takes every line ended by ``\\n`` that parses as a block
+index; a torn last line (no ``\\n``) and garbage are ignored.  Nothing is ``fsync``-ed: a killed
+process (``kill -9``, OOM, pre-emption) loses nothing that was recorded; a power loss may (the OS
+may not have flushed chunk data yet) — run ``pipeline verify`` after one.
 
 The fingerprint is a SHA-256 of the resolved config's part that changes the output values
 (:func:`pipeline.runner.resume.fingerprint_config`), the package version, each input's identity (:meth:`pipeline.storage.sources.InputSource.identity`)
@@ -28,10 +33,12 @@ import hashlib
 import json
 import os
 import shutil
+import threading
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pipeline.storage import safety
 
@@ -54,24 +61,109 @@ def _name(index: Sequence[int]) -> str:
     return ".".join(str(int(i)) for i in index)
 
 
-def _parse(name: str) -> tuple[int, ...] | None:
+def _parse(name: str | bytes) -> tuple[int, ...] | None:
     try:
-        return tuple(int(x) for x in name.split("."))
+        return tuple(map(int, name.split(".") if isinstance(name, str) else name.split(b".")))
     except ValueError:
         return None  # a temp file or a stray
 
 
+def _record_name(first: Sequence[int]) -> str:
+    return f"t.{_name(first)}.{uuid.uuid4().hex[:12]}.log"
+
+
+def _is_record(name: str) -> bool:
+    return name.startswith("t.") and name.endswith(".log")
+
+
+def _lines(data: bytes) -> list[tuple[int, ...]]:
+    """The blocks of a record file: each line ended by ``\\n`` that parses; the last piece (empty,
+    or a line torn by a crash) and unparsable lines are ignored."""
+    lines = data.split(b"\n")[:-1]
+    try:
+        return [tuple(map(int, line.split(b"."))) for line in lines]
+    except ValueError:  # a line that is not a block: parsed one by one
+        return [idx for idx in map(_parse, lines) if idx is not None]
+
+
+class TaskRecorder(Protocol):
+    """What a task records its blocks through: ``record(index)`` once each block is written,
+    ``close()`` at the task's end (also when it stops on an error)."""
+
+    def __call__(self, index: Sequence[int]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Recorder(Protocol):
+    """A ledger's recorder (picklable): ``task()`` gives each task its :class:`TaskRecorder`."""
+
+    def task(self) -> TaskRecorder: ...
+
+
+class TaskLog:
+    """One task's record file, appended one line per block (see the module docstring).  The
+    file is opened for each line (``O_APPEND``): a ledger folder removed or replaced mid-run is an
+    error, not lines written into a file nobody will read.  Thread-safe; lives in one process."""
+
+    def __init__(self, done_dir: str) -> None:
+        self.done_dir = done_dir
+        self.path: str | None = None
+        self.lock = threading.Lock()
+
+    def __call__(self, index: Sequence[int]) -> None:
+        line = f"{_name(index)}\n".encode()
+        with self.lock:  # one writer at a time: a short write is never followed by another line
+            if self.path is None:
+                self.path = os.path.join(self.done_dir, _record_name(index))
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                written = os.write(fd, line)
+                if written < len(line):  # a full disk or a file size limit: never append after a torn line
+                    self.path = None
+                    os.write(fd, line[written:])  # raises the cause (or completes the line)
+            finally:
+                os.close(fd)
+
+    def close(self) -> None:
+        """Nothing to do: each line was written (and the file closed) when its block was recorded."""
+
+
+class _Each:
+    """A plain ``record(index)`` callable as a :class:`TaskRecorder`."""
+
+    def __init__(self, record: Any) -> None:
+        self.record = record
+
+    def __call__(self, index: Sequence[int]) -> None:
+        self.record(index)
+
+    def close(self) -> None:
+        """Nothing to do: ``record`` recorded each block."""
+
+
+def task_recorder(record: Any) -> TaskRecorder | None:
+    """The recorder of one task: ``record.task()`` for a ledger's :class:`Recorder`, a plain
+    ``record(index)`` callable (tests, the API) as it is; None for None."""
+    if record is None:
+        return None
+    return record.task() if isinstance(record, Recorder) else _Each(record)
+
+
 @dataclass(frozen=True)
 class BlockRecorder:
-    """``record(index)`` for :func:`pipeline.runner.runconfig.execute`: marks a block done.  Picklable (a
-    path string), so it runs in threads, worker processes or on cluster workers alike."""
+    """The local ledger's :class:`Recorder` (:func:`pipeline.runner.runconfig.execute`):
+    ``task()`` is a task's :class:`TaskLog`; ``record(index)`` a record file of one block.
+    Picklable (a path string), so it runs in threads, worker processes or on cluster workers."""
 
     done_dir: str
 
+    def task(self) -> TaskLog:
+        return TaskLog(self.done_dir)
+
     def __call__(self, index: Sequence[int]) -> None:
-        # an empty file: creating it is atomic, so there is nothing to tear
-        with open(os.path.join(self.done_dir, _name(index)), "wb"):
-            pass
+        self.task()(index)
 
 
 class Ledger:
@@ -103,17 +195,47 @@ class Ledger:
         tmp.write_text(json.dumps({"fingerprint": self.fp, **grid}))
         os.replace(tmp, self.root / "grid.json")
 
-    def done(self) -> set[tuple[int, ...]]:
+    def records(self) -> dict[str, list[tuple[int, ...]]]:
+        """Each record file's name and its blocks (an earlier version's empty file: its block)."""
         try:
             names = os.listdir(self.done_dir)
         except FileNotFoundError:
-            return set()
-        return {i for i in map(_parse, names) if i is not None}
+            return {}
+        out: dict[str, list[tuple[int, ...]]] = {}
+        for name in names:
+            if _is_record(name):
+                with contextlib.suppress(FileNotFoundError):  # replaced by a concurrent drop
+                    with open(os.path.join(self.done_dir, name), "rb") as f:
+                        out[name] = _lines(f.read())
+            elif (index := _parse(name)) is not None:
+                out[name] = [index]
+        return out
+
+    def done(self) -> set[tuple[int, ...]]:
+        return {idx for blocks in self.records().values() for idx in blocks}
+
+    def add(self, blocks: Iterable[Sequence[int]], replacing: str | None = None) -> None:
+        """Record ``blocks`` in one record file, written whole (a temp file, then ``os.replace``).
+        With ``replacing`` (a record's name), that record is removed just before: a crash in
+        between loses records, which only recomputes their blocks, never keeps a dropped one."""
+        todo = list(blocks)
+        tmp = self.done_dir / f".{uuid.uuid4().hex}.tmp"  # neither a record nor a block name
+        if todo:
+            tmp.write_text("".join(f"{_name(b)}\n" for b in todo), encoding="ascii")
+        if replacing is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.done_dir / replacing)
+        if todo:
+            os.replace(tmp, self.done_dir / _record_name(todo[0]))
 
     def drop(self, indices: Iterable[Sequence[int]]) -> None:
-        for index in indices:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.done_dir / _name(index))
+        """Forget blocks: each record holding one is replaced by a record of its other blocks."""
+        gone = {tuple(int(i) for i in idx) for idx in indices}
+        if not gone:
+            return
+        for name, blocks in self.records().items():
+            if not gone.isdisjoint(blocks):
+                self.add([b for b in blocks if b not in gone], replacing=name)
 
 
 def find(local_store: str | os.PathLike[str], array: str, fp: str | None) -> tuple[Ledger, dict[str, Any]] | None:

@@ -1,6 +1,7 @@
 """The resume ledger of an output on object storage (``s3://``, ``gs://``, any fsspec URL).
 
-The same layout and rules as :mod:`pipeline.storage.ledger`, kept beside the output in the same store::
+The same rules as :mod:`pipeline.storage.ledger` (a record per task), kept beside the output in
+the same store::
 
     s3://bucket/out.zarr.pipeline/<array>/<fingerprint[:16]>/grid.json
     s3://bucket/out.zarr.pipeline/<array>/<fingerprint[:16]>/done/t.<i>.<j>.<token>.json
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,17 +61,16 @@ def _is_record(name: str) -> bool:
 
 @dataclass(frozen=True)
 class ObjectRecorder:
-    """``record.many(indices)``: writes one record of blocks done (``record(index)``: a record
-    of one block).  Picklable (a URL and the storage options), so it runs on any worker that
-    can reach the store; the engine collects a task's blocks (:data:`FLUSH_S`)."""
+    """The object-store ledger's recorder: ``task()`` is a task's :class:`TaskBatch`;
+    ``record.many(indices)`` writes one record of blocks done (``record(index)``: a record of one
+    block).  Picklable (a URL and the storage options), so it runs on any worker that can reach
+    the store."""
 
     done_url: str
     storage_options: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def flush_s(self) -> float:
-        """Seconds of a long task between two of its records (:data:`FLUSH_S`)."""
-        return FLUSH_S
+    def task(self) -> TaskBatch:
+        return TaskBatch(self)
 
     def __call__(self, index: Sequence[int]) -> None:
         self.many([index])
@@ -78,6 +80,33 @@ class ObjectRecorder:
             return
         fs, root = _fs(self.done_url, self.storage_options)
         fs.pipe_file(f"{root}/{_record_name(indices)}", json.dumps([[int(i) for i in idx] for idx in indices]).encode())
+
+
+class TaskBatch:
+    """The blocks a task wrote, recorded together (``record.many``): at the task's end
+    (``close()``, also when it stops on an error), and every :data:`FLUSH_S` seconds of a long
+    task.  Thread-safe."""
+
+    def __init__(self, record: ObjectRecorder) -> None:
+        self.record = record
+        self.blocks: list[Sequence[int]] = []
+        self.lock = threading.Lock()
+        self.since = time.monotonic()
+
+    def __call__(self, index: Sequence[int]) -> None:
+        with self.lock:
+            self.blocks.append(index)
+            if time.monotonic() - self.since >= FLUSH_S:
+                self._flush()
+
+    def close(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.blocks:
+            self.record.many(self.blocks)
+        self.blocks, self.since = [], time.monotonic()
 
 
 class Ledger:

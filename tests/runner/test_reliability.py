@@ -21,7 +21,7 @@ import pytest
 import yaml
 import zarr
 from reference import brute_window, brute_window_sum
-from run_helpers import SHAPE, W, done_dir, make_inputs, n_done, write_config  # noqa: F401 - SHAPE: part of the scenario
+from run_helpers import SHAPE, W, done_blocks, done_dir, make_inputs, n_done, write_config  # noqa: F401 - SHAPE: part of the scenario
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
@@ -115,12 +115,13 @@ def assert_recorded_blocks_are_right(out: Path, ref: dict[str, bytes]) -> None:
         return
     grid = json.loads((d.parent / "grid.json").read_text())
     got = chunk_bytes(out)
-    for name in os.listdir(d):
-        for coords in ledger.block_chunks(grid, tuple(int(x) for x in name.split("."))):
+    done = done_blocks(out)
+    for block in done:
+        for coords in ledger.block_chunks(grid, block):
             key = "/".join(map(str, coords))
-            assert got.get(key) == ref[key], f"block {name}: chunk {key} differs from the reference"
+            assert got.get(key) == ref[key], f"block {block}: chunk {key} differs from the reference"
     state = zarr.open_group(out, mode="r", use_consolidated=False)["result"].attrs["pipeline"]
-    assert state["complete"] is False or len(os.listdir(d)) == 121  # complete only when all done
+    assert state["complete"] is False or len(done) == 121  # complete only when all done
 
 
 def assert_complete_and_identical(out: Path, ref: dict[str, bytes]) -> None:

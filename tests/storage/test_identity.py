@@ -15,6 +15,7 @@ import pytest
 import yaml
 import zarr
 from reference import brute_window_sum
+from run_helpers import done_blocks
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
@@ -284,8 +285,7 @@ def damage_and_fail(tmp_path: Path) -> tuple[Path, set[tuple[int, int]]]:
     victim.write_bytes(victim.read_bytes()[:7])
     res = cli.invoke(app, ["run", str(path)])
     assert res.exit_code == 2 and "chunk c/2/2 cannot be read" in res.output, res.output
-    done_dirs = list((tmp_path / "out.zarr.pipeline" / "result").glob("*/done"))
-    done = {tuple(int(x) for x in p.name.split(".")) for p in done_dirs[0].iterdir()}
+    done = done_blocks(tmp_path / "out.zarr")
     assert done, "the run must have finished some blocks before the damaged chunk"
     return path, done
 

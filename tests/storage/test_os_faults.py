@@ -71,9 +71,9 @@ def test_permission_denied_on_the_ledger_names_the_file(root, monkeypatch):
     tmp, refs = root
 
     def refuse(self, index):
-        raise PermissionError(errno.EACCES, "Permission denied", f"{self.done_dir}/{index[0]}.{index[1]}")
+        raise PermissionError(errno.EACCES, "Permission denied", f"{self.done_dir}/t.{index[0]}.{index[1]}.0123456789ab.log")
 
-    monkeypatch.setattr(ledger.BlockRecorder, "__call__", refuse)
+    monkeypatch.setattr(ledger.TaskLog, "__call__", refuse)
     res = CliRunner().invoke(app, ["run", "-q", str(tmp / "A.yaml")])
     assert res.exit_code == 1, res.output
     line = res.output.strip()
