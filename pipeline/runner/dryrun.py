@@ -118,14 +118,18 @@ def work(prep: Any, threads: int | None, mode: str | None = None) -> str:
     tasks = tiling.tile_count(*tiling.task_grid(plan, strip), threads or 1)  # sharded: tasks of whole shards
     on = f"on {threads} threads" if threads else "per worker thread"
     chunks = math.prod(-(-n // c) for n, c in zip(plan.out_shape, plan.object_shape)) * len(plan.stats)
+    one_tile = mode in ("threads", "synchronous")  # the whole run is one tile, in this process
+    if one_tile:
+        tasks = 1
     if not io.is_local(prep.config.output.path):  # pipeline.storage.urlledger
-        records = f"about {tasks:,} ledger records (one per task and per {urlledger.FLUSH_S:.0f} s of a long task)"
-    elif mode in ("threads", "synchronous"):  # pipeline.storage.ledger: one tile, one record file
+        records = f"about {tasks:,} ledger record{'s' if tasks > 1 else ''} (one per task and per {urlledger.FLUSH_S:.0f} s of a long task)"
+    elif one_tile:  # pipeline.storage.ledger: one tile, one record file
         records = f"1 ledger record (the {mode} scheduler records the whole run in one)"
     else:
         records = f"{tasks:,} ledger records (one per task)"
     kind = "shard" if plan.shards else "chunk"
-    return f"{blocks:,} blocks in {tasks:,} tasks {on}, {chunks:,} output {kind} objects, {records}"
+    how = f"in one task {on} (the {mode} scheduler)" if one_tile else f"in {tasks:,} tasks {on}"
+    return f"{blocks:,} blocks {how}, {chunks:,} output {kind} objects, {records}"
 
 
 def exit_code(verdict: str) -> int:
