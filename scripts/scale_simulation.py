@@ -4,8 +4,8 @@ at about half (SIGKILL to the run's process group: the driver and its workers), 
 prints the tasks, the scheduler's time per task, the objects written, the ledger records, the
 resume listing time and the walls.
 
-Usage: ``python scripts/scale_simulation.py [SIDE] [CHUNK] [WORKDIR]`` (default 32768 2048
-scale-sim); a few minutes on a 2-core machine.  The figures feed the extrapolation in
+Usage: ``python scripts/scale_simulation.py [SIDE] [CHUNK] [WORKDIR] [SHARD]`` (default 32768 2048
+scale-sim, unsharded; SHARD: ``output.shards``, e.g. 8192); a few minutes on a 2-core machine.  The figures feed the extrapolation in
 docs/scale.md.
 """
 
@@ -30,7 +30,7 @@ NOOP_TASKS = 2000  #: tasks submitted to measure the scheduler's time per task
 LEDGER = (489, 489)  #: the synthetic ledger whose resume listing is timed: records (tasks) x blocks each (1 Tpix)
 
 
-def make_pair(work: Path, side: int, chunk: int) -> Path:
+def make_pair(work: Path, side: int, chunk: int, shard: int | None = None) -> Path:
     g = zarr.open_group(work / "in.zarr", mode="w")
     for name in ("a", "b"):
         g.create_array(name, shape=(side, side), chunks=(chunk, chunk), dtype="uint16", fill_value=0)
@@ -39,7 +39,7 @@ def make_pair(work: Path, side: int, chunk: int) -> Path:
         "op": "a - b",
         "window": {"size": 5, "reduce": "sum"},
         "compute": {"scheduler": "local-cluster", "workers": 2, "threads_per_worker": 1},
-        "output": {"path": str(work / "out.zarr"), "array": "s"},
+        "output": {"path": str(work / "out.zarr"), "array": "s", **({"shards": shard} if shard else {})},
     }
     path = work / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -106,14 +106,15 @@ def main() -> None:
     side = int(sys.argv[1]) if len(sys.argv) > 1 else 32768
     chunk = int(sys.argv[2]) if len(sys.argv) > 2 else 2048
     work = Path(sys.argv[3] if len(sys.argv) > 3 else "scale-sim").resolve()
+    shard = int(sys.argv[4]) if len(sys.argv) > 4 else None
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    cfg = make_pair(work, side, chunk)
+    cfg = make_pair(work, side, chunk, shard)
     t0 = time.perf_counter()
     prep = prepare(cfg)
     plan_s = time.perf_counter() - t0
     blocks = prep.plan.nblocks[0] * prep.plan.nblocks[1]
-    print(f"pair {side}² ({side * side / 1e9:.2f} Gpix), input chunks {chunk}², output chunks {prep.plan.storage_chunks}")
+    print(f"pair {side}² ({side * side / 1e9:.2f} Gpix), input chunks {chunk}², output chunks {prep.plan.storage_chunks}, shards {prep.plan.shards}")
     print(f"plan: {plan_s:.2f} s; {dryrun.work(prep, 2)}")
     first, killed = run(cfg, kill_at=blocks // 2)
     half = recorded(work / "out.zarr")
