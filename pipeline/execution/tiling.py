@@ -182,6 +182,20 @@ def whole_shards(plan: Plan, blocks: Sequence[tuple[int, ...]]) -> list[tuple[in
     return sorted({b for s in {grid.shard(idx) for idx in blocks} for b in grid.blocks(s)})
 
 
+def standing(plan: Plan, done: set[tuple[int, ...]]) -> int:
+    """How many of the ``done`` blocks a resume keeps: all of them, or for a sharded output
+    those whose shard has every block done (a shard is written whole: :func:`whole_shards`)."""
+    grid = shard_grid(plan)
+    if grid is None:
+        return len(done)
+    per: dict[tuple[int, ...], int] = {}
+    for idx in done:
+        s = grid.shard(idx)
+        per[s] = per.get(s, 0) + 1
+    size = [[f[k + 1] - f[k] for k in range(len(f) - 1)] for f in grid.first]
+    return sum(n for s, n in per.items() if n == math.prod(sz[k] for sz, k in zip(size, s)))
+
+
 def task_tiles(plan: Plan, strip: int, blocks: Sequence[tuple[int, ...]], threads: int) -> list[list[tuple[int, ...]]]:
     """:func:`tiles` of ``blocks``; for a sharded output, tiles of whole shards (``blocks`` must
     hold every block of their shards), each shard's blocks in strips (:meth:`Shards.blocks`)."""

@@ -89,7 +89,7 @@ def preview(cfg: Config, *, overwrite: bool | None = None) -> Preview:
         out.verdict, out.detail = "up-to-date", f"{where} is complete: nothing to compute"
     else:
         found = ledger.find(store, array, fp)
-        done = len(found[0].done()) if found is not None else 0
+        done = tiling.standing(prep.plan, found[0].done()) if found is not None else 0  # sharded: whole shards
         out.verdict, out.detail = "would-resume", f"{where} is partly written: {done} of {blocks} blocks done, {blocks - done} to compute"
     return out
 

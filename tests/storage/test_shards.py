@@ -214,6 +214,8 @@ def test_verify_finds_a_damaged_shard_and_rerun_repairs_it(tmp_path):
     victim.write_bytes(bytes(data))
     res = cli.invoke(app, ["verify", str(out)])
     assert res.exit_code == 1 and "damaged result/c/2/3" in res.output and "1 blocks marked" in res.output, res.output
+    res = cli.invoke(app, ["validate", str(cfg)])  # the dry run counts whole shards too
+    assert "117 of 121 blocks done, 4 to compute" in res.output, res.output
     res = runconfig.run(cfg)  # verify dropped one block of the shard: its 2 x 2 blocks are recomputed
     assert res.status == runconfig.DONE and res.computed == 4, res
     arr = zarr.open_group(out, mode="r")["result"]
