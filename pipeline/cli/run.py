@@ -15,6 +15,7 @@ import typer
 
 from pipeline.cli.common import end_quietly, guard, state
 from pipeline.errors import ExitCode, PipelineError
+from pipeline.execution import interrupts
 
 SchedulerOption = Annotated[
     str | None,
@@ -247,8 +248,12 @@ def _write_records(job: _Batch, records: list[Any], files: _Files, *, dry_run: b
 
 def _interrupt(signum: int, frame: Any) -> None:
     """SIGTERM (what SLURM and systemd send first) stops the run like Ctrl-C: blocks in flight
-    are abandoned, blocks done stay recorded, the lock is released, exit code 4."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    are abandoned, blocks done stay recorded, the lock is released, exit code 4.  While the
+    driver waits on its block tasks the stop is raised there, at a safe point (:mod:`pipeline.execution.interrupts`)."""
+    name = signal.Signals(signum).name
+    if interrupts.defer(name):
+        return
+    raise KeyboardInterrupt(name)
 
 
 def validate(

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.execution import tiling
+from pipeline.execution import interrupts, tiling
 from pipeline.execution.assemble import Assembler, value_range
 from pipeline.execution.tiling import INPUT_CACHE_BYTES, TILES_PER_THREAD, block_regions, input_regions, output_region, strip_width, tiles  # noqa: F401 - part of this module's API
 from pipeline.plan.dtypes import as_computable
@@ -255,25 +255,31 @@ def run_tile(
 
 
 def _bounded(submit: Callable[[Any], Any], wait_first: Callable[..., Any], items: Sequence[Any], limit: int, done: Callable[[Any], None]) -> None:
-    """Submit ``items`` keeping at most ``limit`` pending; ``done(result)`` for each, here."""
+    """Submit ``items`` keeping at most ``limit`` pending; ``done(result)`` for each, here.  A
+    SIGTERM/SIGINT meanwhile is raised between two waits (:mod:`pipeline.execution.interrupts`)."""
     pending: set = set()
-    try:
-        for item in items:
-            pending.add(submit(item))
-            while len(pending) >= limit:
-                finished, pending = wait_first(pending, return_when=FIRST_COMPLETED)
-                pending = set(pending)
-                for f in finished:
-                    done(f.result())
-        while pending:
-            finished, pending = wait_first(pending, return_when=FIRST_COMPLETED)
-            pending = set(pending)
-            for f in finished:
-                done(f.result())
-    except BaseException:
-        for f in pending:
-            f.cancel()
-        raise
+    with interrupts.deferring():
+        try:
+            for item in items:
+                pending.add(submit(item))
+                while len(pending) >= limit:
+                    pending = _next(wait_first, pending, done)
+            while pending:
+                pending = _next(wait_first, pending, done)
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+
+
+def _next(wait_first: Callable[..., Any], pending: set, done: Callable[[Any], None]) -> set:
+    """Wait for a future of ``pending`` (at most :data:`~pipeline.execution.interrupts.POLL_S`),
+    hand the finished ones' results to ``done``, raise a deferred signal; the rest."""
+    finished, rest = wait_first(pending, return_when=FIRST_COMPLETED, timeout=interrupts.POLL_S)
+    for f in finished:
+        done(f.result())
+    interrupts.check()
+    return set(rest)
 
 
 # --------------------------------------------------------------------------------------------

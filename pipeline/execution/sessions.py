@@ -83,16 +83,20 @@ class Session:
             return self.client.submit(fn, *args, pure=False)
         return self.executor.submit(fn, *args)
 
-    def wait(self, futures: Any, return_when: str) -> tuple[set[Any], set[Any]]:
-        """``concurrent.futures.wait`` for this session's futures: (done, not done)."""
+    def wait(self, futures: Any, return_when: str, timeout: float | None = None) -> tuple[set[Any], set[Any]]:
+        """``concurrent.futures.wait`` for this session's futures: (done, not done); after
+        ``timeout`` seconds possibly none done."""
         if self.client is not None:
             from distributed import wait
 
-            done, pending = wait(list(futures), return_when=return_when)
+            try:
+                done, pending = wait(list(futures), timeout=timeout, return_when=return_when)
+            except TimeoutError:  # distributed's wait raises where concurrent.futures returns
+                return {f for f in futures if f.done()}, {f for f in futures if not f.done()}
             return set(done), set(pending)
         from concurrent.futures import wait
 
-        done, pending = wait(futures, return_when=return_when)
+        done, pending = wait(futures, timeout=timeout, return_when=return_when)
         return set(done), set(pending)
 
 
