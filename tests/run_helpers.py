@@ -1,10 +1,16 @@
 """The reliability scenario shared by the runner and batch tests: a 132 x 132 uint8 pair in
 33 x 33 chunks, processed in 12 x 12 blocks (121 blocks: long enough to be stopped midway), the
-config that runs it, and the resume ledger's count of done blocks."""
+config that runs it, the resume ledger's count of done blocks, and a run held so that it can be
+killed midway (tests/held_run.py)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +19,7 @@ import zarr
 
 from pipeline.storage import ledger
 
+HELD_RUN = Path(__file__).resolve().parent / "held_run.py"
 SHAPE = (132, 132)  # processing blocks of 12x12: 11 x 11 = 121 blocks
 W = 5
 
@@ -71,3 +78,28 @@ def done_blocks(out: Path) -> set[tuple[int, ...]]:
 
 def n_done(out: Path) -> int:
     return len(done_blocks(out))
+
+
+def start_held(cfg: Path, hold_after: int, *args: str, env: dict[str, str] | None = None, group: bool = False) -> subprocess.Popen:
+    """``pipeline run -q cfg`` through tests/held_run.py: the block writes after the first
+    ``hold_after`` wait until the run is stopped, so it cannot finish first (``group``: in its
+    own process group, with the workers it starts)."""
+    return subprocess.Popen(
+        [sys.executable, str(HELD_RUN), "run", "-q", *args, str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {}), "PIPELINE_TEST_HOLD_AFTER": str(hold_after)}, start_new_session=group,
+    )
+
+
+def kill_when_done(proc: subprocess.Popen, out: Path, blocks: int, group: bool = False, timeout: float = 120) -> None:
+    """SIGKILL ``proc`` (``group``: its process group) once the ledger of ``out`` records
+    ``blocks`` blocks, and wait for it."""
+    t0 = time.monotonic()
+    while n_done(out) < blocks:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(0.01)
+    if group:
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)

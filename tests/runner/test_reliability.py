@@ -21,7 +21,7 @@ import pytest
 import yaml
 import zarr
 from reference import brute_window, brute_window_sum
-from run_helpers import SHAPE, W, done_blocks, done_dir, make_inputs, n_done, write_config  # noqa: F401 - SHAPE: part of the scenario
+from run_helpers import SHAPE, W, done_blocks, done_dir, make_inputs, n_done, start_held, write_config  # noqa: F401 - SHAPE: part of the scenario
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
@@ -56,17 +56,13 @@ def work(tmp_path, reference):
     return tmp_path, ref
 
 
-HELD_RUN = Path(__file__).resolve().parents[1] / "held_run.py"
-
-
 def start(cfg: Path, *args: str, hold_after: int | None = None) -> subprocess.Popen:
     """``pipeline run -q cfg`` in a subprocess; with ``hold_after``, the blocks after the first
     ``hold_after`` it writes wait until it is stopped (tests/held_run.py): it cannot finish."""
     if hold_after is None:
         return subprocess.Popen([sys.executable, "-m", "pipeline", "run", "-q", *args, str(cfg)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.Popen([sys.executable, str(HELD_RUN), "run", "-q", *args, str(cfg)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PIPELINE_TEST_HOLD_AFTER": str(hold_after)})
+    return start_held(cfg, hold_after, *args)
 
 
 def start_gated(cfg: Path, gate: Path, name: str) -> subprocess.Popen:

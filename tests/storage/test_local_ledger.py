@@ -10,25 +10,20 @@ import os
 import pickle
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 from reference import brute_window_sum
-from run_helpers import W, done_blocks, done_dir, make_inputs, n_done, record_files, write_config
+from run_helpers import W, done_blocks, done_dir, kill_when_done, make_inputs, record_files, start_held, write_config
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.runner import runconfig
 from pipeline.storage import ledger, urlledger
 
-HELD_RUN = Path(__file__).resolve().parents[1] / "held_run.py"
 ALL = {(i, j) for i in range(11) for j in range(11)}  # 132 x 132 in 12 x 12 blocks
 cli = CliRunner()
 
@@ -74,15 +69,7 @@ def interrupted(cfg: Path, after: int) -> None:
 def test_kill9_leaves_one_record_per_task_and_the_resume_computes_exactly_the_rest(work):
     tmp, out, ref = work
     cfg = write_config(tmp, "out.zarr")  # threads: the whole run is one task
-    proc = subprocess.Popen([sys.executable, str(HELD_RUN), "run", "-q", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PIPELINE_TEST_HOLD_AFTER": "20"})
-    t0 = time.monotonic()
-    while n_done(out) < 10:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() - t0 < 120, "timed out"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    kill_when_done(start_held(cfg, 20), out, 10)
     (first,) = record_files(out)
     before = done_blocks(out)
     assert 10 <= len(before) <= 20  # the writes after the first 20 wait: a kill -9 never releases them
@@ -100,16 +87,8 @@ def test_kill9_of_a_process_pool_leaves_at_most_one_record_per_task(work):
     tmp, out, ref = work
     cfg = write_config(tmp, "out.zarr", compute={"chunks": 12, "workers": 2, "scheduler": "processes"})
     tasks = int(re.search(r"([\d,]+) ledger records \(one per task\)", cli.invoke(app, ["validate", str(cfg)]).output).group(1))
-    env = {**os.environ, "PIPELINE_TEST_HOLD_AFTER": "10", "DASK_MULTIPROCESSING__CONTEXT": "fork"}
-    proc = subprocess.Popen([sys.executable, str(HELD_RUN), "run", "-q", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, start_new_session=True)
-    t0 = time.monotonic()
-    while n_done(out) < 10:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() - t0 < 120, "timed out"
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
+    proc = start_held(cfg, 10, env={"DASK_MULTIPROCESSING__CONTEXT": "fork"}, group=True)
+    kill_when_done(proc, out, 10, group=True)
     first = record_files(out)
     before = done_blocks(out)
     assert 1 <= len(first) <= min(tasks, len(before)) and 10 <= len(before) <= 20, (len(first), tasks, len(before))
